@@ -1,0 +1,1 @@
+"""synack: a phone-like network stack for MicroPython boards."""

@@ -1,0 +1,1 @@
+"""AT protocol: sans-I/O parser and command engine, plus blocking and asyncio drivers."""

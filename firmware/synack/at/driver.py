@@ -1,0 +1,145 @@
+"""Thin I/O drivers that move bytes between a UART-like object and the AT engine.
+
+A UART-like object has ``write(bytes)``, ``readinto(buf)`` and either ``any()``
+(machine.UART) or ``in_waiting`` (pyserial). ``Channel`` is the blocking driver;
+at/aio.py has the asyncio one. Both share ``_Pump``: read what is available, feed the
+engine, write what the engine wants written. All waiting is bounded by the command's
+timeout.
+"""
+
+import time
+
+from micropython import const
+
+from .engine import Engine
+from .parser import Parser
+
+_CHUNK = const(256)
+# After a timeout the modem may still answer the old command; wait until the line has
+# been quiet this long after a fresh "AT" -> "OK" before trusting replies again.
+_RESYNC_QUIET_MS = const(100)
+_RESYNC_TIMEOUT_MS = const(2000)
+
+
+class _Pump:
+    def __init__(self, uart, parser=None, engine=None):
+        self.uart = uart
+        self.engine = engine or Engine(parser or Parser())
+        self._chunk = bytearray(_CHUNK)
+        self._mv = memoryview(self._chunk)
+        self._any = getattr(uart, "any", None)
+        self.needs_resync = False
+        self.rx_bytes = 0
+        self.tx_bytes = 0
+
+    def _available(self):
+        if self._any is not None:
+            return self._any()
+        return self.uart.in_waiting
+
+    def pump(self):
+        """One non-blocking round of I/O; returns the number of bytes received."""
+        out = self.engine.take_output()
+        if out is not None:
+            self._write(out)
+        n = self._available()
+        if not n:
+            return 0
+        if n > _CHUNK:
+            n = _CHUNK
+        got = self.uart.readinto(self._mv[:n])
+        if not got:
+            return 0
+        self.rx_bytes += got
+        self.engine.receive(self._mv[:got])
+        out = self.engine.take_output()
+        if out is not None:
+            self._write(out)
+        return got
+
+    def _write(self, data):
+        mv = memoryview(data)
+        while len(mv):
+            n = self.uart.write(mv)
+            if n is None:  # some UARTs return None when nothing could be queued
+                n = 0
+            self.tx_bytes += n
+            mv = mv[n:]
+
+    def _advance(self):
+        """Pump until idle; True once the command in flight is done. Raises the
+        CommandTimeout when it expires (checked even while bytes keep arriving)."""
+        eng = self.engine
+        while True:
+            got = self.pump()
+            if eng.done:
+                return True
+            if eng.expired():
+                self.needs_resync = True
+                raise eng.abort()
+            if not got:
+                return False
+
+    def _begin(self, cmd, prefix, payload, timeout_ms):
+        self._write(self.engine.begin(cmd, prefix, payload, timeout_ms))
+
+    def _discard_input(self):
+        while True:
+            n = self._available()
+            if not n:
+                return
+            self.uart.readinto(self._mv[:min(n, _CHUNK)])
+
+
+class Channel(_Pump):
+    """Blocking AT channel: ``command()`` sends one command and waits for its reply."""
+
+    def __init__(self, uart, parser=None, engine=None, poll_ms=1):
+        super().__init__(uart, parser, engine)
+        self.poll_ms = poll_ms
+
+    def command(self, cmd, prefix=None, payload=None, timeout_ms=5000):
+        """Send ``cmd`` and return its Reply; raise CommandError / CommandTimeout."""
+        if self.needs_resync:
+            self.resync()
+        self._begin(cmd, prefix, payload, timeout_ms)
+        while not self._advance():
+            time.sleep_ms(self.poll_ms)
+        return self.engine.finish()
+
+    def wait_for(self, predicate, timeout_ms):
+        """Process input (URCs) until ``predicate()`` is true; False on timeout.
+        With a predicate that is never true this is a bounded idle poll."""
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while not predicate():
+            if not self.pump():
+                if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                    return predicate()
+                time.sleep_ms(self.poll_ms)
+        return True
+
+    def poll(self, timeout_ms=0):
+        """Process incoming URCs for up to ``timeout_ms`` while no command runs."""
+        self.wait_for(_never, timeout_ms)
+
+    def resync(self):
+        """Re-pair commands and replies after a timeout: drop stale input, send ``AT``,
+        then wait until the line is quiet so a late OK of the old command cannot be
+        taken as the answer to the next one."""
+        self.needs_resync = False
+        self._discard_input()
+        self.engine.parser.reset()
+        self.command(b"AT", timeout_ms=_RESYNC_TIMEOUT_MS)
+        deadline = time.ticks_add(time.ticks_ms(), _RESYNC_TIMEOUT_MS)
+        quiet_since = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), quiet_since) < _RESYNC_QUIET_MS:
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                return
+            if self.pump():
+                quiet_since = time.ticks_ms()
+            else:
+                time.sleep_ms(self.poll_ms)
+
+
+def _never():
+    return False

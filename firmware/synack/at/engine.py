@@ -1,0 +1,221 @@
+"""AT command engine, sans-I/O: one command in flight, URCs dispatched as they arrive.
+
+The engine sits on the parser and knows what the command in flight is waiting for. It
+produces the bytes to write (``begin()`` and, after a ``>`` prompt, ``take_output()``)
+and consumes received bytes (``receive()``); a driver (at/driver.py) moves the bytes
+between it and a UART. Nothing here blocks or sleeps, so the same engine runs under the
+blocking driver, under asyncio, and in tests fed one byte at a time.
+
+Rules:
+- A URC is handed to its handler the moment it is parsed, also in the middle of a
+  command's reply; it never becomes part of that reply. Handlers must only record
+  state (set a flag, fire a TCP event): they run inside ``receive()``.
+- Echo (``AT+CSQ`` coming back while echo is on) is dropped.
+- A reply line without the command's expected prefix is counted as unexpected and
+  dropped, so line noise cannot be mistaken for an answer.
+- A final result or payload when no command is in flight (a late reply to a command
+  that already timed out) is counted and dropped.
+"""
+
+import time
+
+from micropython import const
+
+from .errors import CommandError, CommandTimeout
+from .parser import FINAL, LINE, NOISE, PAYLOAD, PROMPT, URC
+
+_IDLE = const(0)
+_WAIT_PROMPT = const(1)   # command sent, payload waiting for the ">" prompt
+_WAIT_FINAL = const(2)    # waiting for the final result code
+_DONE = const(3)          # final result received, not yet collected by finish()
+
+
+class Reply:
+    """What a command returned: its information lines and an optional payload."""
+
+    __slots__ = ("lines", "payload")
+
+    def __init__(self, lines, payload):
+        self.lines = lines
+        self.payload = payload
+
+    def line(self, prefix):
+        """The first line starting with ``prefix`` (bytes), or None."""
+        for ln in self.lines:
+            if ln.startswith(prefix):
+                return ln
+        return None
+
+
+class Engine:
+    def __init__(self, parser, success=(b"OK",)):
+        self.parser = parser
+        self.success = success
+        self._handlers = []
+        self._state = _IDLE
+        self.command = None
+        self._prefix = None
+        self._payload_out = None
+        self._lines = []
+        self._payload_in = None
+        self._result = None
+        self._other = []   # unprefixed lines seen during the command (error context)
+        self._deadline = 0
+        self._timeout_ms = 0
+        # Diagnostics counters.
+        self.noise = 0
+        self.unexpected = 0
+        self.urcs = 0
+
+    # -- URC handlers ----------------------------------------------------------
+    def on_urc(self, prefix, handler):
+        """Call ``handler(line)`` for every URC line that starts with ``prefix``."""
+        self._handlers.append((prefix, handler))
+
+    def _dispatch(self, line):
+        self.urcs += 1
+        for prefix, handler in self._handlers:
+            if line.startswith(prefix):
+                handler(line)
+                return
+        self.unexpected += 1
+
+    # -- command lifecycle -----------------------------------------------------
+    @property
+    def busy(self):
+        return self._state != _IDLE
+
+    def begin(self, command, prefix=None, payload=None, timeout_ms=5000, now=None):
+        """Start ``command`` (bytes, without CR); returns the bytes to write.
+
+        ``prefix``: the information-line prefix this command answers with (b"+CSQ:").
+        ``payload``: raw bytes to send after the ``>`` prompt (AT+CIPSEND).
+        """
+        if self._state != _IDLE:
+            raise RuntimeError("AT command in flight: " + self.command.decode())
+        self.command = command
+        self._prefix = prefix
+        self._payload_out = payload
+        self._lines = []
+        self._other = []
+        self._payload_in = None
+        self._result = None
+        self._timeout_ms = timeout_ms
+        self._deadline = time.ticks_add(time.ticks_ms() if now is None else now, timeout_ms)
+        self.parser.response_prefix = prefix
+        self._state = _WAIT_PROMPT if payload is not None else _WAIT_FINAL
+        return command + b"\r"
+
+    def receive(self, data):
+        """Feed received bytes and process every complete event.
+        Returns the number of bytes taken (all of them unless the parser is full
+        of an incomplete payload, which cannot happen with reads ≤ max_payload)."""
+        taken = 0
+        while taken < len(data):
+            n = self.parser.feed(data[taken:] if taken else data)
+            taken += n
+            self._drain()
+            if n == 0:
+                break
+        return taken
+
+    def _drain(self):
+        parser = self.parser
+        while True:
+            ev = parser.next_event()
+            if ev is None:
+                return
+            kind, value = ev
+            if kind == URC:
+                self._dispatch(value)
+            elif kind == LINE:
+                self._on_line(value)
+            elif kind == FINAL:
+                if self._state == _WAIT_FINAL or self._state == _WAIT_PROMPT:
+                    self._result = value
+                    self._state = _DONE
+                    parser.response_prefix = None
+                else:
+                    self.unexpected += 1
+            elif kind == PROMPT:
+                if self._state == _WAIT_PROMPT:
+                    self._state = _WAIT_FINAL
+                else:
+                    self.unexpected += 1
+            elif kind == PAYLOAD:
+                if self._state == _WAIT_FINAL:
+                    self._payload_in = value
+                else:
+                    self.unexpected += 1
+            elif kind == NOISE:
+                self.noise += len(value)
+
+    def _on_line(self, line):
+        if self._state == _IDLE or self._state == _DONE:
+            # Not an answer to anything: boot banners, echo of a timed-out command.
+            self.unexpected += 1
+            return
+        if line == self.command or line[:2] in (b"AT", b"at"):
+            return  # echo
+        if self._prefix is None or line.startswith(self._prefix):
+            self._lines.append(line)
+        else:
+            # e.g. "+IP ERROR: No data" before ERROR: kept (bounded) to explain errors.
+            self.unexpected += 1
+            if len(self._other) < 4:
+                self._other.append(line)
+
+    def take_output(self):
+        """Bytes the driver must write now (the payload, once the prompt arrived)."""
+        if self._payload_out is not None and self._state != _WAIT_PROMPT:
+            out = self._payload_out
+            self._payload_out = None
+            return out
+        return None
+
+    @property
+    def done(self):
+        return self._state == _DONE
+
+    def expired(self, now=None):
+        if self._state in (_IDLE, _DONE):
+            return False
+        now = time.ticks_ms() if now is None else now
+        return time.ticks_diff(now, self._deadline) >= 0
+
+    def finish(self):
+        """Collect the reply of a finished command, or raise CommandError."""
+        if self._state != _DONE:
+            raise RuntimeError("AT command not finished")
+        result = self._result
+        reply = Reply(self._lines, self._payload_in)
+        other = self._other
+        command = self.command
+        self._reset_command()
+        if result in self.success:
+            return reply
+        raise CommandError(command, result, reply.lines + other)
+
+    def abort(self):
+        """Give up on the command in flight: forget partial input; returns the
+        CommandTimeout to raise. The next command should re-sync (see driver)."""
+        detail = ""
+        if self.parser.in_payload():
+            detail = "payload cut short, %d bytes buffered" % self.parser.buffered()
+        elif self._state == _WAIT_PROMPT:
+            detail = "no '>' prompt"
+        err = CommandTimeout(self.command or b"", self._timeout_ms, detail)
+        self.parser.reset()
+        self._reset_command()
+        return err
+
+    def _reset_command(self):
+        self._state = _IDLE
+        self.command = None
+        self._prefix = None
+        self._payload_out = None
+        self._lines = []
+        self._other = []
+        self._payload_in = None
+        self._result = None
+        self.parser.response_prefix = None

@@ -1,0 +1,216 @@
+"""Sans-I/O AT response parser: bytes in, events out.
+
+Feed it whatever the UART delivered (any fragmentation) with ``feed()``, then call
+``next_event()`` until it returns ``None`` (needs more data). Events are tuples whose
+first item is the kind:
+
+- ``(LINE, line)``     an information response line (``+CSQ: 20,99``, ``SIMCOM_SIM7600``)
+- ``(FINAL, line)``    a final result code: ``OK``, ``ERROR``, ``+CME ERROR: 10`` ...
+- ``(URC, line)``      an unsolicited result code, recognised by the dialect's prefix table
+- ``(PROMPT, None)``   the data prompt (``>`` on SIMCom/Quectel, ``@`` on u-blox)
+- ``(PAYLOAD, data)``  the raw bytes announced by a length-framed line such as
+                       ``+CIPRXGET: 2,<link>,<n>,<rest>``; exactly n bytes, any values
+- ``(NOISE, data)``    bytes that cannot be a line (control bytes, over-long line); the
+                       parser drops them and resynchronises at the next line end
+
+The parser never touches a UART. The engine above it tells it which response prefix
+the command in flight expects (``response_prefix``): a line with that prefix is a reply
+even when the same prefix is also a URC (``+CIPCLOSE:`` answers ``AT+CIPCLOSE?`` but is
+also sent unsolicited after ``AT+CIPCLOSE=n``).
+
+Memory is bounded: one preallocated buffer of ``max_line + max_payload`` bytes.
+``feed()`` takes as much as fits and returns the count; drain events, then feed the rest.
+"""
+
+from micropython import const
+
+LINE = const(1)
+FINAL = const(2)
+URC = const(3)
+PROMPT = const(4)
+PAYLOAD = const(5)
+NOISE = const(6)
+
+KIND_NAMES = ("", "LINE", "FINAL", "URC", "PROMPT", "PAYLOAD", "NOISE")
+
+_CR = const(13)
+_LF = const(10)
+_SPACE = const(32)
+
+# 3GPP TS 27.007 / V.250 final result codes (verbose form).
+FINAL_EXACT = (b"OK", b"ERROR", b"NO CARRIER", b"BUSY", b"NO ANSWER", b"NO DIALTONE")
+FINAL_PREFIXES = (b"+CME ERROR:", b"+CMS ERROR:", b"CONNECT")
+
+
+def _is_text(line):
+    # Response lines are printable ASCII; anything else is line noise (a modem
+    # rebooting, a baud-rate mismatch, bytes of a payload we lost track of).
+    for b in line:
+        if b < 32 and b != 9:
+            return False
+        if b > 126:
+            return False
+    return True
+
+
+class Parser:
+    """Incremental AT response parser. See the module docstring for the events."""
+
+    def __init__(self, urcs=(), framed=(), prompt=b">", extra_finals=(),
+                 max_line=256, max_payload=1536):
+        # urcs: tuple of line prefixes that are unsolicited result codes.
+        # framed: tuple of (prefix, field) pairs; a line starting with prefix announces
+        #   a payload whose length is the field-th comma-separated value after it.
+        self.urcs = urcs
+        self.framed = framed
+        self.prompt = prompt[0]
+        self.extra_finals = extra_finals
+        self.max_line = max_line
+        self.max_payload = max_payload
+        self.response_prefix = None
+        self._buf = bytearray(max_line + max_payload)
+        self._mv = memoryview(self._buf)
+        self._start = 0   # first unconsumed byte
+        self._end = 0     # one past the last fed byte
+        self._want = 0    # payload bytes still to deliver as one PAYLOAD event
+        self._skip_lf = False  # the previous line ended in CR; drop one LF that follows
+
+    # -- input -------------------------------------------------------------------
+    def feed(self, data):
+        """Append bytes; returns how many were taken (less than len(data) when full)."""
+        free = len(self._buf) - self._end
+        if free < len(data) and self._start:
+            self._compact()
+            free = len(self._buf) - self._end
+        n = min(free, len(data))
+        if n:
+            self._buf[self._end:self._end + n] = data[:n] if n < len(data) else data
+            self._end += n
+        return n
+
+    def buffered(self):
+        """Bytes received but not yet turned into events."""
+        return self._end - self._start
+
+    def in_payload(self):
+        """True while a length-framed payload is still incomplete."""
+        return self._want > 0
+
+    def reset(self):
+        """Forget partial input (after a timeout or a modem reboot)."""
+        self._start = self._end = 0
+        self._want = 0
+        self._skip_lf = False
+        self.response_prefix = None
+
+    def _compact(self):
+        n = self._end - self._start
+        if n:
+            self._buf[0:n] = self._mv[self._start:self._end]
+        self._start = 0
+        self._end = n
+
+    # -- output ------------------------------------------------------------------
+    def next_event(self):
+        """Return the next event tuple, or None when more input is needed."""
+        buf = self._buf
+        i = self._start
+        end = self._end
+        if self._skip_lf and i < end:
+            if buf[i] == _LF:
+                i += 1
+            self._skip_lf = False
+        if self._want:
+            if end - i < self._want:
+                self._start = i
+                return None
+            j = i + self._want
+            self._want = 0
+            self._start = j
+            return (PAYLOAD, bytes(self._mv[i:j]))
+        # Line mode: skip the CR/LF (and stray spaces) that separate lines.
+        while i < end and buf[i] in b"\r\n ":
+            i += 1
+        self._start = i
+        if i >= end:
+            self._start = self._end = 0
+            return None
+        if buf[i] == self.prompt:
+            # "> " is not line-terminated: it is recognised at the start of a line.
+            i += 1
+            if i < end and buf[i] == _SPACE:
+                i += 1
+            self._start = i
+            return (PROMPT, None)
+        cr = buf.find(b"\r", i, end)
+        lf = buf.find(b"\n", i, end)
+        if cr < 0 or (0 <= lf < cr):
+            cr = lf
+        if cr < 0:
+            if end - i >= self.max_line:
+                self._start = end
+                return (NOISE, bytes(self._mv[i:end]))
+            return None
+        line = bytes(self._mv[i:cr])
+        i = cr + 1
+        if buf[cr] == _CR:
+            if i < end:
+                if buf[i] == _LF:
+                    i += 1
+            else:
+                self._skip_lf = True
+        self._start = i
+        return self._classify(line)
+
+    def _classify(self, line):
+        if len(line) > self.max_line or not _is_text(line):
+            return (NOISE, line)
+        if line in FINAL_EXACT or line in self.extra_finals:
+            return (FINAL, line)
+        for p in FINAL_PREFIXES:
+            if line.startswith(p):
+                return (FINAL, line)
+        for prefix, field in self.framed:
+            if line.startswith(prefix):
+                n = _field_int(line, len(prefix), field)
+                if n < 0 or n > self.max_payload:
+                    return (NOISE, line)
+                self._want = n
+                return (LINE, line)
+        rp = self.response_prefix
+        if rp is not None and line.startswith(rp):
+            return (LINE, line)
+        for p in self.urcs:
+            if line.startswith(p):
+                return (URC, line)
+        return (LINE, line)
+
+
+def _field_int(line, start, index):
+    """The index-th comma-separated integer after line[start:], or -1 if malformed."""
+    parts = line[start:].split(b",")
+    if index >= len(parts):
+        return -1
+    try:
+        return int(parts[index].strip())
+    except ValueError:
+        return -1
+
+
+def fields(line, prefix_len):
+    """Split the parameters after a ``+XXX: `` prefix into a list of bytes values,
+    honouring double quotes (a comma inside quotes does not split; quotes are removed)."""
+    out = []
+    cur = bytearray()
+    quoted = False
+    for i in range(prefix_len, len(line)):
+        c = line[i]
+        if c == 34:  # '"'
+            quoted = not quoted
+        elif c == 44 and not quoted:  # ','
+            out.append(bytes(cur).strip())
+            cur = bytearray()
+        else:
+            cur.append(c)
+    out.append(bytes(cur).strip())
+    return out

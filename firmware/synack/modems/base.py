@@ -1,0 +1,139 @@
+"""What every 3GPP TS 27.007 modem shares: bring-up errors, SIM, signal, registration.
+
+Dialect modules (sim7600.py, later bg96.py, sara_r4.py ...) call these helpers with their
+AT channel and add their own socket commands.
+"""
+
+import time
+
+from micropython import const
+
+from ..at.errors import CommandError, CommandTimeout, ModemError
+from ..at.parser import fields
+
+# +CREG/+CGREG/+CEREG <stat> values.
+REG_NOT_SEARCHING = const(0)
+REG_HOME = const(1)
+REG_SEARCHING = const(2)
+REG_DENIED = const(3)
+REG_UNKNOWN = const(4)
+REG_ROAMING = const(5)
+REG_NAMES = ("not registered", "registered (home)", "searching", "registration denied",
+             "unknown", "registered (roaming)")
+
+_CME_SIM_NOT_INSERTED = const(10)
+_CME_SIM_PIN = const(11)
+_CME_SIM_BUSY = const(14)
+
+
+class BringUpError(ModemError):
+    """The modem could not be brought online; the subclass says which step failed."""
+
+
+class ModemNotResponding(BringUpError):
+    pass
+
+
+class NoSIM(BringUpError):
+    pass
+
+
+class SIMLocked(BringUpError):
+    pass
+
+
+class NotRegistered(BringUpError):
+    def __init__(self, stat, msg=None):
+        self.stat = stat
+        super().__init__(msg or "not registered on the network: +CREG/+CEREG stat %d (%s)"
+                         % (stat, REG_NAMES[stat] if 0 <= stat < len(REG_NAMES) else "?"))
+
+
+class RegistrationDenied(NotRegistered):
+    pass
+
+
+class PDPError(BringUpError):
+    pass
+
+
+def sync(at, attempts=10, timeout_ms=500):
+    """Send ``AT`` until the modem answers (it may still be booting or autobauding)."""
+    for _ in range(attempts):
+        try:
+            at.command(b"AT", timeout_ms=timeout_ms)
+            return
+        except CommandTimeout:
+            pass
+    raise ModemNotResponding("modem does not answer AT (%d attempts of %d ms): check "
+                             "power, wiring (TX/RX crossed?) and baud rate"
+                             % (attempts, timeout_ms))
+
+
+def check_sim(at, pin=None, timeout_ms=10000):
+    """Make sure the SIM is present and unlocked; enter ``pin`` if it asks for one."""
+    deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+    while True:
+        try:
+            status = fields(at.command(b"AT+CPIN?", b"+CPIN:").lines[0], 6)[0]
+        except CommandError as e:
+            if e.code == _CME_SIM_NOT_INSERTED:
+                raise NoSIM("no SIM card: " + str(e))
+            if e.code == _CME_SIM_BUSY and time.ticks_diff(deadline, time.ticks_ms()) > 0:
+                time.sleep_ms(500)
+                continue
+            raise NoSIM("SIM not usable: " + str(e))
+        except IndexError:
+            raise NoSIM("AT+CPIN? gave no +CPIN line")
+        if status == b"READY":
+            return
+        if status == b"SIM PIN" and pin:
+            at.command(b'AT+CPIN="' + pin.encode() + b'"', timeout_ms=5000)
+            pin = None  # never retry a PIN: three wrong ones lock the SIM (PUK)
+            continue
+        raise SIMLocked("SIM is locked: +CPIN: %s%s" % (
+            status.decode(), "" if status != b"SIM PIN" else " (give the PIN in the config)"))
+
+
+def signal_dbm(at):
+    """Signal strength from AT+CSQ in dBm (-113 .. -51), or None if unknown."""
+    rssi = int(fields(at.command(b"AT+CSQ", b"+CSQ:").lines[0], 5)[0])
+    if rssi == 99:
+        return None
+    return -113 + 2 * rssi
+
+
+def registration(at):
+    """The best registration state of circuit (+CREG) and EPS (+CEREG) domains."""
+    best = REG_NOT_SEARCHING
+    for cmd, prefix in ((b"AT+CEREG?", b"+CEREG:"), (b"AT+CREG?", b"+CREG:")):
+        try:
+            line = at.command(cmd, prefix).lines[0]
+        except (CommandError, IndexError):
+            continue
+        stat = int(fields(line, len(prefix))[1])
+        if stat in (REG_HOME, REG_ROAMING):
+            return stat
+        if stat == REG_DENIED or best == REG_NOT_SEARCHING:
+            best = stat
+    return best
+
+
+def wait_registered(at, timeout_ms=60000, poll_ms=1000):
+    """Poll registration until home or roaming; raise on denial or timeout."""
+    deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+    while True:
+        stat = registration(at)
+        if stat in (REG_HOME, REG_ROAMING):
+            return stat
+        if stat == REG_DENIED:
+            raise RegistrationDenied(stat, "network registration denied (+CEREG stat 3): "
+                                     "SIM not provisioned for this network, or barred")
+        if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            raise NotRegistered(stat)
+        at.poll(poll_ms)
+
+
+def parse_ints(line, prefix_len):
+    """``+CIPOPEN: 0,1`` -> [0, 1] (prefix_len = len(b"+CIPOPEN:"))."""
+    return [int(f) for f in fields(line, prefix_len)]

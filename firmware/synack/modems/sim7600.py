@@ -1,0 +1,332 @@
+"""SIMCom SIM7600 (also SIM7500/SIM7800; A76xx are close): bring-up and TCP sockets.
+
+Non-transparent mode with manual receive (AT+CIPRXGET=1): received data stays in the
+modem until read with ``AT+CIPRXGET=2,<link>,<max>``, which answers with a length-framed
+binary payload. Ten links (0-9). The data URC ``+CIPRXGET: 1,<link>`` can be lost on a
+busy UART, so a reader that hears nothing still polls the modem every ``poll_ms``.
+
+The modem is a socket *backend* for synack.socket: ``connect/send/recv_into/close`` take
+the synack socket and report the TCP lifecycle on its ``tcp`` Connection.
+"""
+
+import errno
+import time
+
+from micropython import const
+
+from .. import tcp
+from ..at.driver import Channel
+from ..at.errors import CommandError
+from ..at.parser import Parser, fields
+from . import base
+
+LINKS = const(10)
+MAX_SEND = const(1500)
+MAX_READ = const(1500)
+_CMD_MS = const(5000)
+_SEND_MS = const(10000)
+_CLOSE_MS = const(15000)
+_NETOPEN_MS = const(75000)   # manual: +NETOPEN may take up to 75 s (reference)
+_CONNECT_MS = const(130000)  # CIPOPEN gives up by itself after ~120 s
+_DNS_MS = const(30000)
+
+URCS = (b"+CIPRXGET: 1,", b"+IPCLOSE:", b"+CIPEVENT:", b"+CIPOPEN:", b"+CIPCLOSE:",
+        b"+CIPSEND:", b"+NETOPEN:", b"+NETCLOSE:", b"RDY", b"+CPIN:", b"SMS DONE",
+        b"PB DONE", b"+CREG:", b"+CGREG:", b"+CEREG:")
+FRAMED = ((b"+CIPRXGET: 2,", 1),)
+
+# +CIPOPEN <err> -> (errno, text). 1 is what a refused or reset connection gives.
+_OPEN_ERRORS = {
+    1: (errno.ECONNREFUSED, "network failure (refused or reset by peer)"),
+    2: (errno.EHOSTUNREACH, "network not opened (AT+NETOPEN)"),
+    3: (errno.EINVAL, "wrong parameter"),
+    4: (errno.EADDRINUSE, "operation not supported (link in use)"),
+    10: (errno.ETIMEDOUT, "timeout"),
+    11: (errno.EHOSTUNREACH, "DNS lookup failed"),
+}
+
+
+class Link:
+    """What the modem told us about one of its links (updated by URC handlers)."""
+
+    __slots__ = ("tcp", "rx_pending", "peer_closed", "open_err", "close_err", "sent")
+
+    def __init__(self, conn):
+        self.tcp = conn
+        self.rx_pending = False
+        self.peer_closed = False
+        self.open_err = None
+        self.close_err = None
+        self.sent = None
+
+
+def _ints(line, prefix_len):
+    return [int(f) for f in fields(line, prefix_len)]
+
+
+class SIM7600:
+    """A SIM7600 on a UART-like object. ``start()`` brings it online; then it serves
+    as the backend of synack.socket (``synack.socket.use(modem)``)."""
+
+    name = "sim7600"
+
+    def __init__(self, uart, apn="", pin=None, poll_ms=500, channel=None):
+        self.at = channel or Channel(uart, Parser(urcs=URCS, framed=FRAMED,
+                                                  max_payload=MAX_READ))
+        self.apn = apn
+        self.pin = pin
+        self.poll_ms = poll_ms
+        self.links = [None] * LINKS
+        self.net_open = False
+        self.reboots = 0
+        self.rssi_dbm = None
+        self._netopen = None
+        on = self.at.engine.on_urc
+        on(b"+CIPRXGET: 1,", self._on_data)
+        on(b"+IPCLOSE:", self._on_ipclose)
+        on(b"+CIPOPEN:", self._on_open)
+        on(b"+CIPCLOSE:", self._on_close)
+        on(b"+CIPSEND:", self._on_sent)
+        on(b"+NETOPEN:", self._on_netopen)
+        on(b"+CIPEVENT:", self._on_network_lost)
+        on(b"+NETCLOSE:", self._on_network_lost)
+        on(b"RDY", self._on_reboot)
+        for informational in (b"+CPIN:", b"SMS DONE", b"PB DONE", b"+C"):
+            on(informational, _ignore)
+
+    # -- URC handlers: record only, never issue commands ------------------------
+    def _link_of(self, line, prefix_len):
+        values = _ints(line, prefix_len)
+        n = values[0]
+        return (self.links[n] if 0 <= n < LINKS else None), values
+
+    def _on_data(self, line):
+        link, _ = self._link_of(line, 13)
+        if link:
+            link.rx_pending = True
+
+    def _on_ipclose(self, line):
+        link, values = self._link_of(line, 9)
+        if link:
+            link.peer_closed = True
+            # reason 1: closed by the peer (its FIN); 0/2: local abort, send timeout.
+            event = tcp.PEER_FIN if values[1] == 1 else tcp.RESET
+            if link.tcp.accepts(event):
+                link.tcp.fire(event)
+
+    def _on_open(self, line):
+        link, values = self._link_of(line, 9)
+        if link and len(values) > 1:
+            link.open_err = values[1]
+
+    def _on_close(self, line):
+        values = _ints(line, 10)
+        if len(values) == 2:  # +CIPCLOSE: <link>,<err>; the 10-value form answers a query
+            link = self.links[values[0]] if 0 <= values[0] < LINKS else None
+            if link:
+                link.close_err = values[1]
+
+    def _on_sent(self, line):
+        link, values = self._link_of(line, 9)
+        if link and len(values) == 3:
+            link.sent = values[2]
+
+    def _on_netopen(self, line):
+        self._netopen = _ints(line, 9)[0]
+
+    def _on_network_lost(self, line):
+        self.net_open = False
+        for link in self.links:
+            if link:
+                link.peer_closed = True
+                if link.tcp.accepts(tcp.RESET):
+                    link.tcp.fire(tcp.RESET)
+
+    def _on_reboot(self, line):
+        self.reboots += 1
+        self._on_network_lost(line)
+
+    # -- bring-up ----------------------------------------------------------------
+    def start(self, register_timeout_ms=60000):
+        """Bring the modem online: AT sync, echo off, SIM, registration, PDP, NETOPEN.
+        Raises a base.BringUpError subclass that names the failing step."""
+        at = self.at
+        base.sync(at)
+        at.command(b"ATE0")
+        at.command(b"AT+CMEE=1")
+        base.check_sim(at, self.pin)
+        self.rssi_dbm = base.signal_dbm(at)
+        base.wait_registered(at, register_timeout_ms)
+        at.command(b'AT+CGDCONT=1,"IP","' + self.apn.encode() + b'"')
+        at.command(b"AT+CIPMODE=0")
+        at.command(b"AT+CIPRXGET=1")
+        self._net_up()
+
+    def _net_up(self):
+        self._netopen = None
+        try:
+            self.at.command(b"AT+NETOPEN", timeout_ms=_CMD_MS)
+        except CommandError as e:
+            if b"already opened" not in b" ".join(e.lines):
+                raise base.PDPError("AT+NETOPEN failed: " + str(e))
+            self.net_open = True
+            return
+        if not self.at.wait_for(self._netopen_known, _NETOPEN_MS):
+            raise base.PDPError("no +NETOPEN within %d s" % (_NETOPEN_MS // 1000))
+        if self._netopen != 0:
+            raise base.PDPError("packet data context failed: +NETOPEN: %d (check the APN "
+                                "%r and the data plan)" % (self._netopen, self.apn))
+        self.net_open = True
+
+    def _netopen_known(self):
+        return self._netopen is not None
+
+    # -- DNS ---------------------------------------------------------------------
+    def getaddrinfo(self, host, port):
+        if _is_ipv4(host):
+            ip = host
+        else:
+            try:
+                line = self.at.command(b'AT+CDNSGIP="' + host.encode() + b'"', b"+CDNSGIP:",
+                                       timeout_ms=_DNS_MS).lines[0]
+                ip = fields(line, 9)[2].decode()
+            except (CommandError, IndexError) as e:
+                raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
+        return [(2, 1, 6, "", (ip, port))]  # AF_INET, SOCK_STREAM, IPPROTO_TCP
+
+    # -- socket backend ----------------------------------------------------------
+    def connect(self, sock, host, port, timeout_ms):
+        n = self._free_link()
+        link = self.links[n] = Link(sock.tcp)
+        sock._handle = n
+        conn = sock.tcp
+        conn.fire(tcp.CONNECT)
+        try:
+            self.at.command(('AT+CIPOPEN=%d,"TCP","%s",%d' % (n, host, port)).encode(),
+                            timeout_ms=_CMD_MS)
+        except CommandError as e:
+            self._release(n, tcp.RESET)
+            raise OSError(errno.EIO, "modem rejected the connect: " + str(e))
+        limit = _CONNECT_MS if timeout_ms is None else timeout_ms
+        if not self.at.wait_for(lambda: link.open_err is not None, limit):
+            self._abort_link(n)
+            self._release(n, tcp.TIMEOUT)
+            raise OSError(errno.ETIMEDOUT, "connect to %s:%d: no +CIPOPEN within %d ms"
+                          % (host, port, limit))
+        if link.open_err != 0:
+            code, text = _OPEN_ERRORS.get(link.open_err, (errno.ECONNABORTED, "error"))
+            self._release(n, tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT)
+            raise OSError(code, "connect to %s:%d failed: +CIPOPEN: %d,%d (%s)"
+                          % (host, port, n, link.open_err, text))
+        conn.fire(tcp.CONNECTED)
+
+    def send(self, sock, data, timeout_ms):
+        """Send up to MAX_SEND bytes of ``data``; returns how many the modem accepted."""
+        n = sock._handle
+        link = self.links[n]
+        if link is None or link.peer_closed or sock.tcp.state != tcp.ESTABLISHED:
+            raise OSError(errno.ENOTCONN, "send on a connection in state " + sock.tcp.state_name)
+        size = min(len(data), MAX_SEND)
+        link.sent = None
+        self.at.command(("AT+CIPSEND=%d,%d" % (n, size)).encode(),
+                        payload=bytes(data[:size]), timeout_ms=_SEND_MS)
+        if not self.at.wait_for(lambda: link.sent is not None, _SEND_MS):
+            raise OSError(errno.ETIMEDOUT, "no +CIPSEND confirmation for link %d" % n)
+        if link.sent < 0:
+            raise OSError(errno.ECONNRESET, "modem could not send on link %d" % n)
+        return link.sent
+
+    def recv_into(self, sock, buf, timeout_ms):
+        """Read into ``buf`` (a memoryview); returns the count, 0 at end of stream.
+        ``timeout_ms`` 0 = non-blocking (EAGAIN), None = wait forever."""
+        n = sock._handle
+        link = self.links[n]
+        deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
+        while True:
+            if link.tcp.state == tcp.CLOSED:
+                raise OSError(errno.ECONNRESET, "connection reset (link %d)" % n)
+            closed = link.peer_closed  # known before the read: then an empty read is EOF
+            got = self._read(n, link, buf)
+            if got or closed:
+                return got
+            if deadline is None:
+                wait = self.poll_ms
+            else:
+                left = time.ticks_diff(deadline, time.ticks_ms())
+                if left <= 0:
+                    raise OSError(errno.EAGAIN if timeout_ms == 0 else errno.ETIMEDOUT,
+                                  "no data on link %d" % n)
+                wait = min(left, self.poll_ms)
+            # Wake on the data URC; without one, poll again after poll_ms anyway.
+            self.at.wait_for(lambda: link.rx_pending or link.peer_closed, wait)
+
+    def _read(self, n, link, buf):
+        size = min(len(buf), MAX_READ)
+        try:
+            reply = self.at.command(("AT+CIPRXGET=2,%d,%d" % (n, size)).encode(),
+                                    b"+CIPRXGET: 2,", timeout_ms=_CMD_MS)
+        except CommandError:
+            link.rx_pending = False  # "+IP ERROR: No data"
+            return 0
+        values = _ints(reply.lines[0], 13)
+        data = reply.payload or b""
+        got = len(data)
+        if got != values[2]:
+            raise OSError(errno.EIO, "link %d: modem announced %d bytes, sent %d"
+                          % (n, values[2], got))
+        buf[:got] = data
+        link.rx_pending = values[3] > 0
+        return got
+
+    def close(self, sock, timeout_ms=None):
+        n = sock._handle
+        if n is None or self.links[n] is None:
+            return
+        link = self.links[n]
+        conn = link.tcp
+        if conn.accepts(tcp.CLOSE):
+            conn.fire(tcp.CLOSE)
+        link.close_err = None
+        try:
+            self.at.command(("AT+CIPCLOSE=%d" % n).encode(), timeout_ms=_CMD_MS)
+            self.at.wait_for(lambda: link.close_err is not None, _CLOSE_MS)
+        except CommandError:
+            pass  # "+CIPCLOSE: n,4" + ERROR: the modem had closed the link already
+        if conn.state == tcp.LAST_ACK:
+            conn.fire(tcp.FIN_ACKED)
+        elif link.close_err == 0:
+            conn.complete_active_close()
+        self._release(n, tcp.RESET)
+
+    # -- link bookkeeping ---------------------------------------------------------
+    def _free_link(self):
+        for i in range(LINKS):
+            if self.links[i] is None:
+                return i
+        raise OSError(errno.ENOBUFS, "all %d modem links are in use" % LINKS)
+
+    def _release(self, n, event):
+        link = self.links[n]
+        if link and link.tcp.accepts(event):
+            link.tcp.fire(event)
+        self.links[n] = None
+
+    def _abort_link(self, n):
+        try:
+            self.at.command(("AT+CIPCLOSE=%d" % n).encode(), timeout_ms=_CMD_MS)
+        except CommandError:
+            pass
+
+
+def _is_ipv4(host):
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
+def _ignore(line):
+    return None

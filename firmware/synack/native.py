@@ -1,0 +1,120 @@
+"""Socket backend over the platform's own TCP/IP stack (lwIP over Wi-Fi on ESP32, the
+OS on the unix port and on CPython).
+
+The lifecycle the native stack lets us observe: the handshake completing (connect()
+returns), the peer's FIN (recv() returns b''), our FIN (shutdown, where the port has
+it) and the peer's FIN after it (the linger read in close()).
+"""
+
+import errno
+import time
+
+from micropython import const
+
+from . import tcp
+
+try:
+    import usocket as _sys_socket  # MicroPython, even when synack.socket is installed as socket
+except ImportError:
+    import socket as _sys_socket
+
+_LINGER_MS = const(2000)  # how long close() waits for the peer's FIN after ours
+_SHUT_WR = const(1)
+
+
+def _code(e):
+    # CPython's socket.timeout has no errno; MicroPython puts the errno in args[0].
+    code = e.errno if getattr(e, "errno", None) else (e.args[0] if e.args else None)
+    return code if isinstance(code, int) else errno.ETIMEDOUT
+
+
+class NativeBackend:
+    name = "native"
+
+    def __init__(self, module=None):
+        self.mod = module or _sys_socket
+
+    def getaddrinfo(self, host, port):
+        out = []
+        for ai in self.mod.getaddrinfo(host, port):
+            if ai[0] == 2 and ai[1] in (0, 1):  # AF_INET, stream (or unspecified)
+                out.append((2, 1, 6, "", ai[-1]))
+        if not out:
+            raise OSError(errno.EHOSTUNREACH, "no IPv4 address for %s" % host)
+        return out
+
+    def _timeout(self, s, timeout_ms):
+        s.settimeout(None if timeout_ms is None else timeout_ms / 1000)
+
+    def connect(self, sock, host, port, timeout_ms):
+        s = self.mod.socket(2, 1)
+        sock._handle = s
+        self._timeout(s, timeout_ms)
+        sock.tcp.fire(tcp.CONNECT)
+        try:
+            s.connect(self.getaddrinfo(host, port)[0][-1])
+        except OSError as e:
+            code = _code(e)
+            s.close()
+            sock._handle = None
+            sock.tcp.fire(tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT
+                          if code == errno.ETIMEDOUT else tcp.RESET)
+            raise OSError(code, "connect to %s:%d failed: %s" % (host, port, e))
+        sock.tcp.fire(tcp.CONNECTED)
+
+    def send(self, sock, data, timeout_ms):
+        s = sock._handle
+        self._timeout(s, timeout_ms)
+        try:
+            return s.send(data)
+        except OSError as e:
+            raise self._failed(sock, e, "send")
+
+    def recv_into(self, sock, buf, timeout_ms):
+        s = sock._handle
+        self._timeout(s, timeout_ms)
+        try:
+            if hasattr(s, "recv_into"):
+                n = s.recv_into(buf)
+            else:  # MicroPython's socket has recv() and readinto() but not recv_into()
+                data = s.recv(len(buf))
+                n = len(data)
+                buf[:n] = data
+        except OSError as e:
+            raise self._failed(sock, e, "recv")
+        if n == 0 and sock.tcp.accepts(tcp.PEER_FIN):
+            sock.tcp.fire(tcp.PEER_FIN)
+        return n
+
+    def _failed(self, sock, e, what):
+        code = _code(e)
+        if code in (errno.ECONNRESET, errno.ENOTCONN) and sock.tcp.accepts(tcp.RESET):
+            sock.tcp.fire(tcp.RESET)
+        return OSError(code, "%s failed: %s" % (what, e))
+
+    def close(self, sock, timeout_ms=None):
+        s = sock._handle
+        conn = sock.tcp
+        if conn.state == tcp.ESTABLISHED and hasattr(s, "shutdown"):
+            conn.fire(tcp.CLOSE)
+            self._linger(s, conn)
+        elif conn.accepts(tcp.CLOSE):
+            conn.fire(tcp.CLOSE)
+        s.close()
+        if conn.state == tcp.LAST_ACK:
+            conn.fire(tcp.FIN_ACKED)
+        else:
+            conn.complete_active_close()
+
+    def _linger(self, s, conn):
+        # Send our FIN, then read (and drop) until the peer's FIN so the four-way close
+        # really happens before we report it; a silent peer gets _LINGER_MS.
+        deadline = time.ticks_add(time.ticks_ms(), _LINGER_MS)
+        try:
+            s.shutdown(_SHUT_WR)
+            s.settimeout(_LINGER_MS / 1000)
+            while s.recv(256):
+                if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                    raise OSError(errno.ETIMEDOUT, "peer keeps sending after our FIN")
+        except OSError:
+            conn.fire(tcp.TIMEOUT)

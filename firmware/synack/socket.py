@@ -1,0 +1,219 @@
+"""One socket API over two kinds of backend: the platform's own TCP stack (Wi-Fi, or
+CPython in tests) and a cellular modem driven by AT commands.
+
+The API is MicroPython's ``socket`` (the calls micropython-lib's ``requests`` and
+``umqtt.simple`` make) plus a ``state`` attribute and a ``tcp`` lifecycle log::
+
+    import synack.socket as socket
+    socket.use(modem)                 # a started synack.modems.sim7600.SIM7600
+    addr = socket.getaddrinfo("example.com", 80)[0][-1]
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(addr)                   # s.state: CLOSED -> SYN_SENT -> ESTABLISHED
+    s.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    print(s.read())
+    s.close()
+    print(s.tcp.format_history())
+
+Errors are ``OSError`` with the errno a native socket gives (ETIMEDOUT, ECONNREFUSED,
+ECONNRESET, ENOTCONN, EHOSTUNREACH). Small reads are served from a receive buffer so
+that byte-at-a-time readers (MQTT clients) do not cost one modem round trip per byte.
+"""
+
+import errno
+
+from micropython import const
+
+from . import tcp
+
+AF_INET = const(2)
+AF_INET6 = const(10)
+SOCK_STREAM = const(1)
+SOCK_DGRAM = const(2)
+IPPROTO_TCP = const(6)
+SOL_SOCKET = const(1)
+SO_REUSEADDR = const(4)
+TCP_NODELAY = const(1)
+
+_RXBUF = const(512)
+
+_backend = None
+
+
+def use(backend):
+    """Make ``backend`` (a started modem, or None for the native stack) the default
+    for sockets created from now on."""
+    global _backend
+    _backend = backend
+
+
+def current_backend():
+    global _backend
+    if _backend is None:
+        from .native import NativeBackend  # lazy: the modem-only build never loads it
+        _backend = NativeBackend()
+    return _backend
+
+
+def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
+    return current_backend().getaddrinfo(host, port)
+
+
+def _closed():
+    return OSError(errno.EBADF, "socket is closed")
+
+
+class socket:
+    """A TCP client socket. ``state`` is the TCP state name; ``tcp`` its lifecycle."""
+
+    def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0, backend=None):
+        if type != SOCK_STREAM:
+            raise OSError(errno.EOPNOTSUPP, "only SOCK_STREAM (TCP) sockets are supported")
+        self._backend = backend or current_backend()
+        self.tcp = tcp.Connection()
+        self._handle = None       # the backend's own handle (link number, native socket)
+        self._timeout_ms = None   # None: blocking; 0: non-blocking
+        self._rbuf = None         # receive buffer, allocated on first small read
+        self._rpos = 0
+        self._rend = 0
+        self._closed = False
+
+    @property
+    def state(self):
+        return self.tcp.state_name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- options -----------------------------------------------------------------
+    def settimeout(self, seconds):
+        self._timeout_ms = None if seconds is None else int(seconds * 1000)
+
+    def setblocking(self, flag):
+        self._timeout_ms = None if flag else 0
+
+    def setsockopt(self, level, option, value):
+        setopt = getattr(self._backend, "setsockopt", None)
+        if setopt is not None:
+            setopt(self, level, option, value)
+        elif not (level == SOL_SOCKET and option == SO_REUSEADDR):
+            raise OSError(errno.EOPNOTSUPP, "option %d/%d not supported by %s"
+                          % (level, option, getattr(self._backend, "name", "backend")))
+
+    def makefile(self, mode="rb", buffering=0):
+        return self  # MicroPython sockets are streams already
+
+    # -- connect / close ---------------------------------------------------------
+    def connect(self, address):
+        if self._closed:
+            raise _closed()
+        if self.tcp.state != tcp.CLOSED or self._handle is not None:
+            raise OSError(errno.EALREADY, "socket already used (state %s)" % self.state)
+        self._backend.connect(self, address[0], address[1], self._timeout_ms)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self._handle is not None:
+            self._backend.close(self, self._timeout_ms)
+            self._handle = None
+        self._rbuf = None
+
+    # -- sending -----------------------------------------------------------------
+    def _check_open(self):
+        if self._closed:
+            raise _closed()
+        if self._handle is None:
+            raise OSError(errno.ENOTCONN, "socket is not connected")
+
+    def send(self, data):
+        self._check_open()
+        return self._backend.send(self, memoryview(data), self._timeout_ms)
+
+    def sendall(self, data):
+        self._check_open()
+        mv = memoryview(data)
+        while len(mv):
+            mv = mv[self._backend.send(self, mv, self._timeout_ms):]
+
+    def write(self, data):
+        self.sendall(data)
+        return len(data)
+
+    # -- receiving ---------------------------------------------------------------
+    def recv_into(self, buf, nbytes=0):
+        """Read what is available (at least 1 byte, or 0 at end of stream)."""
+        self._check_open()
+        mv = memoryview(buf)
+        if nbytes:
+            mv = mv[:nbytes]
+        if not len(mv):
+            return 0
+        have = self._rend - self._rpos
+        if have:
+            n = min(have, len(mv))
+            mv[:n] = memoryview(self._rbuf)[self._rpos:self._rpos + n]
+            self._rpos += n
+            return n
+        if len(mv) >= _RXBUF:  # big reads go straight into the caller's buffer
+            return self._backend.recv_into(self, mv, self._timeout_ms)
+        if self._rbuf is None:
+            self._rbuf = bytearray(_RXBUF)
+        got = self._backend.recv_into(self, memoryview(self._rbuf), self._timeout_ms)
+        self._rpos = 0
+        self._rend = got
+        return self.recv_into(mv) if got else 0
+
+    def recv(self, bufsize):
+        buf = bytearray(bufsize)
+        n = self.recv_into(buf)
+        return bytes(buf) if n == bufsize else bytes(buf[:n])
+
+    def readinto(self, buf, nbytes=None):
+        """Stream read: fill ``buf`` (or ``nbytes`` of it) unless the stream ends first.
+        Non-blocking with nothing available: returns None (MicroPython semantics)."""
+        mv = memoryview(buf)
+        if nbytes is not None:
+            mv = mv[:nbytes]
+        got = 0
+        while got < len(mv):
+            try:
+                n = self.recv_into(mv[got:])
+            except OSError as e:
+                if e.args[0] == errno.EAGAIN:
+                    return got or None
+                raise
+            if not n:
+                break
+            got += n
+        return got
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            out = bytearray()
+            chunk = bytearray(_RXBUF)
+            while True:
+                n = self.readinto(chunk)
+                if not n:
+                    return bytes(out)
+                out.extend(chunk if n == len(chunk) else chunk[:n])
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        if n is None:
+            return None
+        return bytes(buf) if n == size else bytes(buf[:n])
+
+    def readline(self):
+        out = bytearray()
+        one = bytearray(1)
+        while True:
+            n = self.recv_into(one)  # served from the receive buffer
+            if not n:
+                return bytes(out)
+            out.append(one[0])
+            if one[0] == 10:
+                return bytes(out)

@@ -1,0 +1,1 @@
+"""The virtual rig: a virtual board and virtual modems on pseudo-terminals."""

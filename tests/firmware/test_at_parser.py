@@ -1,0 +1,136 @@
+"""AT parser: every case fed whole, one byte at a time and split at every boundary
+must give identical events. Runs on CPython and on the MicroPython VM."""
+
+from portable import eq, feed_variants
+
+from synack.at.parser import FINAL, LINE, NOISE, PAYLOAD, PROMPT, URC, Parser, fields
+
+PORTABLE = True
+
+URCS = (b"+CIPRXGET: 1,", b"+IPCLOSE:", b"+CIPOPEN:", b"RDY")
+FRAMED = ((b"+CIPRXGET: 2,", 1),)
+
+
+def parse(chunks, prefix=None):
+    p = Parser(urcs=URCS, framed=FRAMED)
+    p.response_prefix = prefix
+    out = []
+    for chunk in chunks:
+        mv = memoryview(chunk)
+        while len(mv):
+            n = p.feed(mv)
+            mv = mv[n:]
+            while True:
+                ev = p.next_event()
+                if ev is None:
+                    break
+                out.append(ev)
+    return out
+
+
+def check(data, expected, prefix=None):
+    for chunks in feed_variants(data):
+        eq(parse(chunks, prefix), expected, "fed as %d chunks" % len(chunks))
+
+
+def test_reply_with_echo():
+    check(b"AT+CSQ\r\r\n+CSQ: 20,99\r\n\r\nOK\r\n",
+          [(LINE, b"AT+CSQ"), (LINE, b"+CSQ: 20,99"), (FINAL, b"OK")])
+
+
+def test_final_result_codes():
+    check(b"\r\nERROR\r\n\r\n+CME ERROR: 10\r\n\r\n+CMS ERROR: 500\r\n\r\nNO CARRIER\r\n",
+          [(FINAL, b"ERROR"), (FINAL, b"+CME ERROR: 10"), (FINAL, b"+CMS ERROR: 500"),
+           (FINAL, b"NO CARRIER")])
+
+
+def test_urc_between_echo_and_ok():
+    check(b"AT+CIPCLOSE?\r\r\n+CIPRXGET: 1,3\r\n\r\n+CIPCLOSE: 1,0,0,0,0,0,0,0,0,0\r\n"
+          b"\r\nOK\r\n",
+          [(LINE, b"AT+CIPCLOSE?"), (URC, b"+CIPRXGET: 1,3"),
+           (LINE, b"+CIPCLOSE: 1,0,0,0,0,0,0,0,0,0"), (FINAL, b"OK")])
+
+
+def test_response_prefix_overrides_urc_table():
+    check(b"\r\n+CIPOPEN: 0,\"TCP\",\"1.2.3.4\",80\r\n\r\nOK\r\n",
+          [(LINE, b"+CIPOPEN: 0,\"TCP\",\"1.2.3.4\",80"), (FINAL, b"OK")], prefix=b"+CIPOPEN:")
+    check(b"\r\n+CIPOPEN: 0,0\r\n", [(URC, b"+CIPOPEN: 0,0")])
+
+
+def test_prompt():
+    check(b"AT+CIPSEND=0,5\r\r\n> ", [(LINE, b"AT+CIPSEND=0,5"), (PROMPT, None)])
+    check(b"\r\n>\r\nOK\r\n", [(PROMPT, None), (FINAL, b"OK")])
+
+
+def test_binary_payload_all_byte_values():
+    payload = bytes(range(256)) + b"\r\nOK\r\n" + bytes(range(255, -1, -1))
+    n = len(payload)
+    head = ("\r\n+CIPRXGET: 2,0,%d,7\r\n" % n).encode()
+    data = head + payload + b"\r\nOK\r\n\r\n+IPCLOSE: 0,1\r\n"
+    expected = [(LINE, head.strip()), (PAYLOAD, payload), (FINAL, b"OK"),
+                (URC, b"+IPCLOSE: 0,1")]
+    # every split point of the header and of the payload's edges, plus byte-by-byte
+    eq(parse([data]), expected)
+    eq(parse([data[i:i + 1] for i in range(len(data))]), expected, "byte by byte")
+    for cut in list(range(0, 40)) + list(range(len(data) - 40, len(data))):
+        eq(parse([data[:cut], data[cut:]]), expected, "split at %d" % cut)
+
+
+def test_zero_length_payload():
+    check(b"\r\n+CIPRXGET: 2,0,0,0\r\n\r\nOK\r\n",
+          [(LINE, b"+CIPRXGET: 2,0,0,0"), (FINAL, b"OK")])  # no empty PAYLOAD event
+
+
+def test_header_cr_then_lf_arriving_later():
+    data = b"\r\n+CIPRXGET: 2,1,3,0\r\n\nAB\r\nOK\r\n"
+    # the payload itself starts with LF: only the LF of the header's CRLF is skipped
+    check(data, [(LINE, b"+CIPRXGET: 2,1,3,0"), (PAYLOAD, b"\nAB"), (FINAL, b"OK")])
+
+
+def test_garbage_resynchronises():
+    data = b"\x00\xff\xfe junk\x01\r\n\r\nOK\r\n"
+    evs = parse([data])
+    eq(evs[0][0], NOISE)
+    eq(evs[-1], (FINAL, b"OK"))
+    for chunks in feed_variants(data):
+        eq(parse(chunks), evs)
+
+
+def test_overlong_line_is_noise_and_next_line_parses():
+    p = Parser(max_line=32)
+    data = b"X" * 100 + b"\r\nOK\r\n"
+    out = []
+    mv = memoryview(data)
+    while len(mv):
+        n = p.feed(mv)
+        mv = mv[n:]
+        ev = p.next_event()
+        while ev is not None:
+            out.append(ev)
+            ev = p.next_event()
+    eq(out[-1], (FINAL, b"OK"))
+    kinds = [e[0] for e in out[:-1]]
+    eq(set(kinds), {NOISE})
+
+
+def test_bad_payload_length_is_noise():
+    check(b"\r\n+CIPRXGET: 2,0,99999,0\r\n\r\nOK\r\n",
+          [(NOISE, b"+CIPRXGET: 2,0,99999,0"), (FINAL, b"OK")])
+    check(b"\r\n+CIPRXGET: 2,0,x,0\r\n\r\nOK\r\n",
+          [(NOISE, b"+CIPRXGET: 2,0,x,0"), (FINAL, b"OK")])
+
+
+def test_reset_drops_truncated_payload():
+    p = Parser(urcs=URCS, framed=FRAMED)
+    p.feed(b"\r\n+CIPRXGET: 2,0,10,0\r\nabc")
+    eq(p.next_event(), (LINE, b"+CIPRXGET: 2,0,10,0"))
+    eq(p.next_event(), None)
+    eq(p.in_payload(), True)
+    p.reset()
+    p.feed(b"\r\nOK\r\n")
+    eq(p.next_event(), (FINAL, b"OK"))
+
+
+def test_fields_honours_quotes():
+    eq(fields(b'+CDNSGIP: 1,"a,b.example","10.0.0.1"', 9), [b"1", b"a,b.example", b"10.0.0.1"])
+    eq(fields(b"+CSQ: 20,99", 5), [b"20", b"99"])
