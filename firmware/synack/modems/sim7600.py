@@ -49,12 +49,14 @@ _OPEN_ERRORS = {
 class Link:
     """What the modem told us about one of its links (updated by URC handlers)."""
 
-    __slots__ = ("tcp", "rx_pending", "peer_closed", "open_err", "close_err", "sent")
+    __slots__ = ("tcp", "rx_pending", "peer_closed", "close_event", "open_err", "close_err",
+                 "sent")
 
     def __init__(self, conn):
         self.tcp = conn
         self.rx_pending = False
         self.peer_closed = False
+        self.close_event = None  # the peer's close, if it came before the handshake did
         self.open_err = None
         self.close_err = None
         self.sent = None
@@ -111,7 +113,9 @@ class SIM7600:
             link.peer_closed = True
             # reason 1: closed by the peer (its FIN); 0/2: local abort, send timeout.
             event = tcp.PEER_FIN if values[1] == 1 else tcp.RESET
-            if link.tcp.accepts(event):
+            if link.tcp.state == tcp.SYN_SENT:
+                link.close_event = event  # +IPCLOSE parsed in the same read as +CIPOPEN
+            elif link.tcp.accepts(event):
                 link.tcp.fire(event)
 
     def _on_open(self, line):
@@ -219,6 +223,8 @@ class SIM7600:
             raise OSError(code, "connect to %s:%d failed: +CIPOPEN: %d,%d (%s)"
                           % (host, port, n, link.open_err, text))
         conn.fire(tcp.CONNECTED)
+        if link.close_event is not None:
+            conn.fire(link.close_event)
 
     def send(self, sock, data, timeout_ms):
         """Send up to MAX_SEND bytes of ``data``; returns how many the modem accepted."""
@@ -268,14 +274,14 @@ class SIM7600:
         except CommandError:
             link.rx_pending = False  # "+IP ERROR: No data"
             return 0
-        values = _ints(reply.lines[0], 13)
+        _, announced, rest = _ints(reply.lines[0], 13)  # +CIPRXGET: 2,<link>,<read>,<rest>
         data = reply.payload or b""
         got = len(data)
-        if got != values[2]:
+        if got != announced:
             raise OSError(errno.EIO, "link %d: modem announced %d bytes, sent %d"
-                          % (n, values[2], got))
+                          % (n, announced, got))
         buf[:got] = data
-        link.rx_pending = values[3] > 0
+        link.rx_pending = rest > 0
         return got
 
     def close(self, sock, timeout_ms=None):

@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop harness: reference servers (more to come: pytest plugin, capture)."""
