@@ -26,6 +26,12 @@ from micropython import const
 
 from . import tcp
 
+try:
+    from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING: from typing import Any  # noqa: E701
+
 AF_INET = const(2)
 AF_INET6 = const(10)
 SOCK_STREAM = const(1)
@@ -71,7 +77,7 @@ class socket:
             raise OSError(errno.EOPNOTSUPP, "only SOCK_STREAM (TCP) sockets are supported")
         self._backend = backend or current_backend()
         self.tcp = tcp.Connection()
-        self._handle = None       # the backend's own handle (link number, native socket)
+        self._handle = None  # type: Any  # the backend's handle (link number, native socket)
         self._timeout_ms = None   # None: blocking; 0: non-blocking
         self._rbuf = None         # receive buffer, allocated on first small read
         self._rpos = 0
@@ -154,16 +160,17 @@ class socket:
         if not len(mv):
             return 0
         have = self._rend - self._rpos
-        if have:
+        rbuf = self._rbuf
+        if have and rbuf is not None:
             n = min(have, len(mv))
-            mv[:n] = memoryview(self._rbuf)[self._rpos:self._rpos + n]
+            mv[:n] = memoryview(rbuf)[self._rpos:self._rpos + n]
             self._rpos += n
             return n
         if len(mv) >= _RXBUF:  # big reads go straight into the caller's buffer
             return self._backend.recv_into(self, mv, self._timeout_ms)
-        if self._rbuf is None:
-            self._rbuf = bytearray(_RXBUF)
-        got = self._backend.recv_into(self, memoryview(self._rbuf), self._timeout_ms)
+        if rbuf is None:
+            rbuf = self._rbuf = bytearray(_RXBUF)
+        got = self._backend.recv_into(self, memoryview(rbuf), self._timeout_ms)
         self._rpos = 0
         self._rend = got
         return self.recv_into(mv) if got else 0

@@ -64,6 +64,7 @@ TRANSITIONS = {
 }
 
 _LOG_SIZE = const(16)
+_NO_ENTRY = (0, 0, 0, 0)
 
 
 class TCPStateError(Exception):
@@ -82,7 +83,7 @@ class Connection:
     def __init__(self, log_size=_LOG_SIZE):
         self.state = CLOSED
         # Ring buffer of (ticks_ms, event, old, new); preallocated, never grows.
-        self._log = [None] * log_size
+        self._log = [_NO_ENTRY] * log_size  # type: list[tuple]
         self._n = 0
 
     def next_state(self, event):

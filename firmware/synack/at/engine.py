@@ -92,7 +92,7 @@ class Engine:
         ``payload``: raw bytes to send after the ``>`` prompt (AT+CIPSEND).
         """
         if self._state != _IDLE:
-            raise RuntimeError("AT command in flight: " + self.command.decode())
+            raise RuntimeError("AT command in flight: " + (self.command or b"").decode())
         self.command = command
         self._prefix = prefix
         self._payload_out = payload

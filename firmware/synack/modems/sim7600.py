@@ -56,10 +56,10 @@ class Link:
         self.tcp = conn
         self.rx_pending = False
         self.peer_closed = False
-        self.close_event = None  # the peer's close, if it came before the handshake did
-        self.open_err = None
-        self.close_err = None
-        self.sent = None
+        self.close_event = None  # type: int | None  # peer's close seen before the handshake
+        self.open_err = None  # type: int | None
+        self.close_err = None  # type: int | None
+        self.sent = None  # type: int | None
 
 
 def _ints(line, prefix_len):
@@ -78,7 +78,7 @@ class SIM7600:
         self.apn = apn
         self.pin = pin
         self.poll_ms = poll_ms
-        self.links = [None] * LINKS
+        self.links = [None] * LINKS  # type: list[Link | None]
         self.net_open = False
         self.reboots = 0
         self.rssi_dbm = None
@@ -212,16 +212,18 @@ class SIM7600:
             self._release(n, tcp.RESET)
             raise OSError(errno.EIO, "modem rejected the connect: " + str(e))
         limit = _CONNECT_MS if timeout_ms is None else timeout_ms
-        if not self.at.wait_for(lambda: link.open_err is not None, limit):
+        self.at.wait_for(lambda: link.open_err is not None, limit)
+        err = link.open_err
+        if err is None:
             self._abort_link(n)
             self._release(n, tcp.TIMEOUT)
             raise OSError(errno.ETIMEDOUT, "connect to %s:%d: no +CIPOPEN within %d ms"
                           % (host, port, limit))
-        if link.open_err != 0:
-            code, text = _OPEN_ERRORS.get(link.open_err, (errno.ECONNABORTED, "error"))
+        if err != 0:
+            code, text = _OPEN_ERRORS.get(err, (errno.ECONNABORTED, "error"))
             self._release(n, tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT)
             raise OSError(code, "connect to %s:%d failed: +CIPOPEN: %d,%d (%s)"
-                          % (host, port, n, link.open_err, text))
+                          % (host, port, n, err, text))
         conn.fire(tcp.CONNECTED)
         if link.close_event is not None:
             conn.fire(link.close_event)
@@ -236,11 +238,13 @@ class SIM7600:
         link.sent = None
         self.at.command(("AT+CIPSEND=%d,%d" % (n, size)).encode(),
                         payload=bytes(data[:size]), timeout_ms=_SEND_MS)
-        if not self.at.wait_for(lambda: link.sent is not None, _SEND_MS):
+        self.at.wait_for(lambda: link.sent is not None, _SEND_MS)
+        sent = link.sent
+        if sent is None:
             raise OSError(errno.ETIMEDOUT, "no +CIPSEND confirmation for link %d" % n)
-        if link.sent < 0:
+        if sent < 0:
             raise OSError(errno.ECONNRESET, "modem could not send on link %d" % n)
-        return link.sent
+        return sent
 
     def recv_into(self, sock, buf, timeout_ms):
         """Read into ``buf`` (a memoryview); returns the count, 0 at end of stream.
