@@ -225,3 +225,14 @@ def test_asyncio_driver_serialises_concurrent_commands(rig):
     replies = asyncio.run(main())
     assert [r.lines for r in replies[:5]] == [[b"+CSQ: 20,99"]] * 5
     assert replies[5].lines == [b"SIMCOM_SIM7600G-H"]
+
+
+def test_commands_work_with_echo_on_and_off(rig_factory):
+    rig = rig_factory(start=False)
+    at = rig.modem.at
+    base.sync(at)  # the modem powers up with echo on
+    assert at.command(b"AT+CSQ", b"+CSQ:").lines == [b"+CSQ: 20,99"]
+    assert at.command(b"AT+CGMM").lines == [b"SIMCOM_SIM7600G-H"]
+    at.command(b"ATE0")
+    assert at.command(b"AT+CSQ", b"+CSQ:").lines == [b"+CSQ: 20,99"]
+    assert at.command(b"AT+CGMM").lines == [b"SIMCOM_SIM7600G-H"]

@@ -42,9 +42,13 @@ class RunningModem:
         sel.close()
         path = line.decode().strip()
         if not path.startswith("/"):
-            self.stop()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
             self.log.seek(0)
             err = self.log.read().decode(errors="replace")
+            self.stop()
             raise LaunchError(f"virtual modem did not start: {err.strip() or 'no pty path'}")
         return path
 
