@@ -30,7 +30,7 @@ try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
 except ImportError:
     TYPE_CHECKING = False
-if TYPE_CHECKING: from typing import Any  # noqa: E701
+if TYPE_CHECKING: from typing import Any  # noqa: F401 (used in type comments)
 
 AF_INET = const(2)
 AF_INET6 = const(10)

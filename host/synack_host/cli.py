@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from . import __version__
 

@@ -115,7 +115,8 @@ class Engine:
             n = self.parser.feed(data[taken:] if taken else data)
             taken += n
             self._drain()
-            if n == 0:
+            if n == 0:  # cannot happen with reads <= max_payload; never drop silently
+                self.noise += len(data) - taken
                 break
         return taken
 

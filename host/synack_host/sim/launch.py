@@ -75,7 +75,7 @@ class RunningModem:
             self.proc.stdout.close()
         self.log.close()
 
-    def __enter__(self) -> "RunningModem":
+    def __enter__(self) -> RunningModem:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ import selectors
 import termios
 import time
 import tty
-from typing import Callable
+from collections.abc import Callable
 
 CME_TEXT = {3: "operation not allowed", 4: "operation not supported",
             10: "SIM not inserted", 50: "Incorrect parameters", 100: "unknown"}
