@@ -1,22 +1,35 @@
 """The ``synack`` command: subcommands from one table, one error type at the boundary.
 
-Each entry of COMMANDS is ``name: (handler, add_arguments, help)``; a handler takes the
-parsed arguments and raises CommandError for anything the user should read. main()
-prints ``synack: <message>`` on stderr and exits non-zero.
+Each entry of COMMANDS is ``"word word": (handler, add_arguments, help)``; the words
+become nested subcommands. A handler takes ``(state, args)`` and raises CommandError for
+anything the user should read; main() prints ``synack: <message>`` on stderr and returns
+1. To add a command, write its two functions and add one line to the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
 
 from . import __version__
 
 
 class CommandError(Exception):
     """A failure to report to the user as ``synack: <message>``."""
+
+
+@dataclass
+class State:
+    """What every handler gets besides its arguments: where to write. Commands that open
+    a board or a port will keep it here so that chained commands can share it."""
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+Handler = Callable[[State, argparse.Namespace], None]
 
 
 # -- synack sim modem -------------------------------------------------------------
@@ -47,35 +60,31 @@ def _modem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="trace AT traffic on stderr")
 
 
-def cmd_sim_modem(args: argparse.Namespace) -> None:
+def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
     from .sim.sim7600 import SIM7600
 
-    try:
-        hosts = dict(h.split("=", 1) for h in args.host)
-    except ValueError:
-        raise CommandError("--host wants NAME=IP") from None
-    trace = (lambda s: print(s, file=sys.stderr, flush=True)) if args.verbose else None
+    hosts = {}
+    for item in args.host:
+        name, sep, ip = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--host wants NAME=IP, got {item!r}")
+        hosts[name] = ip
+    trace = None
+    if args.verbose:
+        def trace(text: str) -> None:
+            print(text, file=state.err, flush=True)
     try:
         modem = SIM7600(sim=args.sim, registration=args.registration, rssi=args.rssi,
-                        pdp_fail=args.pdp_fail, hosts=hosts,
-                        allow=("127.0.0.0/8", *args.allow),
+                        pdp_fail=args.pdp_fail, hosts=hosts, allow=tuple(args.allow),
                         drop_data_urcs=args.drop_data_urcs,
                         connect_timeout=args.connect_timeout, baud=args.baud,
                         faults=tuple(args.fault), link_path=args.link, trace=trace)
     except ValueError as e:
         raise CommandError(str(e)) from None
-    print(modem.pty.path, flush=True)
-
-    def stop(signum, frame):
-        modem.running = False
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGUSR1, lambda s, f: modem.later(0, modem.network_lost))
-    try:
-        modem.serve()
-    finally:
-        modem.close()
+    except OSError as e:
+        raise CommandError(f"cannot set up the modem: {e}") from None
+    print(modem.port, file=state.out, flush=True)   # first line: what launchers wait for
+    modem.run_until_signalled()
 
 
 # -- synack sim selftest ----------------------------------------------------------
@@ -85,7 +94,7 @@ def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bytes", type=int, default=8192, help="bytes to echo (default 8192)")
 
 
-def cmd_sim_selftest(args: argparse.Namespace) -> None:
+def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
     from .sim import selftest
 
     try:
@@ -94,11 +103,10 @@ def cmd_sim_selftest(args: argparse.Namespace) -> None:
         raise CommandError(f"selftest failed: {e}") from None
     except Exception as e:  # a firmware exception: name it, it is what the user debugs
         raise CommandError(f"selftest failed: {type(e).__name__}: {e}") from None
-    print("selftest passed")
+    print("selftest passed", file=state.out)
 
 
-COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None],
-                          Callable[[argparse.ArgumentParser], None], str]] = {
+COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
     "sim modem": (cmd_sim_modem, _modem_args,
                   "run a virtual modem on a pseudo-terminal (prints its path first)"),
     "sim selftest": (cmd_sim_selftest, _selftest_args,
@@ -128,11 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)   # bad usage: argparse says why, exits 2
+    state = State()
     try:
-        args.handler(args)
+        args.handler(state, args)
     except CommandError as e:
-        print(f"synack: {e}", file=sys.stderr)
+        print(f"synack: {e}", file=state.err)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,8 +1,14 @@
-"""Start virtual modems as separate processes (as a user would with ``synack sim modem``)
-and hand back their pty paths; used by tests, benchmarks and ``synack sim selftest``."""
+"""Start virtual modems for tests, benchmarks and ``synack sim selftest``.
+
+``start_modem(*cli_args)`` runs ``synack sim modem`` as a separate process, exactly as a
+user would, and hands back its pty path: a process can be paused (SIGSTOP: a modem that
+stops answering), told that the network is gone (SIGUSR1) and killed, which an in-process
+modem cannot. ``run_modem_in_thread(**options)`` is the cheaper in-process variant.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -10,70 +16,84 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+
+STOP_GRACE_S = 3.0
 
 
 class LaunchError(RuntimeError):
-    pass
+    """The modem process did not come up; the message carries its stderr."""
 
 
 class RunningModem:
-    """A ``synack sim modem`` process: ``port`` is the pty to open like a serial port."""
+    """A ``synack sim modem`` process; ``port`` is the pty to open like a serial port."""
 
     def __init__(self, args: list[str], ready_timeout: float = 10.0):
+        self.args = args
         cmd = [sys.executable, "-m", "synack_host.cli", "sim", "modem", *args]
-        self.log = tempfile.TemporaryFile()  # a pipe could fill up and stall the modem
+        self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
+        self._stderr = ""
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
         self.port = self._read_port(ready_timeout)
 
     def _read_port(self, timeout: float) -> str:
         assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        fd = self.proc.stdout.fileno()
         line = b""
         deadline = time.monotonic() + timeout
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                break
-            byte = os.read(self.proc.stdout.fileno(), 1)
-            if not byte:
-                break
-            line += byte
-        sel.close()
-        path = line.decode().strip()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    break
+                byte = os.read(fd, 1)
+                if not byte:
+                    break
+                line += byte
+        path = line.decode(errors="replace").strip()
         if not path.startswith("/"):
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                pass
-            self.log.seek(0)
-            err = self.log.read().decode(errors="replace")
             self.stop()
-            raise LaunchError(f"virtual modem did not start: {err.strip() or 'no pty path'}")
+            why = self.stderr().strip() or (f"no pty path on stdout within {timeout:g} s"
+                                             if not line else f"unexpected output {path!r}")
+            raise LaunchError(f"virtual modem did not start: {why}")
         return path
 
+    def stderr(self) -> str:
+        """What the modem wrote on stderr so far (its --verbose trace, errors)."""
+        if not self.log.closed:
+            self.log.seek(0)
+            self._stderr = self.log.read().decode(errors="replace")
+        return self._stderr
+
     def pause(self) -> None:
-        """SIGSTOP: the modem stops answering, its pty stays open."""
+        """SIGSTOP: the modem stops answering; its pty stays open."""
         self.proc.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT: the modem answers again (what arrived meanwhile is processed)."""
         self.proc.send_signal(signal.SIGCONT)
 
     def network_lost(self) -> None:
+        """SIGUSR1: ``+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY``, every link dropped."""
         self.proc.send_signal(signal.SIGUSR1)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 3 s; returns the exit status. ``stderr()`` stays
+        available afterwards."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
+            self.proc.send_signal(signal.SIGCONT)   # a paused process cannot exit
             self.proc.terminate()
             try:
-                self.proc.wait(3)
+                self.proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(3)
+                self.proc.wait(STOP_GRACE_S)
         if self.proc.stdout:
             self.proc.stdout.close()
+        self.stderr()
         self.log.close()
+        return self.proc.returncode
 
     def __enter__(self) -> RunningModem:
         return self
@@ -83,5 +103,22 @@ class RunningModem:
 
 
 def start_modem(*args: str, ready_timeout: float = 10.0) -> RunningModem:
-    """``start_modem("--dialect", "sim7600", "--baud", "115200")``."""
+    """``start_modem("--dialect", "sim7600", "--baud", "115200")``: the arguments of
+    ``synack sim modem``. Raises LaunchError if no pty path arrives within the timeout."""
     return RunningModem(list(args), ready_timeout)
+
+
+@contextlib.contextmanager
+def run_modem_in_thread(dialect: str = "sim7600", **options) -> Iterator:
+    """A virtual modem served by a thread of this process; yields the modem object
+    (``.port`` is its pty). Options are the dialect class's keyword arguments."""
+    if dialect != "sim7600":
+        raise ValueError(f"unknown dialect {dialect!r}")
+    from .sim7600 import SIM7600
+
+    modem = SIM7600(**options)
+    modem.start()
+    try:
+        yield modem
+    finally:
+        modem.stop()

@@ -52,10 +52,11 @@ class TokenBucket:
             self._tokens -= n
 
     def delay(self, want: int) -> float:
-        """Seconds until ``want`` bytes (at most one burst) may move; 0 if they may now."""
+        """Seconds until ``want`` bytes may move; 0 if they may now. Aims at 3/4 of a
+        burst so that waking up a little late does not waste tokens at the cap."""
         if self.rate is None:
             return 0.0
-        need = min(want, self.burst) - self.available()
+        need = min(want, self.burst * 3 // 4) - self.available()
         return max(0.0, need / self.rate)
 
 
@@ -83,6 +84,7 @@ class PtyLink:
         self._rx_pace = TokenBucket(rate)
         self._out = bytearray()
         self._in = bytearray()
+        self._tx_blocked = False
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -147,7 +149,9 @@ class PtyLink:
             try:
                 n = os.write(self.master, self._out[:n])
             except (BlockingIOError, InterruptedError):
-                return   # the host is not reading; the selector tells us when to go on
+                self._tx_blocked = True   # the host is not reading: wait for EVENT_WRITE
+                return
+            self._tx_blocked = False
             self._tx_pace.spend(n)
             self.bytes_out += n
             del self._out[:n]
@@ -169,7 +173,7 @@ class PtyLink:
     def delay(self) -> float:
         """Seconds until pacing lets a useful burst move in either direction."""
         waits = [_FOREVER]
-        if self._out:
+        if self._out and not self._tx_blocked:
             waits.append(self._tx_pace.delay(len(self._out)))
         if self._in:
             waits.append(self._rx_pace.delay(len(self._in)))

@@ -1,388 +1,506 @@
-"""Virtual SIMCom SIM7600: answers the AT commands of the SIM7600 TCP/IP manual with the
-manual's formats, backed by real TCP sockets on this machine.
+"""Virtual SIMCom SIM7600: the TCP/IP commands of the SIM7600 AT manual in non-transparent
+mode with manual receive (``AT+CIPRXGET=1``), backed by real TCP sockets on this machine.
 
-Non-transparent mode, manual receive (AT+CIPRXGET=1), links 0-9. Connections go to
-127.0.0.0/8 only unless ``allow`` widens that (test hosts in network namespaces); names
-resolve from ``localhost`` and the ``hosts`` map, never the system resolver.
+Links 0-9. Connections go to 127.0.0.0/8 only, unless ``allow`` adds networks (test hosts
+in network namespaces); names resolve from IPv4 literals, ``localhost`` and the ``hosts``
+map, never from the system resolver - a test must not depend on the machine's DNS.
+
+What a peer sees: ``AT+CIPCLOSE`` is a graceful close (our FIN after the pending data,
+then up to 2 s for the peer's FIN); a peer's close or reset gives ``+IPCLOSE: <n>,1``
+and the modem closes its side; ``AT+NETCLOSE`` closes every link. Network loss
+(``network_lost``, SIGUSR1 in the CLI) and ``AT+CRESET`` drop links *silently*: the
+sockets are left open and unread until the modem stops, so the peer hears nothing, as it
+would when a real modem loses its radio link or reboots.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import ipaddress
 import selectors
 import socket
 
-from .vmodem import VirtualModem
+from .modem import BASE_COMMANDS, ArgError, Command, Modem, int_arg
 
 LINKS = 10
-RX_CAP = 64 * 1024
-MAX_IO = 1500
+RX_CAP = 64 * 1024            # bytes held per link; then the socket is not read (no loss)
+MAX_SEND = 1500
+MAX_READ = 1500
+MAX_READ_HEX = 750
 REG_STAT = {"home": 1, "roaming": 5, "searching": 2, "denied": 3, "none": 0}
-CLOSE_WAIT_FOR_FIN_S = 2.0
+SIM_STATES = ("ready", "absent", "pin")
+PIN = "1234"
+CLOSE_WAIT_S = 2.0            # AT+CIPCLOSE waits this long for the peer's FIN
+NETOPEN_DELAY_S = 0.05
+NETCLOSE_DELAY_S = 0.02
+LOCAL_IP = "10.64.0.2"
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
 class Link:
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.state = "connecting"   # connecting | open | closed
+    """One of the ten links: its TCP socket and the bytes the modem holds for it.
+
+    state: connecting -> open -> closing (AT+CIPCLOSE) -> removed, or open -> closed (the
+    peer closed; received data stays readable until AT+CIPCLOSE or a new AT+CIPOPEN).
+    """
+
+    def __init__(self, n: int, sock: socket.socket, remote: tuple[str, int]):
+        self.n = n
+        self.sock: socket.socket | None = sock
+        self.remote = remote
+        self.state = "connecting"
         self.rx = bytearray()
         self.tx = bytearray()
-        self.urc_armed = True       # report +CIPRXGET: 1 on the next arrival
+        self.tx_sent = 0          # bytes handed to the kernel so far
+        self.tx_accepted = 0      # bytes accepted by AT+CIPSEND so far
+        self.unconfirmed: collections.deque[tuple[int, int]] = collections.deque()
+        self.fin_sent = False
+        self.data_urc_armed = True   # +CIPRXGET: 1 is due on the next arrival
+        self.callback = None
 
 
-class SIM7600(VirtualModem):
+def _registration(name: str) -> Command:
+    """+CREG / +CGREG / +CEREG: ``<n>`` is stored and reported; the state never changes
+    while the modem runs, so there are no registration URCs."""
+    def set_mode(modem: SIM7600, args: list[str]) -> None:
+        modem.reg_mode[name] = int_arg(args, 0, 0, 2)
+        modem.ok()
+
+    def read(modem: SIM7600, args: list[str]) -> None:
+        modem.reply(f"{name}: {modem.reg_mode[name]},{modem._stat()}")
+        modem.ok()
+    return Command(set=set_mode, read=read)
+
+
+class SIM7600(Modem):
+    """``SIM7600(sim="ready", registration="home", ...).start()`` serves on ``.port``."""
+
     def __init__(self, sim: str = "ready", registration: str = "home", rssi: int = 20,
                  pdp_fail: bool = False, hosts: dict[str, str] | None = None,
-                 allow: tuple[str, ...] = ("127.0.0.0/8",), drop_data_urcs: bool = False,
-                 connect_timeout: float = 20.0, **kw):
-        super().__init__(**kw)
-        self.sim = sim
+                 allow: tuple[str, ...] = (), drop_data_urcs: bool = False,
+                 connect_timeout: float = 20.0, **options):
+        if sim not in SIM_STATES:
+            raise ValueError(f"sim must be one of {', '.join(SIM_STATES)}")
+        if registration not in REG_STAT:
+            raise ValueError(f"registration must be one of {', '.join(REG_STAT)}")
+        if not (0 <= rssi <= 31 or rssi == 99):
+            raise ValueError("rssi must be 0..31 or 99")
+        if connect_timeout <= 0:
+            raise ValueError("connect timeout must be positive")
+        self.hosts = {"localhost": "127.0.0.1"}
+        for name, ip in (hosts or {}).items():
+            try:
+                self.hosts[name.lower()] = str(ipaddress.IPv4Address(ip))
+            except ValueError:
+                raise ValueError(f"host {name}: {ip!r} is not an IPv4 address") from None
+        try:
+            self.allow = [ipaddress.ip_network(a, strict=False)
+                          for a in ("127.0.0.0/8", *allow)]
+        except ValueError as e:
+            raise ValueError(f"allow: {e}") from None
+        self.sim_config = sim
         self.reg = REG_STAT[registration]
         self.rssi = rssi
         self.pdp_fail = pdp_fail
-        self.hosts = {"localhost": "127.0.0.1", **(hosts or {})}
-        self.allow = [ipaddress.ip_network(a) for a in allow]
         self.drop_data_urcs = drop_data_urcs
         self.connect_timeout = connect_timeout
-        self.power_on()
-
-    # -- power -------------------------------------------------------------------
-    def power_on(self) -> None:
+        self.pdp = {1: ("IP", "")}
         self.links: dict[int, Link] = {}
-        self.net_open = False
-        self.echo = True
-        self.cmee = 0
-        self.apn = ""
-        self.booted = False  # a booting modem ignores its UART, as real ones do
+        self._abandoned: list[socket.socket] = []
+        super().__init__(**options)
 
-        def boot():
-            self.booted = True
-            self.urc("RDY")
-            if self.sim == "ready":
-                self.urc("+CPIN: READY")
-            self.urc("SMS DONE", "PB DONE")
-        self.later(0.1, boot)
+    # -- power and network hooks -------------------------------------------------------
+    def reset_state(self) -> None:
+        self.reset_links(abandon=True)
+        self.sim = self.sim_config
+        self.net = "closed"       # closed | opening | open
+        self.reg_mode = {"+CREG": 0, "+CGREG": 0, "+CEREG": 0}
+
+    def boot_urcs(self) -> list[str]:
+        cpin = {"ready": ["+CPIN: READY"], "pin": ["+CPIN: SIM PIN"]}.get(self.sim, [])
+        return ["RDY", *cpin, "SMS DONE", "PB DONE"]
 
     def network_lost(self) -> None:
-        """What a dropped bearer looks like (SIGUSR1 in the CLI)."""
+        """The bearer drops: one +CIPEVENT, every link gone without a word to its peer."""
+        if self.net == "closed":
+            return
+        self.reset_links(abandon=True)
+        self.net = "closed"
         self.urc("+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
-        for n in list(self.links):
-            self._drop(n)
-        self.net_open = False
 
-    def _drop(self, n: int) -> None:
-        link = self.links.pop(n, None)
-        if link and link.state != "closed":
-            self._unwatch(link)
-            link.sock.close()
+    def reset_links(self, abandon: bool) -> None:
+        for link in self.links.values():
+            self._release(link, abandon)
+        self.links = {}
 
-    def _unwatch(self, link: Link) -> None:
+    def close(self) -> None:
+        super().close()
+        for sock in self._abandoned:
+            sock.close()
+        self._abandoned.clear()
+
+    # -- helpers -----------------------------------------------------------------------
+    def _stat(self) -> int:
+        return self.reg if self.sim == "ready" else 0
+
+    def _resolve(self, name: str) -> str | None:
         try:
-            self.sel.unregister(link.sock)
-        except (KeyError, ValueError):
-            pass
-
-    # -- helpers -----------------------------------------------------------------
-    def _registered(self) -> bool:
-        return self.sim == "ready" and self.reg in (1, 5)
-
-    def _resolve(self, host: str) -> str | None:
-        try:
-            ipaddress.IPv4Address(host)
-            return host
+            return str(ipaddress.IPv4Address(name))
         except ValueError:
-            return self.hosts.get(host.lower())
+            return self.hosts.get(name.lower())
 
-    def _link_arg(self, text: str) -> int | None:
-        return int(text) if text.isdigit() and int(text) < LINKS else None
+    def _release(self, link: Link, abandon: bool = False) -> None:
+        """Stop watching the link's socket and close it (or leave it open, unread)."""
+        if link.sock is None:
+            return
+        self.watch(link.sock, 0, link.callback)
+        if abandon:
+            self._abandoned.append(link.sock)
+        else:
+            link.sock.close()
+        link.sock = None
 
-    # -- basic commands ------------------------------------------------------------
-    def h_info(self, kind, args):
+    def _rewatch(self, link: Link) -> None:
+        if link.sock is None:
+            return
+        events = 0
+        if link.state == "connecting":
+            events = WRITE
+        elif link.state in ("open", "closing"):
+            want_rx = link.state == "closing" or len(link.rx) < RX_CAP
+            events = (READ if want_rx else 0) | (WRITE if link.tx else 0)
+        self.watch(link.sock, events, link.callback)
+
+    def _fail_unconfirmed(self, link: Link) -> None:
+        while link.unconfirmed:
+            size = link.unconfirmed.popleft()[1]
+            self.urc(f"+CIPSEND: {link.n},{size},-1")
+        link.tx.clear()
+
+    # -- socket events -----------------------------------------------------------------
+    def _on_socket(self, link: Link, mask: int) -> None:
+        if self.links.get(link.n) is not link or link.sock is None:
+            return
+        if link.state == "connecting":
+            return self._connected(link)
+        if mask & WRITE:
+            self._flush_tx(link)
+        if mask & READ and link.sock is not None:
+            self._receive(link)
+        self._rewatch(link)
+
+    def _connected(self, link: Link) -> None:
+        assert link.sock is not None
+        if link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._release(link)
+            del self.links[link.n]
+            return self.urc(f"+CIPOPEN: {link.n},1")
+        link.state = "open"
+        self._rewatch(link)
+        self.urc(f"+CIPOPEN: {link.n},0")
+
+    def _connect_timeout(self, link: Link) -> None:
+        if self.links.get(link.n) is link and link.state == "connecting":
+            self._release(link)
+            del self.links[link.n]
+            self.urc(f"+CIPOPEN: {link.n},10")
+
+    def _receive(self, link: Link) -> None:
+        assert link.sock is not None
+        room = 65536 if link.state == "closing" else RX_CAP - len(link.rx)
+        if room <= 0:
+            return
+        try:
+            data = link.sock.recv(room)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:           # ECONNRESET: the same end of the link as a FIN
+            data = b""
+        if link.state == "closing":
+            if not data:          # the peer's FIN: the four-way close is complete
+                self._finish_close(link)
+            return                # data after our close is discarded
+        if not data:
+            return self._peer_closed(link)
+        was_empty = not link.rx
+        link.rx += data
+        if was_empty and link.data_urc_armed:
+            link.data_urc_armed = False
+            if not self.drop_data_urcs:
+                self.urc(f"+CIPRXGET: 1,{link.n}")
+
+    def _peer_closed(self, link: Link) -> None:
+        self._fail_unconfirmed(link)
+        self._release(link)
+        link.state = "closed"
+        self.urc(f"+IPCLOSE: {link.n},1")
+
+    def _flush_tx(self, link: Link) -> None:
+        """Hand queued data to the kernel; confirm each AT+CIPSEND once all of it went."""
+        while link.tx and link.sock is not None:
+            try:
+                sent = link.sock.send(link.tx)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                if link.state == "closing":
+                    return self._finish_close(link)
+                return self._peer_closed(link)
+            del link.tx[:sent]
+            link.tx_sent += sent
+        while link.unconfirmed and link.unconfirmed[0][0] <= link.tx_sent:
+            size = link.unconfirmed.popleft()[1]
+            self.urc(f"+CIPSEND: {link.n},{size},{size}")
+        if link.state == "closing" and not link.tx and not link.fin_sent and link.sock:
+            link.fin_sent = True
+            try:
+                link.sock.shutdown(socket.SHUT_WR)   # our FIN, after all pending data
+            except OSError:
+                self._finish_close(link)
+
+    def _finish_close(self, link: Link) -> None:
+        if self.links.get(link.n) is not link:
+            return
+        self._fail_unconfirmed(link)
+        self._release(link)
+        del self.links[link.n]
+        self.urc(f"+CIPCLOSE: {link.n},0")
+
+    # -- basic commands ----------------------------------------------------------------
+    def _ati(self, args):
         self.reply("Manufacturer: SIMCOM INCORPORATED", "Model: SIMCOM_SIM7600G-H",
                    "Revision: synack-virtual", "IMEI: 860000000000001")
         self.ok()
 
-    def h_cgmm(self, kind, args):
+    def _cgmm(self, args):
         self.reply("SIMCOM_SIM7600G-H")
         self.ok()
 
-    def h_cmee(self, kind, args):
-        if kind == "?":
-            self.reply(f"+CMEE: {self.cmee}")
-        elif kind == "=" and args[0] in ("0", "1", "2"):
-            self.cmee = int(args[0])
-        elif kind != "=?":
-            return self.error(50)
-        self.ok()
-
-    def h_cpin(self, kind, args):
+    def _cpin_read(self, args):
         if self.sim == "absent":
             return self.error(10)
-        if kind == "?":
-            self.reply("+CPIN: " + ("READY" if self.sim == "ready" else "SIM PIN"))
-        elif kind == "=":
-            if self.sim == "pin" and args and args[0] == "1234":
-                self.sim = "ready"
-            elif self.sim == "pin":
-                return self.error(16)
+        self.reply("+CPIN: " + ("READY" if self.sim == "ready" else "SIM PIN"))
         self.ok()
 
-    def h_csq(self, kind, args):
+    def _cpin_set(self, args):
+        if self.sim == "absent":
+            return self.error(10)
+        if self.sim == "ready":
+            return self.error(3)
+        if args[:1] != [PIN]:
+            return self.error(16)
+        self.sim = "ready"
+        self.ok()
+        self.urc("+CPIN: READY")
+
+    def _csq(self, args):
         self.reply(f"+CSQ: {self.rssi if self.sim == 'ready' else 99},99")
         self.ok()
 
-    def h_reg(self, name):
-        def handler(self, kind, args):
-            if kind == "?":
-                self.reply(f"{name}: 0,{self.reg if self.sim == 'ready' else 0}")
-            self.ok()
-        return handler
-
-    def h_cgdcont(self, kind, args):
-        if kind == "=" and len(args) >= 3:
-            self.apn = args[2]
-        elif kind == "?":
-            self.reply(f'+CGDCONT: 1,"IP","{self.apn}","0.0.0.0",0,0')
+    def _cgdcont_set(self, args):
+        cid = int_arg(args, 0, 1, 15)
+        if len(args) < 3 or args[1].upper() not in ("IP", "IPV6", "IPV4V6"):
+            raise ArgError("expected <cid>,<type>,<apn>")
+        self.pdp[cid] = (args[1].upper(), args[2])
         self.ok()
 
-    def h_accept(self, kind, args):
+    def _cgdcont_read(self, args):
+        self.reply(*(f'+CGDCONT: {cid},"{kind}","{apn}","0.0.0.0",0,0'
+                     for cid, (kind, apn) in sorted(self.pdp.items())))
         self.ok()
 
-    def h_cipmode(self, kind, args):
-        if kind == "=" and args != ["0"]:
-            return self.reply("ERROR")  # transparent mode is not emulated
+    def _accept(self, args):
         self.ok()
 
-    def h_ciprxget_mode(self, kind, args):
-        if kind == "?":
-            self.reply("+CIPRXGET: 1")
-            return self.ok()
-        mode = args[0] if args else ""
-        if mode == "1":
-            return self.ok()
-        if mode in ("2", "3"):
-            return self._read(int(mode), args)
-        if mode == "4":
-            n = self._link_arg(args[1]) if len(args) > 1 else None
-            if n is None:
-                return self.error(50)
-            link = self.links.get(n)
-            self.reply(f"+CIPRXGET: 4,{n},{len(link.rx) if link else 0}")
-            return self.ok()
-        self.reply("ERROR")  # mode 0 (push) is not emulated
+    def _cipmode_set(self, args):
+        if args != ["0"]:
+            return self.reply("ERROR")   # transparent mode is not emulated
+        self.ok()
 
-    # -- bearer --------------------------------------------------------------------
-    def h_netopen(self, kind, args):
-        if kind == "?":
-            self.reply(f"+NETOPEN: {int(self.net_open)}")
-            return self.ok()
-        if self.net_open:
+    def _cipmode_read(self, args):
+        self.reply("+CIPMODE: 0")
+        self.ok()
+
+    # -- bearer and DNS ----------------------------------------------------------------
+    def _netopen(self, args):
+        if self.net != "closed":
             return self.reply("+IP ERROR: Network is already opened", "ERROR")
         self.ok()
+        self.net = "opening"
+        self.later(NETOPEN_DELAY_S, self._netopen_done)
 
-        def done():
-            ok = self._registered() and not self.pdp_fail
-            self.net_open = ok
-            self.urc(f"+NETOPEN: {0 if ok else 1}")
-        self.later(0.05, done)
+    def _netopen_done(self):
+        if self.net != "opening":
+            return
+        up = self.sim == "ready" and self.reg in (1, 5) and not self.pdp_fail
+        self.net = "open" if up else "closed"
+        self.urc(f"+NETOPEN: {0 if up else 1}")
 
-    def h_netclose(self, kind, args):
+    def _netopen_read(self, args):
+        self.reply(f"+NETOPEN: {int(self.net == 'open')}")
         self.ok()
-        was_open = self.net_open
-        for n in list(self.links):
-            self._drop(n)
-        self.net_open = False
-        self.later(0.02, lambda: self.urc(f"+NETCLOSE: {0 if was_open else 2}"))
 
-    def h_ipaddr(self, kind, args):
-        if not self.net_open:
+    def _netclose(self, args):
+        result = 0 if self.net != "closed" else 2
+        self.ok()
+        self.reset_links(abandon=False)
+        self.net = "closed"
+        self.later(NETCLOSE_DELAY_S, lambda: self.urc(f"+NETCLOSE: {result}"))
+
+    def _ipaddr(self, args):
+        if self.net != "open":
             return self.reply("+IP ERROR: Network not opened", "ERROR")
-        self.reply("+IPADDR: 10.64.0.2")
+        self.reply(f"+IPADDR: {LOCAL_IP}")
         self.ok()
 
-    def h_cdnsgip(self, kind, args):
-        ip = self._resolve(args[0]) if kind == "=" and args else None
+    def _cdnsgip(self, args):
+        ip = self._resolve(args[0]) if len(args) == 1 and args[0] else None
         if ip is None:
             return self.reply("+CDNSGIP: 0,10", "ERROR")
         self.reply(f'+CDNSGIP: 1,"{args[0]}","{ip}"')
         self.ok()
 
-    # -- sockets -------------------------------------------------------------------
-    def h_cipopen(self, kind, args):
-        if kind == "?":
-            for n in range(LINKS):
-                link = self.links.get(n)
-                self.reply(f"+CIPOPEN: {n}" + (',"TCP"' if link and link.state == "open" else ""))
-            return self.ok()
-        if kind != "=" or len(args) < 4 or not args[3].isdigit():
-            return self.error(50)
-        n, proto, host, port = self._link_arg(args[0]), args[1].upper(), args[2], int(args[3])
-        if n is None or not 0 < port < 65536 or proto != "TCP":
-            return self.error(50)
+    # -- links -------------------------------------------------------------------------
+    def _cipopen_set(self, args):
+        n = int_arg(args, 0, 0, LINKS - 1)
+        port = int_arg(args, 3, 1, 65535)
+        if len(args) != 4 or args[1].upper() not in ("TCP", "UDP"):
+            raise ArgError("expected <link>,\"TCP\",<host>,<port>")
+        if args[1].upper() == "UDP":
+            return self.reply("ERROR")   # UDP is not emulated
         self.ok()
-        if n in self.links and self.links[n].state != "closed":
+        old = self.links.get(n)
+        if old is not None and old.state != "closed":
             return self.urc(f"+CIPOPEN: {n},4")
-        self.links.pop(n, None)
-        if not self.net_open:
+        self.links.pop(n, None)          # a reopened link forgets the old data
+        if self.net != "open":
             return self.urc(f"+CIPOPEN: {n},2")
-        ip = self._resolve(host)
+        ip = self._resolve(args[2])
         if ip is None:
             return self.urc(f"+CIPOPEN: {n},11")
         if not any(ipaddress.ip_address(ip) in net for net in self.allow):
             return self.urc(f"+CIPOPEN: {n},1")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        link = self.links[n] = Link(sock)
         err = sock.connect_ex((ip, port))
         if err not in (0, errno.EINPROGRESS):
-            self.links.pop(n)
             sock.close()
             return self.urc(f"+CIPOPEN: {n},1")
-        self.sel.register(sock, selectors.EVENT_WRITE, lambda: self._connected(n, link))
+        link = self.links[n] = Link(n, sock, (ip, port))
+        link.callback = lambda mask, link=link: self._on_socket(link, mask)
+        self._rewatch(link)
+        self.later(self.connect_timeout, lambda: self._connect_timeout(link))
 
-        def give_up():
-            if self.links.get(n) is link and link.state == "connecting":
-                self._drop(n)
-                self.urc(f"+CIPOPEN: {n},10")
-        self.later(self.connect_timeout, give_up)
+    def _cipopen_read(self, args):
+        for n in range(LINKS):
+            link = self.links.get(n)
+            if link and link.state == "open":
+                ip, port = link.remote
+                self.reply(f'+CIPOPEN: {n},"TCP","{ip}",{port},-1')
+            else:
+                self.reply(f"+CIPOPEN: {n}")
+        self.ok()
 
-    def _connected(self, n: int, link: Link) -> None:
-        err = link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._unwatch(link)
-        if err:
-            link.sock.close()
-            self.links.pop(n, None)
-            return self.urc(f"+CIPOPEN: {n},1")
-        link.state = "open"
-        self.sel.register(link.sock, selectors.EVENT_READ, lambda: self._readable(n, link))
-        self.urc(f"+CIPOPEN: {n},0")
-
-    def _readable(self, n: int, link: Link) -> None:
+    def _cipsend(self, args):
+        # Bad parameters and links that are not open give a plain ERROR in every CMEE
+        # mode: that is what the SIM7600 answers here.
         try:
-            data = link.sock.recv(RX_CAP - len(link.rx))
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._peer_closed(n, link)
-            return
-        was_empty = not link.rx
-        link.rx += data
-        if was_empty and link.urc_armed and not self.drop_data_urcs:
-            link.urc_armed = False
-            self.urc(f"+CIPRXGET: 1,{n}")
-        if len(link.rx) >= RX_CAP:  # back-pressure: stop reading until the host reads
-            self._unwatch(link)
-
-    def _peer_closed(self, n: int, link: Link) -> None:
-        self._unwatch(link)
-        link.sock.close()
-        link.state = "closed"   # buffered data stays readable until AT+CIPCLOSE
-        self.urc(f"+IPCLOSE: {n},1")
-
-    def h_cipsend(self, kind, args):
-        n = self._link_arg(args[0]) if kind == "=" and len(args) == 2 else None
-        link = self.links.get(n) if n is not None else None
-        size = int(args[1]) if n is not None and args[1].isdigit() else 0
-        if link is None or link.state != "open" or not 0 < size <= MAX_IO:
+            n = int_arg(args, 0, 0, LINKS - 1)
+            size = int_arg(args, 1, 1, MAX_SEND)
+        except ArgError:
+            return self.reply("ERROR")
+        link = self.links.get(n)
+        if len(args) != 2 or link is None or link.state != "open":
             return self.reply("ERROR")
         self.send(b"\r\n> ")
-        self.expect_data(size, lambda data: self._send_data(n, link, data))
+        self.expect_data(size, lambda data: self._cipsend_data(link, data))
 
-    def _send_data(self, n: int, link: Link, data: bytes) -> None:
+    def _cipsend_data(self, link: Link, data: bytes) -> None:
+        if self.links.get(link.n) is not link or link.state != "open":
+            return self.reply("ERROR")   # the link closed while the payload came in
         self.ok()
-        try:
-            link.sock.setblocking(True)
-            link.sock.settimeout(5)
-            link.sock.sendall(data)
-            link.sock.setblocking(False)
-        except OSError:
-            self.urc(f"+CIPSEND: {n},{len(data)},-1")
-            self._peer_closed(n, link)
-            return
-        self.urc(f"+CIPSEND: {n},{len(data)},{len(data)}")
+        link.tx += data
+        link.tx_accepted += len(data)
+        link.unconfirmed.append((link.tx_accepted, len(data)))
+        self._flush_tx(link)
+        self._rewatch(link)
 
-    def _read(self, mode: int, args: list[str]) -> None:
-        n = self._link_arg(args[1]) if len(args) == 3 else None
-        limit = MAX_IO if mode == 2 else MAX_IO // 2
-        size = int(args[2]) if n is not None and args[2].isdigit() else 0
-        if n is None or not 0 < size <= limit:
-            return self.error(50)
+    def _ciprxget_set(self, args):
+        mode = int_arg(args, 0, 0, 4)
+        if mode == 1:
+            return self.ok()
+        if mode == 0:
+            return self.reply("ERROR")   # automatic (push) receive is not emulated
+        n = int_arg(args, 1, 0, LINKS - 1)
         link = self.links.get(n)
+        if mode == 4:
+            self.reply(f"+CIPRXGET: 4,{n},{len(link.rx) if link else 0}")
+            return self.ok()
+        limit = int_arg(args, 2, 1, MAX_READ if mode == 2 else MAX_READ_HEX)
         if link is None or not link.rx:
             return self.reply("+IP ERROR: No data", "ERROR")
-        chunk = bytes(link.rx[:size])
-        del link.rx[:size]
+        chunk = bytes(link.rx[:limit])
+        del link.rx[:limit]
         if not link.rx:
-            link.urc_armed = True
-        if link.state == "open":
-            self._watch_again(n, link)
+            link.data_urc_armed = True
+        self._rewatch(link)      # resumes reading a socket paused at RX_CAP
         body = chunk if mode == 2 else chunk.hex().upper().encode()
-        self.send(f"\r\n+CIPRXGET: {mode},{n},{len(chunk)},{len(link.rx)}\r\n".encode()
-                  + body + b"\r\nOK\r\n")
+        header = f"\r\n+CIPRXGET: {mode},{n},{len(chunk)},{len(link.rx)}\r\n"
+        self.send(header.encode() + body + b"\r\nOK\r\n")
 
-    def _watch_again(self, n: int, link: Link) -> None:
-        try:
-            self.sel.register(link.sock, selectors.EVENT_READ, lambda: self._readable(n, link))
-        except KeyError:
-            pass  # still registered
+    def _ciprxget_read(self, args):
+        self.reply("+CIPRXGET: 1")
+        self.ok()
 
-    def h_cipclose(self, kind, args):
-        if kind == "?":
-            states = ",".join("1" if self.links.get(i) and self.links[i].state == "open"
-                              else "0" for i in range(LINKS))
-            self.reply(f"+CIPCLOSE: {states}")
-            return self.ok()
-        n = self._link_arg(args[0]) if kind == "=" and args else None
-        if n is None:
-            return self.error(50)
+    def _cipclose_set(self, args):
+        n = int_arg(args, 0, 0, LINKS - 1)
         link = self.links.get(n)
-        if link is None or link.state != "open":
-            self.links.pop(n, None)
+        if link is None or link.state in ("closed", "closing"):
+            if link is not None and link.state == "closed":
+                del self.links[n]        # its unread data goes with it
             return self.reply(f"+CIPCLOSE: {n},4", "ERROR")
         self.ok()
-        self._unwatch(link)
+        if link.state == "connecting":
+            self._release(link)
+            del self.links[n]
+            return self.urc(f"+CIPCLOSE: {n},0")
         link.state = "closing"
-        try:
-            link.sock.shutdown(socket.SHUT_WR)  # our FIN; then wait for the peer's
-        except OSError:
-            pass
-        self.sel.register(link.sock, selectors.EVENT_READ, lambda: self._closing(n, link))
-        self.later(CLOSE_WAIT_FOR_FIN_S, lambda: self._close_done(n, link))
+        link.rx.clear()
+        self._flush_tx(link)
+        self._rewatch(link)
+        self.later(CLOSE_WAIT_S, lambda: self._finish_close(link))
 
-    def _closing(self, n: int, link: Link) -> None:
-        try:
-            if link.sock.recv(65536):
-                return  # data after our close is discarded, as the manual says
-        except BlockingIOError:
-            return
-        except OSError:
-            pass
-        self._close_done(n, link)
-
-    def _close_done(self, n: int, link: Link) -> None:
-        if self.links.get(n) is not link:
-            return
-        self._unwatch(link)
-        link.sock.close()
-        del self.links[n]
-        self.urc(f"+CIPCLOSE: {n},0")
-
-    def h_creset(self, kind, args):
+    def _cipclose_read(self, args):
+        states = ",".join("1" if n in self.links and self.links[n].state == "open" else "0"
+                          for n in range(LINKS))
+        self.reply(f"+CIPCLOSE: {states}")
         self.ok()
-        for n in list(self.links):
-            self._drop(n)
-        self.later(0.05, self.power_on)
 
-    handlers = {
-        "I": h_info, "+CGMM": h_cgmm, "+CMEE": h_cmee, "+CPIN": h_cpin, "+CSQ": h_csq,
-        "+CREG": h_reg(None, "+CREG"), "+CGREG": h_reg(None, "+CGREG"),
-        "+CEREG": h_reg(None, "+CEREG"), "+CGDCONT": h_cgdcont, "+CIPMODE": h_cipmode,
-        "+CIPCCFG": h_accept, "+CIPTIMEOUT": h_accept, "+CIPRXGET": h_ciprxget_mode,
-        "+NETOPEN": h_netopen, "+NETCLOSE": h_netclose, "+IPADDR": h_ipaddr,
-        "+CDNSGIP": h_cdnsgip, "+CIPOPEN": h_cipopen, "+CIPSEND": h_cipsend,
-        "+CIPCLOSE": h_cipclose, "+CRESET": h_creset,
+    def _creset(self, args):
+        self.ok()
+        self.power_on()
+
+    commands = {
+        **BASE_COMMANDS,
+        "I": Command(run=_ati),
+        "+CGMM": Command(run=_cgmm),
+        "+CPIN": Command(read=_cpin_read, set=_cpin_set, test=_accept),
+        "+CSQ": Command(run=_csq),
+        "+CREG": _registration("+CREG"),
+        "+CGREG": _registration("+CGREG"),
+        "+CEREG": _registration("+CEREG"),
+        "+CGDCONT": Command(set=_cgdcont_set, read=_cgdcont_read),
+        "+CIPMODE": Command(set=_cipmode_set, read=_cipmode_read),
+        "+CIPCCFG": Command(set=_accept),
+        "+CIPTIMEOUT": Command(set=_accept),
+        "+CIPRXGET": Command(set=_ciprxget_set, read=_ciprxget_read),
+        "+NETOPEN": Command(run=_netopen, read=_netopen_read),
+        "+NETCLOSE": Command(run=_netclose),
+        "+IPADDR": Command(run=_ipaddr),
+        "+CDNSGIP": Command(set=_cdnsgip),
+        "+CIPOPEN": Command(set=_cipopen_set, read=_cipopen_read),
+        "+CIPSEND": Command(set=_cipsend),
+        "+CIPCLOSE": Command(set=_cipclose_set, read=_cipclose_read),
+        "+CRESET": Command(run=_creset),
     }
-
