@@ -87,6 +87,48 @@ def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
     modem.run_until_signalled()
 
 
+# -- synack sim board -------------------------------------------------------------
+def _board_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fs", metavar="DIR", help="the board's flash: a host directory "
+                   "(default: a new temporary directory)")
+    p.add_argument("--baud", type=int, help="pace both directions like a UART at this "
+                   "baud rate (8N1: baud/10 bytes/s); default: unpaced")
+    p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
+                   help="what runs the code (default: cpython)")
+    p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
+                   "e.g. a virtual modem's pty")
+    p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
+    p.add_argument("--verbose", "-v", action="store_true", help="trace REPL traffic on stderr")
+
+
+def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
+    import os
+    import tempfile
+
+    from .sim.board import Board
+    from .sim.engines import make_engine
+
+    with tempfile.TemporaryDirectory(prefix="synack-flash-") as tmp:
+        root = args.fs or tmp
+        if not os.path.isdir(root):
+            raise CommandError(f"--fs {root}: no such directory")
+        try:
+            engine = make_engine(args.engine, root, args.uart1)
+        except NotImplementedError as e:
+            raise CommandError(str(e)) from None
+        trace = None
+        if args.verbose:
+            def trace(text: str) -> None:
+                print(text, file=state.err, flush=True)
+        try:
+            board = Board(engine, baud=args.baud, link_path=args.link, trace=trace)
+        except OSError as e:
+            engine.close()
+            raise CommandError(f"cannot set up the board: {e}") from None
+        print(board.port, file=state.out, flush=True)   # first line: what launchers wait for
+        board.run_until_signalled()
+
+
 # -- synack sim selftest ----------------------------------------------------------
 def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, default=115200,
@@ -109,6 +151,9 @@ def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
 COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
     "sim modem": (cmd_sim_modem, _modem_args,
                   "run a virtual modem on a pseudo-terminal (prints its path first)"),
+    "sim board": (cmd_sim_board, _board_args,
+                  "run a virtual MicroPython board on a pseudo-terminal (prints its path "
+                  "first)"),
     "sim selftest": (cmd_sim_selftest, _selftest_args,
                      "run the firmware against a virtual SIM7600 and a local echo server"),
 }

@@ -1,0 +1,397 @@
+"""The virtual MicroPython board: MicroPython's REPL protocol on a pseudo-terminal.
+
+``Board`` owns a paced pty (``pty.PtyLink``) and an engine (``engines``) that runs the
+code. It speaks what shared/runtime/pyexec.c speaks, so that mpremote drives it unchanged:
+
+* friendly REPL: ``>>> `` prompt with echo, ``... `` continuation, Ctrl-C, Ctrl-D (soft
+  reset), Ctrl-E (paste mode), Ctrl-B (banner), Ctrl-A on an empty line (raw REPL);
+* raw REPL: code + Ctrl-D -> ``OK``, stdout, ``\\x04``, traceback, ``\\x04``, ``>``;
+  Ctrl-D on an empty raw prompt soft-resets without running main.py; Ctrl-B leaves;
+* raw-paste: ``\\x05A\\x01`` -> ``R\\x01`` + 128-byte window, ``\\x01`` per window consumed.
+
+While code runs, host bytes wait (as in the UART's buffer) except Ctrl-C, which interrupts
+the code at once, as MicroPython's UART interrupt handler does.
+"""
+
+from __future__ import annotations
+
+import codeop
+import collections
+import os
+import selectors
+import signal
+import time
+import warnings
+from collections.abc import Callable
+
+from .engines import CPythonEngine
+from .pty import PtyLink
+
+VERSION = "v1.27.0 on 2026-01-01"
+BANNER_TEMPLATE = ("MicroPython {version}; synack virtual board ({engine} engine) with ESP32"
+                   "\r\nType \"help()\" for more information.\r\n")
+RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n"
+PASTE_HEADER = b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== "
+WINDOW = 128           # raw-paste window increment: MICROPY_REPL_STDIN_BUFFER_MAX / 2
+OUT_HIGH_WATER = 4096  # stop taking engine output while the port lags this far behind
+IDLE_WAIT_S = 0.5
+
+CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
+FRIENDLY, PASTE, RAW, RAW_PASTE = "friendly", "paste", "raw", "raw-paste"
+
+Job = tuple[bytes, bytes, Callable[[bytes], None]]
+
+
+class Board:
+    """A virtual board; ``port`` is the pty to open like a serial port."""
+
+    def __init__(self, engine: CPythonEngine, baud: int | None = None,
+                 link_path: str | None = None, trace: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.trace = trace
+        self.pty = PtyLink(baud, link_path)
+        self.banner = BANNER_TEMPLATE.format(version=VERSION, engine=engine.name).encode()
+        self.sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._watched: dict[int, tuple[int, Callable[[int], None]]] = {}
+        self._running = False
+        self.mode = FRIENDLY
+        self._input = bytearray()        # host bytes the REPL has not taken yet
+        self._busy: Callable[[bytes], None] | None = None   # done-callback of running job
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._line = bytearray()         # friendly: line being edited; raw: code so far
+        self._block = b""                # friendly: lines of an unfinished compound statement
+        self._window_left = 0
+        self.hard_reset()
+
+    @property
+    def port(self) -> str:
+        return self.pty.path
+
+    # -- output ------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        if self.trace:
+            self.trace(f"board> {data!r}")
+        self.pty.write(data)
+
+    def prompt(self) -> None:
+        self.send(b"... " if self._block else b">>> ")
+
+    # -- resets ------------------------------------------------------------------------
+    def hard_reset(self) -> None:
+        """Power on: fresh interpreter, boot.py, main.py, then the friendly REPL."""
+        self.mode = FRIENDLY
+        self._restart()
+
+    def soft_reset(self) -> None:
+        """Ctrl-D: fresh interpreter, boot.py; main.py only in the friendly REPL."""
+        self.send(b"MPY: soft reboot\r\n")
+        self._restart()
+
+    def _restart(self) -> None:
+        self._jobs.clear()
+        self._busy = None
+        self._line.clear()
+        self._block = b""
+        self.engine.start()
+        root = self.engine.root
+        for name in ("boot.py", "main.py"):
+            if name == "main.py" and self.mode != FRIENDLY:
+                continue   # by design: a raw REPL soft reset does not run main.py
+            if os.path.isfile(os.path.join(root, name)):
+                self._submit(b"F", name.encode(), self.send)
+        self._submit(b"", b"", lambda _: self._enter_mode())
+
+    def _enter_mode(self) -> None:
+        if self.mode == RAW:
+            self.send(RAW_HEADER + b">")
+        else:
+            self.mode = FRIENDLY
+            self.send(self.banner)
+            self.prompt()
+
+    # -- jobs: code for the engine, run one at a time ------------------------------------
+    def _submit(self, kind: bytes, payload: bytes, done: Callable[[bytes], None]) -> None:
+        self._jobs.append((kind, payload, done))
+        self._next_job()
+
+    def _next_job(self) -> None:
+        while self._busy is None and self._jobs:
+            kind, payload, done = self._jobs.popleft()
+            if not kind:      # a step after the code before it: no engine involved
+                done(b"")
+                continue
+            self._busy = done
+            self.engine.run(kind, payload)
+            self._take_interrupts()
+
+    def _job_done(self, error: bytes) -> None:
+        done, self._busy = self._busy, None
+        if done:
+            done(error)
+        self._next_job()
+
+    def _take_interrupts(self) -> None:
+        """Ctrl-C among the bytes waiting for the REPL interrupts the running code."""
+        if self._busy is not None and CTRL_C in self._input:
+            self._input = self._input.replace(b"\x03", b"")
+            self.engine.interrupt()
+
+    def _on_engine(self, mask: int) -> None:
+        child = self.engine.child
+        assert child is not None
+        frames = child.read()
+        if frames is None:
+            self._engine_died(child.proc.wait(2.0))
+            return
+        for kind, payload in frames:
+            if kind == b"O":
+                self.send(payload)
+            elif kind == b"D":
+                self._job_done(payload)
+            elif kind == b"E":    # sys.exit(): MicroPython soft-resets
+                if self.mode == RAW:
+                    self.send(b"\x04\x04")
+                self.soft_reset()
+                return
+            elif kind == b"H":
+                self.hard_reset()
+                return
+            elif kind == b"S":
+                self.soft_reset()
+                return
+
+    def _engine_died(self, status: int | None) -> None:
+        """The interpreter process ended (os._exit, a crash): the board survives with a
+        fresh interpreter, and the code that was running ends with an error, so that
+        the host's protocol state stays in step."""
+        self.engine.start()
+        if self._busy is not None:
+            self._job_done(b"SystemError: engine process exited with status %d\r\n"
+                           % (status if status is not None else -1))
+
+    # -- input -------------------------------------------------------------------------
+    def _process_input(self) -> None:
+        while self._input and self._busy is None:
+            c = self._input[0]
+            del self._input[0]
+            {FRIENDLY: self._friendly, PASTE: self._paste, RAW: self._raw,
+             RAW_PASTE: self._raw_paste}[self.mode](c)
+        self._take_interrupts()
+
+    def _friendly(self, c: int) -> None:
+        if c == CTRL_A and not self._line and not self._block:
+            self.mode = RAW
+            self.send(b"\r\n" + RAW_HEADER + b">")
+        elif c == CTRL_B and not self._line:
+            self.send(b"\r\n" + self.banner)
+            self.prompt()
+        elif c == CTRL_C:
+            self._line.clear()
+            self._block = b""
+            self.send(b"\r\n")
+            self.prompt()
+        elif c == CTRL_D and not self._line and not self._block:
+            self.send(b"\r\n")
+            self.soft_reset()
+        elif c == CTRL_E and not self._line and not self._block:
+            self.mode = PASTE
+            self.send(PASTE_HEADER)
+        elif c == 0x0D:
+            self.send(b"\r\n")
+            self._enter_line()
+        elif c in (0x08, 0x7F):
+            if self._line:
+                self._line.pop()
+                self.send(b"\x08 \x08")
+        elif c >= 0x20 or c == 0x09:
+            self._line.append(c)
+            self.send(bytes([c]))
+        # other control bytes (LF, escape sequences' ESC) are ignored
+
+    def _enter_line(self) -> None:
+        line, self._line = bytes(self._line), bytearray()
+        source = self._block + line + b"\n"
+        if not source.strip():
+            self._block = b""
+            self.prompt()
+            return
+        if line.strip() and not _complete(self._block + line):
+            self._block = source      # a compound statement goes on: "... "
+            self.prompt()
+            return
+        self._block = b""
+        self._submit(b"1", source, self._friendly_done)
+
+    def _friendly_done(self, error: bytes) -> None:
+        self.send(error)
+        self.prompt()
+
+    def _paste(self, c: int) -> None:
+        if c == CTRL_C:
+            self._line.clear()
+            self.mode = FRIENDLY
+            self.send(b"\r\n>>> ")
+        elif c == CTRL_D:
+            source, self._line = bytes(self._line), bytearray()
+            self.mode = FRIENDLY
+            self.send(b"\r\n")
+            self._submit(b"X", source, self._friendly_done)
+        elif c == 0x0D:
+            self._line.append(0x0A)
+            self.send(b"\r\n=== ")
+        elif c != 0x0A:
+            self._line.append(c)
+            self.send(bytes([c]))
+
+    def _raw(self, c: int) -> None:
+        if c == CTRL_A:
+            if self._line == b"\x05A":   # raw-paste request
+                self._line.clear()
+                self.mode = RAW_PASTE
+                self._window_left = WINDOW
+                self.send(b"R\x01" + WINDOW.to_bytes(2, "little"))
+            else:
+                self._line.clear()
+                self.send(RAW_HEADER + b">")
+        elif c == CTRL_B:
+            self._line.clear()
+            self.mode = FRIENDLY
+            self.send(b"\r\n" + self.banner)
+            self.prompt()
+        elif c == CTRL_C:
+            self._line.clear()
+        elif c == CTRL_D:
+            self.send(b"OK")
+            if not self._line:
+                self.send(b"\r\n")
+                self.soft_reset()
+            else:
+                source, self._line = bytes(self._line), bytearray()
+                self._submit(b"X", source, self._raw_done)
+        else:
+            self._line.append(c)
+
+    def _raw_done(self, error: bytes) -> None:
+        self.send(b"\x04" + error + b"\x04>")
+
+    def _raw_paste(self, c: int) -> None:
+        if c in (CTRL_C, CTRL_D):
+            source, self._line = bytes(self._line), bytearray()
+            self.mode = RAW
+            self.send(b"\x04")          # acknowledge the end of the data
+            if c == CTRL_C:
+                self._raw_done(b"KeyboardInterrupt: \r\n")
+            else:
+                self._submit(b"X", source, self._raw_done)
+            return
+        self._line.append(c)
+        self._window_left -= 1
+        if self._window_left == 0:      # a window consumed: grant the next one
+            self._window_left = WINDOW
+            self.send(b"\x01")
+
+    # -- loop --------------------------------------------------------------------------
+    def _watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+        old = self._watched.get(fd)
+        if old and (old[0] == events and old[1] == callback):
+            return
+        if old:
+            self.sel.unregister(fd)
+            del self._watched[fd]
+        if events:
+            self.sel.register(fd, events, callback)
+            self._watched[fd] = (events, callback)
+
+    def _on_pty(self, mask: int) -> None:
+        if mask & selectors.EVENT_READ:
+            self.pty.fill()
+        if mask & selectors.EVENT_WRITE:
+            self.pty.flush()
+
+    def _on_wake(self, mask: int) -> None:
+        try:
+            os.read(self._wake_r, 512)
+        except BlockingIOError:
+            pass
+
+    def step(self, max_wait: float = IDLE_WAIT_S) -> None:
+        """One turn: wait for the host, the engine or pacing, then do what is due."""
+        pty_events = (selectors.EVENT_READ if self.pty.wants_fill() else 0) | (
+            selectors.EVENT_WRITE if self.pty.wants_flush() else 0)
+        for fd in [fd for fd in self._watched if fd not in (self.pty.master, self._wake_r)]:
+            self._watch(fd, 0, self._on_engine)     # the child may have been replaced
+        self._watch(self.pty.master, pty_events, self._on_pty)
+        self._watch(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        child = self.engine.child
+        if child:
+            if self.pty.pending_out < OUT_HIGH_WATER:
+                self._watch(child.rfd, selectors.EVENT_READ, self._on_engine)
+            if child.out:
+                self._watch(child.wfd, selectors.EVENT_WRITE, lambda m: child.flush())
+        wait = min(max_wait, self.pty.delay())
+        if wait < 0.002:
+            time.sleep(max(0.0, wait))   # pacing needs finer steps than epoll's 1 ms
+            wait = 0.0
+        for key, mask in self.sel.select(wait):
+            if key.fd in self._watched:   # an earlier callback may have replaced it
+                key.data(mask)
+        while self.pty.has_input():
+            chunk = self.pty.read()
+            if not chunk:
+                break
+            if self.trace:
+                self.trace(f"host>  {chunk!r}")
+            self._input += chunk
+        self._process_input()
+        self.pty.flush()
+
+    def serve(self) -> None:
+        self._running = True
+        while self._running:
+            self.step()
+
+    def request_stop(self) -> None:
+        """Safe from signal handlers."""
+        self._running = False
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def run_until_signalled(self) -> None:
+        handlers = {signal.SIGTERM: lambda s, f: self.request_stop(),
+                    signal.SIGINT: lambda s, f: self.request_stop()}
+        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        try:
+            self.serve()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            self.close()
+
+    def close(self) -> None:
+        if self.sel is None:
+            return
+        self.engine.close()
+        self.sel.close()
+        self.sel = None   # type: ignore[assignment]
+        self.pty.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _complete(source: bytes) -> bool:
+    """Whether a friendly-REPL entry is a whole statement (else: continuation lines)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return codeop.compile_command(source.decode("utf-8", "replace"),
+                                          "<stdin>", "single") is not None
+    except (SyntaxError, ValueError, OverflowError):
+        return True    # let the engine report the error

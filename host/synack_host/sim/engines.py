@@ -1,0 +1,540 @@
+"""Engines that run the virtual board's Python code.
+
+The "cpython" engine runs device code in a separate, persistent CPython process (the
+*child*), so that a busy loop can be interrupted with SIGINT (which CPython turns into
+KeyboardInterrupt, as MicroPython turns Ctrl-C into one) and a crash of the code does not
+take the board down. A soft reset replaces the child with a fresh one; a spare child is
+started ahead of time because mpremote soft-resets on every connection.
+
+Parent and child speak frames over two pipes: ``kind`` (1 byte), length (4 bytes, big
+endian), payload. Parent -> child: ``X`` run source as a file ("<stdin>"), ``1`` run one
+interactive line (expression values are printed), ``F`` run a file of the flash by name.
+``I`` (with a SIGINT) is a Ctrl-C. Child -> parent: ``O`` output bytes (already in REPL
+form, ``\\n`` -> ``\\r\\n``), ``D`` done (payload: MicroPython-style traceback text,
+empty if none), ``E`` done by sys.exit(), ``H``/``S`` the code asked for machine.reset() /
+machine.soft_reset().
+
+The child works in the board's flash directory. Device code (the REPL namespace and
+modules imported from the flash) sees a MicroPython-flavoured ``os`` whose absolute paths
+are rooted at the flash directory; the rest of the child sees the real one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+
+_HEADER = struct.Struct(">cI")
+ENGINES = ("cpython",)
+
+
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return _HEADER.pack(kind, len(payload)) + payload
+
+
+class FrameReader:
+    """Splits a byte stream into (kind, payload) frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= _HEADER.size:
+            kind, n = _HEADER.unpack_from(self._buf)
+            if len(self._buf) < _HEADER.size + n:
+                break
+            frames.append((kind, bytes(self._buf[_HEADER.size:_HEADER.size + n])))
+            del self._buf[:_HEADER.size + n]
+        return frames
+
+
+# ===================================================================== parent side
+class Child:
+    """One engine process: non-blocking pipes, queued input, frames out."""
+
+    def __init__(self, root: str, uart1: str | None):
+        cmd = [sys.executable, "-I", "-m", "synack_host.sim.engines", root, uart1 or ""]
+        # own session: a Ctrl-C typed at the terminal running the board must not reach it
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     cwd=root, start_new_session=True)
+        assert self.proc.stdin and self.proc.stdout
+        self.wfd = self.proc.stdin.fileno()
+        self.rfd = self.proc.stdout.fileno()
+        os.set_blocking(self.wfd, False)
+        os.set_blocking(self.rfd, False)
+        self.out = bytearray()
+        self.reader = FrameReader()
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        self.out += frame(kind, payload)
+        self.flush()
+
+    def flush(self) -> None:
+        try:
+            while self.out:
+                n = os.write(self.wfd, self.out)
+                del self.out[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:        # the child died; read() will report it
+            self.out.clear()
+
+    def read(self) -> list[tuple[bytes, bytes]] | None:
+        """Frames available now; None when the child has gone (end of file)."""
+        try:
+            data = os.read(self.rfd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return []
+        if not data:
+            return None
+        return self.reader.feed(data)
+
+    def interrupt(self) -> None:
+        """Ctrl-C: SIGINT stops running code; the ``I`` frame reaches code that has
+        been sent but not started yet."""
+        self.send(b"I", b"")
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()   # type: ignore[union-attr]
+            except OSError:
+                pass
+
+
+class CPythonEngine:
+    """The board's view of the engine: ``start()`` (fresh interpreter), ``run()``,
+    ``interrupt()``; the board polls ``child`` pipes in its own selector."""
+
+    name = "cpython"
+
+    def __init__(self, root: str, uart1: str | None = None):
+        self.root = os.path.realpath(root)
+        self.uart1 = uart1
+        self.child: Child | None = None
+        self._spare: Child | None = None
+
+    def start(self) -> None:
+        """Replace the interpreter with a fresh one (hard or soft reset)."""
+        if self.child:
+            self.child.kill()
+        self.child = self._spare or Child(self.root, self.uart1)
+        self._spare = Child(self.root, self.uart1)
+
+    def run(self, kind: bytes, source: bytes) -> None:
+        assert self.child is not None
+        self.child.send(kind, source)
+
+    def interrupt(self) -> None:
+        if self.child:
+            self.child.interrupt()
+
+    def close(self) -> None:
+        for c in (self.child, self._spare):
+            if c:
+                c.kill()
+        self.child = self._spare = None
+
+
+def make_engine(name: str, root: str, uart1: str | None = None) -> CPythonEngine:
+    if name != "cpython":
+        raise NotImplementedError(f"engine {name!r} is not implemented yet "
+                                  f"(available: {', '.join(ENGINES)})")
+    return CPythonEngine(root, uart1)
+
+
+# ====================================================================== child side
+# Everything below runs in the engine process only.
+class _Child:
+    running = False    # SIGINT raises KeyboardInterrupt only while device code runs
+    in_io = False      # ... but never in the middle of writing a frame
+    pending = False
+
+
+def _send(kind: bytes, payload: bytes = b"") -> None:
+    _Child.in_io = True
+    try:
+        data = frame(kind, payload)
+        while data:
+            n = os.write(_OUT_FD, data)
+            data = data[n:]
+    finally:
+        _Child.in_io = False
+    if _Child.pending and _Child.running:
+        _Child.pending = False
+        raise KeyboardInterrupt
+
+
+def _on_sigint(signum, stack) -> None:
+    if _Child.running and not _Child.in_io:
+        raise KeyboardInterrupt
+    _Child.pending = True   # raised as soon as device code runs (again)
+
+
+class _PortOut:
+    """sys.stdout/sys.stderr of device code: everything goes to the serial port."""
+
+    encoding = "utf-8"
+
+    class _Raw:
+        def write(self, data) -> int:
+            _send(b"O", bytes(data))
+            return len(data)
+
+    buffer = _Raw()
+
+    def write(self, text: str) -> int:
+        if text:
+            _send(b"O", text.replace("\n", "\r\n").encode("utf-8", "replace"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+# CPython wording -> MicroPython wording, for the messages users compare by eye
+_MESSAGES = (("is not defined", "isn't defined"), ("division by zero", "divide by zero"))
+
+
+def _format_exception(exc: BaseException, root: str) -> str:
+    import traceback
+
+    lines = ["Traceback (most recent call last):"]
+    frames = traceback.extract_tb(exc.__traceback__)
+
+    def shown(filename: str) -> str | None:
+        if filename.startswith(root + os.sep):
+            return os.path.relpath(filename, root)
+        return filename if filename.startswith("<stdin>") else None
+
+    for fs in frames:
+        # engine and library frames are left out: the device would not show them
+        if shown(fs.filename):
+            lines.append(f'  File "{shown(fs.filename)}", line {fs.lineno}, in {fs.name}')
+    name = type(exc).__name__
+    if isinstance(exc, SyntaxError):
+        lines.append(f'  File "{shown(exc.filename or "") or exc.filename}", line {exc.lineno}')
+        msg = exc.msg
+    elif isinstance(exc, OSError) and exc.errno:
+        # MicroPython has no OSError subclasses for errnos; hosts (mpremote) parse this
+        import errno
+
+        name, msg = "OSError", f"[Errno {exc.errno}] {errno.errorcode.get(exc.errno, '')}"
+    else:
+        msg = str(exc)
+    for old, new in _MESSAGES:
+        msg = msg.replace(old, new)
+    lines.append(f"{name}: {msg}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _execute(kind: bytes, payload: bytes, ns: dict, root: str) -> str | None:
+    """Run one request; returns the traceback text ('' on success, None: sys.exit())."""
+    error = ""
+    try:
+        if kind == b"F":
+            name = payload.decode()
+            with open(os.path.join(root, name), "rb") as f:
+                source, filename, mode = f.read(), os.path.join(root, name), "exec"
+        else:
+            source, filename = payload, "<stdin>"
+            mode = "single" if kind == b"1" else "exec"
+        code = compile(source, filename, mode, dont_inherit=True)
+        _Child.running = True
+        try:
+            if _Child.pending:   # Ctrl-C arrived before the code started
+                raise KeyboardInterrupt
+            exec(code, ns)
+        finally:
+            _Child.running = False
+            _Child.pending = False
+    except SystemExit:
+        # sys.exit() at the REPL soft-resets a MicroPython board; in boot.py/main.py it
+        # just ends the file (a soft reset would run main.py again, for ever)
+        return None if kind != b"F" else ""
+    except BaseException as e:   # noqa: BLE001 - the device prints every exception
+        _Child.running = False
+        error = _format_exception(e, root)
+    return error
+
+
+def _child_main(root: str, uart1: str) -> None:
+    global _OUT_FD
+    # the frame pipe gets private descriptors; stray C-level output goes to stderr
+    _OUT_FD = os.dup(1)
+    in_fd = os.dup(0)
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    _set_parent_death_signal()
+    signal.signal(signal.SIGINT, _on_sigint)
+    ns: dict = {"__name__": "__main__"}
+    _install_shims(root, uart1 or None, ns)
+    sys.stdout = sys.stderr = _PortOut()   # type: ignore[assignment]
+    reader = FrameReader()
+    while True:
+        try:
+            data = os.read(in_fd, 65536)
+        except KeyboardInterrupt:
+            continue
+        if not data:
+            return
+        frames = reader.feed(data)
+        _Child.pending = False   # an interrupt before this read was meant for old code
+        for i, (kind, payload) in enumerate(frames):
+            if kind == b"I":
+                continue
+            # an interrupt queued behind this request: the host pressed Ctrl-C before
+            # the code could start (a slow start, main.py at power-up)
+            _Child.pending = any(k == b"I" for k, _ in frames[i + 1:])
+            try:
+                error = _execute(kind, payload, ns, root)
+                if error is None:
+                    _send(b"E")
+                else:
+                    _send(b"D", error.encode("utf-8", "replace"))
+            except KeyboardInterrupt:   # landed after the code finished: too late
+                _send(b"D", b"")
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: die with the board even if it is SIGKILLed (a busy loop would live on)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+# -- MicroPython modules for device code -------------------------------------------
+def _install_shims(root: str, uart1: str | None, ns: dict) -> None:
+    import builtins
+    import gc
+    import types
+
+    from .shims import install
+
+    install()   # micropython module, time.ticks_*
+    real_open, real_import = builtins.open, builtins.__import__
+
+    def is_device(g) -> bool:
+        return g is ns or str(g.get("__file__") or "").startswith(root + os.sep)
+
+    def path(p):
+        """Device paths: '/x' is the x at the top of the flash directory."""
+        if isinstance(p, str) and p.startswith("/"):
+            return os.path.join(root, p.lstrip("/"))
+        return p
+
+    dev_os = types.ModuleType("os", "MicroPython os, rooted at the board's flash")
+    dev_os.__dict__.update({k: v for k, v in vars(os).items() if not k.startswith("__")})
+
+    def stat(p):
+        st = os.stat(path(p))
+        mode = 0x4000 if os.path.isdir(path(p)) else 0x8000
+        t = int(st.st_mtime)
+        return (mode, 0, 0, 0, 0, 0, st.st_size, t, t, t)
+
+    def ilistdir(p="."):
+        for e in os.scandir(path(p)):
+            yield (e.name, 0x4000 if e.is_dir() else 0x8000, 0,
+                   0 if e.is_dir() else e.stat().st_size)
+
+    def getcwd():
+        rel = os.path.relpath(os.getcwd(), root)
+        return "/" if rel == "." else "/" + rel
+
+    def statvfs(p="/"):
+        return (4096, 4096, 512, 400, 400, 0, 0, 0, 0, 255)
+
+    dev_os.__dict__.update(
+        stat=stat, ilistdir=ilistdir, getcwd=getcwd, statvfs=statvfs,
+        listdir=lambda p=".": os.listdir(path(p)), remove=lambda p: os.remove(path(p)),
+        mkdir=lambda p: os.mkdir(path(p)), rmdir=lambda p: os.rmdir(path(p)),
+        chdir=lambda p: os.chdir(path(p)), rename=lambda a, b: os.rename(path(a), path(b)),
+        sync=lambda: None, dupterm=lambda *a: None,
+        uname=lambda: ("esp32", "esp32", "1.27.0", "v1.27.0", "synack virtual board"))
+
+    def device_open(file, *args, **kwargs):
+        if is_device(sys._getframe(1).f_globals):
+            file = path(file)
+        return real_open(file, *args, **kwargs)
+
+    def device_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name in ("os", "uos") and globals and is_device(globals):
+            return dev_os
+        return real_import(name, globals, locals, fromlist, level)
+
+    builtins.open, builtins.__import__ = device_open, device_import
+
+    def device_help(*args):
+        if args:
+            return help(*args)
+        print("synack virtual board: MicroPython's REPL over a CPython engine.\n"
+              "Ctrl-A raw REPL, Ctrl-B banner, Ctrl-C interrupt, Ctrl-D soft reboot,\n"
+              "Ctrl-E paste mode. machine, network, gc and os are MicroPython shims.")
+
+    ns["help"] = device_help
+    for alias in ("time", "binascii", "hashlib", "json", "socket", "select", "struct",
+                  "errno", "io", "re", "random", "collections", "asyncio", "ssl", "zlib"):
+        try:
+            sys.modules.setdefault("u" + alias, __import__(alias))
+        except ImportError:
+            pass
+    gc.mem_free = lambda: 112_000            # ESP32 without PSRAM, after boot
+    gc.mem_alloc = lambda: 8_000
+    sys.modules["machine"] = _machine_module(uart1)
+    sys.modules["network"] = _network_module()
+    sys.path[:0] = [root, os.path.join(root, "lib")]
+
+
+def _machine_module(uart1: str | None):
+    import types
+
+    m = types.ModuleType("machine", "synack virtual board: machine shims")
+
+    def reset():
+        _send(b"H")
+        signal.pause()   # the board replaces this process
+
+    def soft_reset():
+        _send(b"S")
+        signal.pause()
+
+    class Pin:
+        IN, OUT, OPEN_DRAIN, PULL_UP, PULL_DOWN, IRQ_FALLING, IRQ_RISING = 1, 3, 7, 2, 1, 2, 1
+
+        def __init__(self, id, mode=-1, pull=-1, value=None, **kw):
+            self.id, self._v = id, value or 0
+
+        def value(self, v=None):
+            if v is None:
+                return self._v
+            self._v = 1 if v else 0
+
+        def on(self):
+            self._v = 1
+
+        def off(self):
+            self._v = 0
+
+        def irq(self, *a, **kw):
+            return None
+
+        __call__ = value
+
+    class UART:
+        """UART(1) is the pty given by ``--uart1`` (a virtual modem, usually)."""
+
+        def __init__(self, id, baudrate=115200, **kw):
+            if id != 1 or not uart1:
+                raise ValueError(f"UART({id}) is not connected on this virtual board")
+            import serial
+
+            self._s = serial.Serial(uart1, baudrate, timeout=0)
+            self.init(baudrate, **kw)
+
+        def init(self, baudrate=115200, timeout=0, **kw):
+            self._s.baudrate = baudrate
+            self._s.timeout = timeout / 1000
+
+        def deinit(self):
+            self._s.close()
+
+        def any(self):
+            return self._s.in_waiting
+
+        def read(self, n=None):
+            data = self._s.read(n if n is not None else max(1, self._s.in_waiting))
+            return data or None
+
+        def readinto(self, buf, n=None):
+            data = self.read(len(buf) if n is None else n)
+            if not data:
+                return None
+            buf[:len(data)] = data
+            return len(data)
+
+        def readline(self):
+            return self._s.readline() or None
+
+        def write(self, data):
+            return self._s.write(data)
+
+        def flush(self):
+            self._s.flush()
+
+    class RTC:
+        def datetime(self, t=None):
+            import time
+
+            lt = time.localtime()
+            return (lt[0], lt[1], lt[2], lt[6], lt[3], lt[4], lt[5], 0)
+
+    m.__dict__.update(
+        reset=reset, soft_reset=soft_reset, Pin=Pin, UART=UART, RTC=RTC,
+        unique_id=lambda: b"\x24\x0a\xc4\x00\x5a\x4b",
+        freq=lambda *a: 160_000_000, idle=lambda: None,
+        reset_cause=lambda: 1, PWRON_RESET=1, HARD_RESET=2, SOFT_RESET=5,
+        disable_irq=lambda: 0, enable_irq=lambda state=0: None)
+    return m
+
+
+def _network_module():
+    import types
+
+    n = types.ModuleType("network", "synack virtual board: Wi-Fi is always connected")
+
+    class WLAN:
+        def __init__(self, interface=0):
+            self._active = False
+
+        def active(self, flag=None):
+            if flag is None:
+                return self._active
+            self._active = bool(flag)
+
+        def connect(self, ssid=None, key=None, **kw):
+            self._active = True
+
+        def disconnect(self):
+            pass
+
+        def isconnected(self):
+            return True
+
+        def status(self, *a):
+            return 1010   # STAT_GOT_IP
+
+        def ifconfig(self, *a):
+            return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
+
+        def config(self, *a, **kw):
+            return "synack-virtual" if a else None
+
+    n.__dict__.update(WLAN=WLAN, STA_IF=0, AP_IF=1, STAT_GOT_IP=1010,
+                      hostname=lambda *a: "synack-virtual")
+    return n
+
+
+_OUT_FD = 1
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")
