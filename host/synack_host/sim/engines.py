@@ -27,6 +27,8 @@ import struct
 import subprocess
 import sys
 
+from .shims.device import install_device_shims
+
 _HEADER = struct.Struct(">cI")
 ENGINES = ("cpython",)
 
@@ -285,7 +287,7 @@ def _child_main(root: str, uart1: str) -> None:
     _set_parent_death_signal()
     signal.signal(signal.SIGINT, _on_sigint)
     ns: dict = {"__name__": "__main__"}
-    _install_shims(root, uart1 or None, ns)
+    install_device_shims(root, uart1 or None, ns, _send)
     sys.stdout = sys.stderr = _PortOut()   # type: ignore[assignment]
     reader = FrameReader()
     while True:
@@ -322,216 +324,6 @@ def _set_parent_death_signal() -> None:
     except (OSError, AttributeError):
         pass
 
-
-# -- MicroPython modules for device code -------------------------------------------
-def _install_shims(root: str, uart1: str | None, ns: dict) -> None:
-    import builtins
-    import gc
-    import types
-
-    from .shims import install
-
-    install()   # micropython module, time.ticks_*
-    real_open, real_import = builtins.open, builtins.__import__
-
-    def is_device(g) -> bool:
-        return g is ns or str(g.get("__file__") or "").startswith(root + os.sep)
-
-    def path(p):
-        """Device paths: '/x' is the x at the top of the flash directory."""
-        if isinstance(p, str) and p.startswith("/"):
-            return os.path.join(root, p.lstrip("/"))
-        return p
-
-    dev_os = types.ModuleType("os", "MicroPython os, rooted at the board's flash")
-    dev_os.__dict__.update({k: v for k, v in vars(os).items() if not k.startswith("__")})
-
-    def stat(p):
-        st = os.stat(path(p))
-        mode = 0x4000 if os.path.isdir(path(p)) else 0x8000
-        t = int(st.st_mtime)
-        return (mode, 0, 0, 0, 0, 0, st.st_size, t, t, t)
-
-    def ilistdir(p="."):
-        for e in os.scandir(path(p)):
-            yield (e.name, 0x4000 if e.is_dir() else 0x8000, 0,
-                   0 if e.is_dir() else e.stat().st_size)
-
-    def getcwd():
-        rel = os.path.relpath(os.getcwd(), root)
-        return "/" if rel == "." else "/" + rel
-
-    def statvfs(p="/"):
-        return (4096, 4096, 512, 400, 400, 0, 0, 0, 0, 255)
-
-    dev_os.__dict__.update(
-        stat=stat, ilistdir=ilistdir, getcwd=getcwd, statvfs=statvfs,
-        listdir=lambda p=".": os.listdir(path(p)), remove=lambda p: os.remove(path(p)),
-        mkdir=lambda p: os.mkdir(path(p)), rmdir=lambda p: os.rmdir(path(p)),
-        chdir=lambda p: os.chdir(path(p)), rename=lambda a, b: os.rename(path(a), path(b)),
-        sync=lambda: None, dupterm=lambda *a: None,
-        uname=lambda: ("esp32", "esp32", "1.27.0", "v1.27.0", "synack virtual board"))
-
-    def device_open(file, *args, **kwargs):
-        if is_device(sys._getframe(1).f_globals):
-            file = path(file)
-        return real_open(file, *args, **kwargs)
-
-    def device_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0 and name in ("os", "uos") and globals and is_device(globals):
-            return dev_os
-        return real_import(name, globals, locals, fromlist, level)
-
-    builtins.open, builtins.__import__ = device_open, device_import
-
-    def device_help(*args):
-        if args:
-            return help(*args)
-        print("synack virtual board: MicroPython's REPL over a CPython engine.\n"
-              "Ctrl-A raw REPL, Ctrl-B banner, Ctrl-C interrupt, Ctrl-D soft reboot,\n"
-              "Ctrl-E paste mode. machine, network, gc and os are MicroPython shims.")
-
-    ns["help"] = device_help
-    for alias in ("time", "binascii", "hashlib", "json", "socket", "select", "struct",
-                  "errno", "io", "re", "random", "collections", "asyncio", "ssl", "zlib"):
-        try:
-            sys.modules.setdefault("u" + alias, __import__(alias))
-        except ImportError:
-            pass
-    gc.mem_free = lambda: 112_000            # ESP32 without PSRAM, after boot
-    gc.mem_alloc = lambda: 8_000
-    sys.modules["machine"] = _machine_module(uart1)
-    sys.modules["network"] = _network_module()
-    sys.path[:0] = [root, os.path.join(root, "lib")]
-
-
-def _machine_module(uart1: str | None):
-    import types
-
-    m = types.ModuleType("machine", "synack virtual board: machine shims")
-
-    def reset():
-        _send(b"H")
-        signal.pause()   # the board replaces this process
-
-    def soft_reset():
-        _send(b"S")
-        signal.pause()
-
-    class Pin:
-        IN, OUT, OPEN_DRAIN, PULL_UP, PULL_DOWN, IRQ_FALLING, IRQ_RISING = 1, 3, 7, 2, 1, 2, 1
-
-        def __init__(self, id, mode=-1, pull=-1, value=None, **kw):
-            self.id, self._v = id, value or 0
-
-        def value(self, v=None):
-            if v is None:
-                return self._v
-            self._v = 1 if v else 0
-
-        def on(self):
-            self._v = 1
-
-        def off(self):
-            self._v = 0
-
-        def irq(self, *a, **kw):
-            return None
-
-        __call__ = value
-
-    class UART:
-        """UART(1) is the pty given by ``--uart1`` (a virtual modem, usually)."""
-
-        def __init__(self, id, baudrate=115200, **kw):
-            if id != 1 or not uart1:
-                raise ValueError(f"UART({id}) is not connected on this virtual board")
-            import serial
-
-            self._s = serial.Serial(uart1, baudrate, timeout=0)
-            self.init(baudrate, **kw)
-
-        def init(self, baudrate=115200, timeout=0, **kw):
-            self._s.baudrate = baudrate
-            self._s.timeout = timeout / 1000
-
-        def deinit(self):
-            self._s.close()
-
-        def any(self):
-            return self._s.in_waiting
-
-        def read(self, n=None):
-            data = self._s.read(n if n is not None else max(1, self._s.in_waiting))
-            return data or None
-
-        def readinto(self, buf, n=None):
-            data = self.read(len(buf) if n is None else n)
-            if not data:
-                return None
-            buf[:len(data)] = data
-            return len(data)
-
-        def readline(self):
-            return self._s.readline() or None
-
-        def write(self, data):
-            return self._s.write(data)
-
-        def flush(self):
-            self._s.flush()
-
-    class RTC:
-        def datetime(self, t=None):
-            import time
-
-            lt = time.localtime()
-            return (lt[0], lt[1], lt[2], lt[6], lt[3], lt[4], lt[5], 0)
-
-    m.__dict__.update(
-        reset=reset, soft_reset=soft_reset, Pin=Pin, UART=UART, RTC=RTC,
-        unique_id=lambda: b"\x24\x0a\xc4\x00\x5a\x4b",
-        freq=lambda *a: 160_000_000, idle=lambda: None,
-        reset_cause=lambda: 1, PWRON_RESET=1, HARD_RESET=2, SOFT_RESET=5,
-        disable_irq=lambda: 0, enable_irq=lambda state=0: None)
-    return m
-
-
-def _network_module():
-    import types
-
-    n = types.ModuleType("network", "synack virtual board: Wi-Fi is always connected")
-
-    class WLAN:
-        def __init__(self, interface=0):
-            self._active = False
-
-        def active(self, flag=None):
-            if flag is None:
-                return self._active
-            self._active = bool(flag)
-
-        def connect(self, ssid=None, key=None, **kw):
-            self._active = True
-
-        def disconnect(self):
-            pass
-
-        def isconnected(self):
-            return True
-
-        def status(self, *a):
-            return 1010   # STAT_GOT_IP
-
-        def ifconfig(self, *a):
-            return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
-
-        def config(self, *a, **kw):
-            return "synack-virtual" if a else None
-
-    n.__dict__.update(WLAN=WLAN, STA_IF=0, AP_IF=1, STAT_GOT_IP=1010,
-                      hostname=lambda *a: "synack-virtual")
-    return n
 
 
 _OUT_FD = 1
