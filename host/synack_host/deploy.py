@@ -162,7 +162,9 @@ def plan(board, dest: str = "/lib", root: Path = FIRMWARE_DIR) -> Plan:
         hashes = _literal_list(out)
     except ValueError:
         raise DeployError(f"board gave unreadable hashes: {out[:200]!r}") from None
-    changed = [i for i, h in zip(items, hashes) if h != i.sha256]
+    if len(hashes) != len(items):
+        raise DeployError(f"board hashed {len(hashes)} files, asked for {len(items)}")
+    changed = [i for i, h in zip(items, hashes, strict=True) if h != i.sha256]
     return Plan(items, changed, version, compiled)
 
 
