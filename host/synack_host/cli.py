@@ -11,22 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TextIO
 
 from . import __version__
-
-
-class CommandError(Exception):
-    """A failure to report to the user as ``synack: <message>``."""
-
-
-@dataclass
-class State:
-    """What every handler gets besides its arguments: where to write. Commands that open
-    a board or a port will keep it here so that chained commands can share it."""
-    out: TextIO = field(default_factory=lambda: sys.stdout)
-    err: TextIO = field(default_factory=lambda: sys.stderr)
+from .board_commands import BOARD_COMMANDS
+from .command import CommandError, State
 
 
 Handler = Callable[[State, argparse.Namespace], None]
@@ -157,6 +145,9 @@ COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], st
     "sim selftest": (cmd_sim_selftest, _selftest_args,
                      "run the firmware against a virtual SIM7600 and a local echo server"),
 }
+
+
+COMMANDS.update(BOARD_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,20 @@
+"""What every ``synack`` command handler shares: the error it raises for the user and
+the state it is handed."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+class CommandError(Exception):
+    """A failure to report to the user as ``synack: <message>``."""
+
+
+@dataclass
+class State:
+    """What every handler gets besides its arguments: where to write. Commands that open
+    a board or a port will keep it here so that chained commands can share it."""
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)

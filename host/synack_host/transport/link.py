@@ -1,0 +1,66 @@
+"""Open a board's port from any pyserial URL (/dev/ttyUSB0, rfc2217://host:port,
+socket://host:port, spy://..., loop://) without resetting it.
+
+ESP32 dev boards wire DTR/RTS to EN/IO0 through transistors; toggling them while opening
+resets the chip (or drops it into the ROM loader). So both lines are set to their idle
+level *before* the port opens, and a reset happens only when asked for.
+"""
+
+from __future__ import annotations
+
+import time
+
+import serial
+
+
+class TransportError(Exception):
+    """The port could not be opened or went away; the message names the port."""
+
+
+class Link:
+    """A thin wrapper over a pyserial port that turns its errors into TransportError."""
+
+    def __init__(self, port: serial.SerialBase, name: str):
+        self.port = port
+        self.name = name
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+        except (serial.SerialException, OSError) as e:
+            raise TransportError(f"{self.name}: write failed: {e}") from None
+
+    def read_available(self, wait: float = 0.01) -> bytes:
+        """Whatever arrives within ``wait`` seconds (possibly nothing)."""
+        try:
+            n = self.port.in_waiting
+            if not n:
+                time.sleep(wait)
+                n = self.port.in_waiting
+            return self.port.read(n) if n else b""
+        except (serial.SerialException, OSError, TypeError) as e:
+            raise TransportError(f"{self.name}: port vanished: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self.port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+
+def open_link(url: str, baudrate: int = 115200, reset: bool = False) -> Link:
+    """Open ``url`` exclusively, DTR/RTS idle; ``reset=True`` pulses EN like esptool."""
+    try:
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
+        if hasattr(port, "exclusive") and url.startswith("/"):
+            port.exclusive = True
+        port.dtr = False
+        port.rts = False
+        port.open()
+    except (serial.SerialException, OSError, ValueError) as e:
+        raise TransportError(f"cannot open {url}: {e}") from None
+    if reset:
+        port.rts = True   # EN low
+        time.sleep(0.1)
+        port.rts = False  # EN high: the chip boots
+    return Link(port, url)
