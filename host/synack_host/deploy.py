@@ -6,7 +6,7 @@ Plan, then transfer:
    the ``.py`` sources instead (the virtual board's cpython engine, very old firmware).
 2. Ask the board for the sha256 of every target file; unchanged files are skipped, so a
    second deploy transfers nothing.
-3. Send each changed file in large base64 chunks into ``<name>.tmp`` and rename it over
+3. Send each changed file in large chunks (bytes literal or base64, whichever is shorter) into ``<name>.tmp`` and rename it over
    the old file only when complete: a link that breaks mid-file leaves the previous
    version importable.
 
@@ -180,12 +180,22 @@ def _parents(target: str) -> list[str]:
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
+def _chunk_code(chunk: bytes) -> str:
+    """The shorter of two encodings: a bytes literal (source text is mostly printable,
+    ~1.05x) or base64 (binary .mpy, 1.33x where a literal would be ~3x)."""
+    literal = repr(chunk)
+    b64 = base64.b64encode(chunk)
+    if len(literal) <= len(b64) + len("binascii.a2b_base64()"):
+        return "_f.write(%s)" % literal
+    return _WRITE % b64
+
+
 def send_item(board, item: Item, progress: Callable[[int], None] | None = None) -> None:
     tmp = item.target + ".tmp"
     board.exec(_OPEN % (_parents(item.target), tmp))
     for i in range(0, len(item.data), CHUNK):
         chunk = item.data[i:i + CHUNK]
-        board.exec(_WRITE % base64.b64encode(chunk))
+        board.exec(_chunk_code(chunk))
         if progress:
             progress(len(chunk))
     board.exec(_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale})
