@@ -7,8 +7,8 @@ Plan, then transfer:
 2. Ask the board for the sha256 of every target file; unchanged files are skipped, so a
    second deploy transfers nothing.
 3. Send each changed file in large chunks (bytes literal or base64, whichever is
-   shorter) into ``<name>.tmp`` and rename it over the old file only when complete: a link that breaks mid-file leaves the previous
-   version importable.
+   shorter) into ``<name>.tmp`` and rename it over the old file only when complete:
+   a link that breaks mid-file leaves the previous version importable.
 
 The board is anything with ``exec(code: str) -> bytes`` that raises on a device exception
 (synack_host.transport's raw REPL session).
