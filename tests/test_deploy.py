@@ -21,9 +21,11 @@ class Board:
         self.t = transport_serial.SerialTransport(port, 115200)
         self.t.enter_raw_repl(soft_reset=False)
         self.execs = 0
+        self.code_bytes = 0
 
     def exec(self, code: str) -> bytes:
         self.execs += 1
+        self.code_bytes += len(code)
         return self.t.exec(code)
 
     def close(self) -> None:
@@ -103,3 +105,17 @@ def test_config_file_is_validated(tmp_path, board_fs):
     good.write_text('{"apn": "internet", "wifi": {"ssid": "lab"}}')
     deploy.write_config(board, good)
     assert (fs / "synack_config.json").read_bytes() == b'{"apn":"internet","wifi":{"ssid":"lab"}}'
+
+
+def test_compressed_transfer_inflates_on_the_board(board_fs):
+    board, fs = board_fs
+    version, can_inflate = deploy.probe(board)
+    assert can_inflate  # the virtual board has MicroPython's deflate module
+    data = (FIRMWARE_DIR / "synack" / "socket.py").read_bytes() * 3
+    seen = []
+    before = board.code_bytes
+    deploy.send_item(board, deploy.Item("x", "/lib/big.py", data), seen.append, compress=True)
+    assert (fs / "lib" / "big.py").read_bytes() == data
+    assert not list(fs.rglob("*.z")) and not list(fs.rglob("*.tmp"))
+    assert sum(seen) <= len(data) and sum(seen) > len(data) * 0.9
+    assert board.code_bytes - before < len(data) / 2  # it really travelled compressed

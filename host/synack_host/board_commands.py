@@ -112,6 +112,8 @@ def cmd_deploy(state: State, args) -> None:
         except deploy.DeployError as e:
             raise CommandError(str(e)) from None
         kind = f".mpy (v{plan.mpy_version & 0xFF})" if plan.compiled else ".py sources"
+        if plan.deflate:
+            kind += ", deflate-compressed"
         print(f"{len(plan.items)} files as {kind}; {len(plan.changed)} changed, "
               f"{plan.bytes_to_send} bytes to send", file=state.out)
         for item in plan.changed:
@@ -120,7 +122,7 @@ def cmd_deploy(state: State, args) -> None:
             return
         step = _progress(plan.bytes_to_send, state.err)
         for item in plan.changed:
-            deploy.send_item(repl, item, step)
+            deploy.send_item(repl, item, step, compress=plan.deflate)
         if plan.changed:
             state.err.write("\n")
         if args.config:

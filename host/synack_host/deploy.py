@@ -22,15 +22,25 @@ import json
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .packaging import FIRMWARE_DIR, firmware_files
 
-CHUNK = 3 * 1024  # raw bytes per exec: 4 KiB of base64, well inside the board's RAM
+CHUNK = 3 * 1024  # raw bytes per write step: 4 KiB of base64, well inside the board's RAM
+BATCH = 6 * 1024  # code bytes per exec (one raw-paste handshake each)
 
-_PROBE = "import sys\nprint(getattr(sys.implementation, '_mpy', None))"
+_PROBE = """
+import sys
+try:
+    import deflate
+    _z = 1
+except ImportError:
+    _z = 0
+print(getattr(sys.implementation, '_mpy', None), _z)
+"""
 
 _HASHES = """
 import hashlib, binascii
@@ -63,6 +73,24 @@ _f = open(%r, 'wb')
 """
 
 _WRITE = "_f.write(binascii.a2b_base64(%r))"
+
+# Compressed files arrive as <name>.tmp.z and are inflated into <name>.tmp in 512-byte
+# steps, so the board never holds a whole file in RAM.
+_INFLATE = """
+import deflate
+_f.close()
+_s = open(%(z)r, 'rb')
+_d = deflate.DeflateIO(_s, deflate.ZLIB)
+_f = open(%(tmp)r, 'wb')
+_b = bytearray(512)
+while True:
+    _n = _d.readinto(_b)
+    if not _n:
+        break
+    _f.write(_b[:_n])
+_s.close()
+os.remove(%(z)r)
+"""
 
 _COMMIT = """
 _f.close()
@@ -101,15 +129,19 @@ class Plan:
     changed: list[Item]
     mpy_version: int | None
     compiled: bool
+    deflate: bool = False   # the board can inflate: send files compressed
 
     @property
     def bytes_to_send(self) -> int:
         return sum(len(i.data) for i in self.changed)
 
 
-def board_mpy_version(board) -> int | None:
-    out = board.exec(_PROBE).decode().strip()
-    return int(out) if out.isdigit() else None
+def probe(board) -> tuple[int | None, bool]:
+    """(sys.implementation._mpy or None, whether the board has the deflate module)."""
+    parts = board.exec(_PROBE).decode().split()
+    if len(parts) != 2:
+        raise DeployError(f"unexpected answer to the board probe: {parts!r}")
+    return (int(parts[0]) if parts[0].isdigit() else None), parts[1] == "1"
 
 
 def _mpy_cross_version() -> int | None:
@@ -155,7 +187,7 @@ def build_items(board_mpy: int | None, dest: str = "/lib",
 
 
 def plan(board, dest: str = "/lib", root: Path = FIRMWARE_DIR) -> Plan:
-    version = board_mpy_version(board)
+    version, can_inflate = probe(board)
     items, compiled = build_items(version, dest, root)
     out = board.exec(_HASHES % [i.target for i in items]).decode().strip()
     try:
@@ -165,7 +197,7 @@ def plan(board, dest: str = "/lib", root: Path = FIRMWARE_DIR) -> Plan:
     if len(hashes) != len(items):
         raise DeployError(f"board hashed {len(hashes)} files, asked for {len(items)}")
     changed = [i for i, h in zip(items, hashes, strict=True) if h != i.sha256]
-    return Plan(items, changed, version, compiled)
+    return Plan(items, changed, version, compiled, can_inflate)
 
 
 def _literal_list(text: str) -> list:
@@ -190,15 +222,38 @@ def _chunk_code(chunk: bytes) -> str:
     return _WRITE % b64
 
 
-def send_item(board, item: Item, progress: Callable[[int], None] | None = None) -> None:
+def send_item(board, item: Item, progress: Callable[[int], None] | None = None,
+              compress: bool = False) -> None:
+    """Write one file via a temporary name; ``compress`` sends it zlib-compressed (the
+    board must have ``deflate``) when that is actually smaller. ``progress`` gets file
+    bytes, scaled when compressed, so a bar still counts up to the file sizes."""
     tmp = item.target + ".tmp"
-    board.exec(_OPEN % (_parents(item.target), tmp))
-    for i in range(0, len(item.data), CHUNK):
-        chunk = item.data[i:i + CHUNK]
-        board.exec(_chunk_code(chunk))
-        if progress:
-            progress(len(chunk))
-    board.exec(_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale})
+    data = item.data
+    packed = zlib.compress(data, 9) if compress else data
+    zipped = compress and len(packed) < len(data)
+    if not zipped:
+        packed = data
+    steps = [(_OPEN % (_parents(item.target), tmp + ".z" if zipped else tmp), 0)]
+    for i in range(0, len(packed), CHUNK):
+        chunk = packed[i:i + CHUNK]
+        steps.append((_chunk_code(chunk), len(chunk) * len(data) // len(packed)))
+    if zipped:
+        steps.append((_INFLATE % {"z": tmp + ".z", "tmp": tmp}, 0))
+    steps.append((_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale}, 0))
+    # Several steps per exec (each exec costs a raw-paste handshake), up to ~BATCH bytes
+    # of code; the rename is still the last thing the board does.
+    code, done = "", 0
+    for text, size in steps:
+        if code and len(code) + len(text) > BATCH:
+            board.exec(code)
+            if progress and done:
+                progress(done)
+            code, done = "", 0
+        code += text + "\n"
+        done += size
+    board.exec(code)
+    if progress and done:
+        progress(done)
 
 
 def write_config(board, config: Path, target: str = "/synack_config.json") -> int:

@@ -30,7 +30,7 @@ class Link:
         except (serial.SerialException, OSError) as e:
             raise TransportError(f"{self.name}: write failed: {e}") from None
 
-    def read_available(self, wait: float = 0.01) -> bytes:
+    def read_available(self, wait: float = 0.001) -> bytes:
         """Whatever arrives within ``wait`` seconds (possibly nothing)."""
         try:
             n = self.port.in_waiting

@@ -91,6 +91,7 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
     gc.mem_alloc = lambda: 8_000
     sys.modules["machine"] = _machine_module(uart1, send)
     sys.modules["network"] = _network_module()
+    sys.modules["deflate"] = _deflate_module()
     sys.path[:0] = [root, os.path.join(root, "lib")]
 
 
@@ -221,3 +222,49 @@ def _network_module():
     n.__dict__.update(WLAN=WLAN, STA_IF=0, AP_IF=1, STAT_GOT_IP=1010,
                       hostname=lambda *a: "synack-virtual")
     return n
+
+
+def _deflate_module():
+    """MicroPython's ``deflate`` (v1.21+): DeflateIO streams over zlib."""
+    import types
+    import zlib
+
+    d = types.ModuleType("deflate")
+    AUTO, RAW, ZLIB, GZIP = 0, 1, 2, 3
+    wbits_of = {AUTO: 32 + 15, RAW: -15, ZLIB: 15, GZIP: 16 + 15}
+
+    class DeflateIO:
+        def __init__(self, stream, format=AUTO, wbits=0, close=False):
+            self._stream = stream
+            self._z = zlib.decompressobj(wbits_of[format])
+            self._out = b""
+            self._close = close
+
+        def read(self, n=-1):
+            while (n < 0 or len(self._out) < n) and not self._z.eof:
+                chunk = self._stream.read(256)
+                if not chunk:
+                    break
+                self._out += self._z.decompress(chunk)
+            if n < 0:
+                n = len(self._out)
+            out, self._out = self._out[:n], self._out[n:]
+            return out
+
+        def readinto(self, buf):
+            data = self.read(len(buf))
+            buf[:len(data)] = data
+            return len(data)
+
+        def close(self):
+            if self._close:
+                self._stream.close()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.close()
+
+    d.__dict__.update(DeflateIO=DeflateIO, AUTO=AUTO, RAW=RAW, ZLIB=ZLIB, GZIP=GZIP)
+    return d
