@@ -130,3 +130,23 @@ def test_deploy_command_then_noop_redeploy(board, flash, tmp_path):
                       "print(t.STATE_NAMES[2])")
     assert imported.stdout.strip() == "ESTABLISHED"
     assert os.path.getsize(flash / "lib" / "synack" / "at" / "parser.py") > 0
+
+
+def test_ls_cat_rm_reset(board, flash):
+    payload = os.urandom(5000)
+    (flash / "blob.bin").write_bytes(payload)
+    (flash / "sub").mkdir()
+    listing = synack("ls", "-p", board.port, "/")
+    assert listing.returncode == 0, listing.stderr
+    assert "5000 blob.bin" in listing.stdout and "sub/" in listing.stdout
+    import json
+    entries = json.loads(synack("ls", "--json", "-p", board.port, "/").stdout)
+    assert {"name": "blob.bin", "dir": False, "size": 5000} in entries
+    cat = subprocess.run([sys.executable, "-m", "synack_host.cli", "cat", "-p", board.port,
+                          "/blob.bin"], capture_output=True, timeout=30, check=False)
+    assert cat.returncode == 0 and cat.stdout == payload
+    missing = synack("cat", "-p", board.port, "/nope.txt")
+    assert missing.returncode == 1 and "OSError" in missing.stderr
+    assert synack("rm", "-p", board.port, "/blob.bin").returncode == 0
+    assert not (flash / "blob.bin").exists()
+    assert synack("reset", "-p", board.port).returncode == 0

@@ -134,10 +134,96 @@ def cmd_deploy(state: State, args) -> None:
     print("deploy done", file=state.out)
 
 
+def _path_args(p):
+    _port_args(p)
+    p.add_argument("path", nargs="?", default="/", help="path on the board")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+_LS = """
+import os
+_out = []
+for _e in os.ilistdir(%r):
+    _out.append((_e[0], _e[1] == 0x4000, _e[3] if len(_e) > 3 else -1))
+print(repr(sorted(_out)))
+"""
+
+
+def cmd_ls(state: State, args) -> None:
+    import json
+
+    with session(args) as repl:
+        entries = repl.eval_code(_LS % args.path)
+    if args.json:
+        print(json.dumps([{"name": n, "dir": d, "size": sz} for n, d, sz in entries]),
+              file=state.out)
+        return
+    for name, is_dir, size in entries:
+        print(f"{'' if is_dir else size:>9} {name}{'/' if is_dir else ''}", file=state.out)
+
+
+_CAT = """
+import binascii
+with open(%r, 'rb') as _f:
+    while True:
+        _b = _f.read(384)
+        if not _b:
+            break
+        print(binascii.b2a_base64(_b).decode().strip())
+"""
+
+
+def _cat_args(p):
+    _port_args(p)
+    p.add_argument("path", help="file on the board")
+
+
+def cmd_cat(state: State, args) -> None:
+    import base64
+
+    with session(args) as repl:
+        lines = repl.exec(_CAT % args.path).split()
+    data = b"".join(base64.b64decode(line) for line in lines)
+    out = getattr(state.out, "buffer", None)
+    if out is not None:
+        state.out.flush()
+        out.write(data)
+        out.flush()
+    else:
+        state.out.write(data.decode(errors="replace"))
+
+
+def cmd_rm(state: State, args) -> None:
+    with session(args) as repl:
+        repl.exec(f"import os\nos.remove({args.path!r})")
+
+
+def _reset_args(p):
+    _port_args(p)
+    p.add_argument("--hard", action="store_true",
+                   help="reset the chip through EN (RTS) instead of a soft reset")
+
+
+def cmd_reset(state: State, args) -> None:
+    if args.hard:
+        args.reset = True
+        try:
+            open_link(args.port, args.baud, reset=True).close()
+        except TransportError as e:
+            raise CommandError(str(e)) from None
+        return
+    with session(args) as repl:
+        repl.soft_reset()
+
+
 BOARD_COMMANDS = {
     "exec": (cmd_exec, _exec_args, "run Python code on the board, print its output"),
     "eval": (cmd_eval, _eval_args, "evaluate an expression on the board"),
     "run": (cmd_run, _run_args, "run a local file on the board"),
+    "ls": (cmd_ls, _path_args, "list a directory on the board"),
+    "cat": (cmd_cat, _cat_args, "print a file from the board (binary-safe)"),
+    "rm": (cmd_rm, _cat_args, "remove a file on the board"),
+    "reset": (cmd_reset, _reset_args, "soft-reset the board (--hard: through EN)"),
     "deploy": (cmd_deploy, _deploy_args,
                "copy the firmware package to the board (only changed files)"),
 }

@@ -137,7 +137,12 @@ class RawRepl:
         self._read_until(b"\x04", timeout)  # the device's end-of-data acknowledgement
 
     def eval(self, expr: str, timeout: float = 30.0):
-        out = self.exec(f"print(repr({expr}))", timeout).decode().strip()
+        return self.eval_code(f"print(repr({expr}))", timeout)
+
+    def eval_code(self, code: str, timeout: float = 30.0):
+        """Run code that prints one repr(); return the value (or the text if it is not a
+        Python literal)."""
+        out = self.exec(code, timeout).decode().strip()
         try:
             return ast.literal_eval(out)
         except (ValueError, SyntaxError):
