@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 
 from .engines import CPythonEngine
-from .pty import PtyLink
+from .pty import PtyLink, Waker
 
 VERSION = "v1.27.0 on 2026-01-01"
 BANNER_TEMPLATE = ("MicroPython {version}; synack virtual board ({engine} engine) with ESP32"
@@ -52,9 +52,7 @@ class Board:
         self.pty = PtyLink(baud, link_path)
         self.banner = BANNER_TEMPLATE.format(version=VERSION, engine=engine.name).encode()
         self.sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._waker = Waker()
         self._watched: dict[int, tuple[int, Callable[[int], None]]] = {}
         self._running = False
         self.mode = FRIENDLY
@@ -311,20 +309,14 @@ class Board:
         if mask & selectors.EVENT_WRITE:
             self.pty.flush()
 
-    def _on_wake(self, mask: int) -> None:
-        try:
-            os.read(self._wake_r, 512)
-        except BlockingIOError:
-            pass
-
     def step(self, max_wait: float = IDLE_WAIT_S) -> None:
         """One turn: wait for the host, the engine or pacing, then do what is due."""
         pty_events = (selectors.EVENT_READ if self.pty.wants_fill() else 0) | (
             selectors.EVENT_WRITE if self.pty.wants_flush() else 0)
-        for fd in [fd for fd in self._watched if fd not in (self.pty.master, self._wake_r)]:
+        for fd in [fd for fd in self._watched if fd not in (self.pty.master, self._waker.fd)]:
             self._watch(fd, 0, self._on_engine)     # the child may have been replaced
         self._watch(self.pty.master, pty_events, self._on_pty)
-        self._watch(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._watch(self._waker.fd, selectors.EVENT_READ, self._waker.drain)
         child = self.engine.child
         if child:
             if self.pty.pending_out < OUT_HIGH_WATER:
@@ -356,10 +348,7 @@ class Board:
     def request_stop(self) -> None:
         """Safe from signal handlers."""
         self._running = False
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        self._waker.wake()
 
     def run_until_signalled(self) -> None:
         handlers = {signal.SIGTERM: lambda s, f: self.request_stop(),
@@ -379,11 +368,7 @@ class Board:
         self.sel.close()
         self.sel = None   # type: ignore[assignment]
         self.pty.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waker.close()
 
 
 def _complete(source: bytes) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import heapq
-import os
 import selectors
 import signal
 import threading
@@ -29,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .pty import PtyLink
+from .pty import PtyLink, Waker
 
 CR, LF, BS, DEL = 13, 10, 8, 127
 MAX_LINE = 1024           # longer command lines are answered with ERROR
@@ -170,10 +169,8 @@ class Modem:
         self.trace = trace
         self.pty = PtyLink(baud, link_path)
         self.sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self._waker = Waker()
+        self.sel.register(self._waker.fd, selectors.EVENT_READ, self._waker.drain)
         self._watched: dict[int, int] = {}     # fd -> events, to modify registrations
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = 0
@@ -299,17 +296,7 @@ class Modem:
             self._watched.pop(fd, None)
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:   # full (a wake-up is pending anyway) or closed
-            pass
-
-    def _drain_wake(self, mask: int) -> None:
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except OSError:
-            pass
+        self._waker.wake()
 
     # -- input -------------------------------------------------------------------------
     def _on_pty(self, mask: int) -> None:
@@ -465,8 +452,4 @@ class Modem:
         self.sel.close()
         self.sel = None   # type: ignore[assignment]
         self.pty.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waker.close()

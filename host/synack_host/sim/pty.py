@@ -190,3 +190,33 @@ class PtyLink:
                 os.unlink(self.link_path)
             except OSError:
                 pass
+
+
+class Waker:
+    """A self-pipe that wakes a selector loop from a signal handler or another thread
+    (a blocked select() otherwise sleeps until its timeout)."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe()
+        os.set_blocking(self.fd, False)
+        os.set_blocking(self._w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"\0")
+        except OSError:   # full (a wake-up is pending anyway) or closed
+            pass
+
+    def drain(self, mask: int = 0) -> None:
+        try:
+            while os.read(self.fd, 512):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
