@@ -22,13 +22,6 @@ def synack(*args, timeout=60):
 
 
 @pytest.fixture
-def flash(tmp_path):
-    d = tmp_path / "flash"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def board(flash):
     with start_board("--fs", str(flash)) as running:
         yield running

@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-import serial
 
+from serialclient import SerialClient
 from synack_host.sim.launch_board import start_board
 
 pytest.importorskip("mpremote")
@@ -20,33 +20,8 @@ BANNER_END = b'Type "help()" for more information.\r\n>>> '
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 
 
-class Port:
-    """A raw serial client: write bytes, read until a pattern or a deadline."""
-
-    def __init__(self, path: str):
-        self.s = serial.Serial(path, 115200, timeout=0)
-        self.buf = b""
-
-    def until(self, pattern: bytes, timeout: float = 5.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while pattern not in self.buf:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} within {timeout}s; got {self.buf!r}")
-            self.buf += self.s.read(4096)
-            time.sleep(0.002)
-        i = self.buf.index(pattern) + len(pattern)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
-
-    def quiet(self, seconds: float = 0.2) -> bytes:
-        """Whatever arrives within ``seconds`` (to check that nothing does)."""
-        time.sleep(seconds)
-        self.buf += self.s.read(65536)
-        out, self.buf = self.buf, b""
-        return out
-
-    def write(self, data: bytes) -> None:
-        self.s.write(data)
+class Port(SerialClient):
+    """A serial client that knows the REPL's prompts."""
 
     def ready(self) -> None:
         """Wait for the friendly prompt. What the board printed at power-on, before the
@@ -64,13 +39,6 @@ class Port:
     def raw(self) -> None:
         self.write(b"\r\x03\r\x01")
         self.until(RAW_PROMPT)
-
-
-@pytest.fixture
-def flash(tmp_path):
-    d = tmp_path / "flash"
-    d.mkdir()
-    return d
 
 
 @pytest.fixture

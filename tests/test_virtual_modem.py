@@ -10,29 +10,16 @@ import sys
 import time
 
 import pytest
-import serial
 
+from serialclient import SerialClient
 from synack_host.hil.servers import EchoServer
 from synack_host.sim.launch import LaunchError, start_modem
 
 
-class Port:
-    """A raw serial client: write a command, read until a pattern or a deadline."""
+class Port(SerialClient):
+    """A serial client that sends AT commands."""
 
-    def __init__(self, path: str):
-        self.s = serial.Serial(path, 115200, timeout=0)
-        self.buf = b""
-
-    def until(self, pattern: bytes, timeout: float = 3.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while pattern not in self.buf:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} within {timeout}s; got {self.buf!r}")
-            self.buf += self.s.read(4096)
-            time.sleep(0.002)
-        i = self.buf.index(pattern) + len(pattern)
-        out, self.buf = self.buf[:i], self.buf[i:]
-        return out
+    default_timeout = 3.0
 
     def cmd(self, text: str, until: bytes = b"OK\r\n", timeout: float = 3.0) -> bytes:
         self.s.write(text.encode() + b"\r")
