@@ -1,4 +1,4 @@
-"""``synack exec|eval|run|deploy``: commands that talk to a board's raw REPL.
+"""``synack exec|eval|run|reset|deploy``: commands that talk to a board's raw REPL.
 
 Each takes ``-p/--port`` (any pyserial URL; default $SYNACK_PORT). Transport and device
 failures become CommandError at this boundary, so the user reads ``synack: <message>``.
@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import os
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import deploy
@@ -27,24 +27,37 @@ def _port_args(p: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def session(args: argparse.Namespace) -> Iterator[RawRepl]:
-    if not args.port:
-        raise CommandError("no port: give -p PORT or set SYNACK_PORT")
+def device_errors() -> Iterator[None]:
+    """Transport and device failures as the user should read them."""
     try:
-        link = open_link(args.port, args.baud, reset=args.reset)
-    except TransportError as e:
-        raise CommandError(str(e)) from None
-    repl = RawRepl(link)
-    try:
-        repl.enter()
-        yield repl
-        repl.exit()
+        yield
     except TransportError as e:
         raise CommandError(str(e)) from None
     except DeviceError as e:
         raise CommandError(f"{e.traceback}") from None
-    finally:
-        link.close()
+
+
+@contextlib.contextmanager
+def session(state: State, args: argparse.Namespace) -> Iterator[RawRepl]:
+    """The board's raw REPL: the one ``synack connect`` opened for a chain, or a new one
+    on ``--port`` for a single command."""
+    if state.repl is not None:
+        with device_errors():
+            if not state.repl.in_raw:
+                state.repl.enter()
+            yield state.repl
+        return
+    if not args.port:
+        raise CommandError("no port: give -p PORT or set SYNACK_PORT")
+    with device_errors():
+        link = open_link(args.port, args.baud, reset=args.reset)
+        try:
+            repl = RawRepl(link)
+            repl.enter()
+            yield repl
+            repl.exit()
+        finally:
+            link.close()
 
 
 def _exec_args(p):
@@ -53,7 +66,7 @@ def _exec_args(p):
 
 
 def cmd_exec(state: State, args) -> None:
-    with session(args) as repl:
+    with session(state, args) as repl:
         state.out.write(repl.exec(args.code).decode(errors="replace"))
 
 
@@ -66,7 +79,7 @@ def _eval_args(p):
 def cmd_eval(state: State, args) -> None:
     import json
 
-    with session(args) as repl:
+    with session(state, args) as repl:
         value = repl.eval(args.expr)
     print(json.dumps(value) if args.json else repr(value), file=state.out)
 
@@ -81,7 +94,7 @@ def cmd_run(state: State, args) -> None:
         code = args.file.read_text()
     except OSError as e:
         raise CommandError(f"cannot read {args.file}: {e}") from None
-    with session(args) as repl:
+    with session(state, args) as repl:
         state.out.write(repl.exec(code, timeout=3600).decode(errors="replace"))
 
 
@@ -91,9 +104,11 @@ def _deploy_args(p):
     p.add_argument("--dry-run", action="store_true", help="list what would change, send nothing")
     p.add_argument("--config", type=Path, help="also write this JSON config (Wi-Fi, APN, "
                    "endpoints) to /synack_config.json")
+    p.add_argument("--json", action="store_true", help="print the plan and result as JSON")
 
 
-def _progress(total: int, err) -> callable:
+def progress_bar(total: int, err) -> Callable[[int], None]:
+    """A step(n) that advances a text bar on ``err`` by n bytes."""
     sent = [0]
 
     def step(n: int) -> None:
@@ -106,96 +121,51 @@ def _progress(total: int, err) -> callable:
 
 
 def cmd_deploy(state: State, args) -> None:
-    with session(args) as repl:
-        try:
-            plan = deploy.plan(repl, args.dest)
-        except deploy.DeployError as e:
-            raise CommandError(str(e)) from None
-        kind = f".mpy (v{plan.mpy_version & 0xFF})" if plan.compiled else ".py sources"
-        if plan.deflate:
-            kind += ", deflate-compressed"
-        print(f"{len(plan.items)} files as {kind}; {len(plan.changed)} changed, "
-              f"{plan.bytes_to_send} bytes to send", file=state.out)
-        for item in plan.changed:
-            print(f"  {item.target} ({len(item.data)} bytes)", file=state.out)
-        if args.dry_run:
-            return
-        step = _progress(plan.bytes_to_send, state.err)
-        for item in plan.changed:
-            deploy.send_item(repl, item, step, compress=plan.deflate)
-        if plan.changed:
-            state.err.write("\n")
-        if args.config:
-            try:
-                n = deploy.write_config(repl, args.config)
-            except deploy.DeployError as e:
-                raise CommandError(str(e)) from None
-            print(f"config: {n} bytes to /synack_config.json", file=state.out)
-    print("deploy done", file=state.out)
-
-
-def _path_args(p):
-    _port_args(p)
-    p.add_argument("path", nargs="?", default="/", help="path on the board")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-_LS = """
-import os
-_out = []
-for _e in os.ilistdir(%r):
-    _out.append((_e[0], _e[1] == 0x4000, _e[3] if len(_e) > 3 else -1))
-print(repr(sorted(_out)))
-"""
-
-
-def cmd_ls(state: State, args) -> None:
     import json
 
-    with session(args) as repl:
-        entries = repl.eval_code(_LS % args.path)
+    with session(state, args) as repl:
+        try:
+            plan = deploy.plan(repl, args.dest)
+            report = _describe_plan(plan)
+            if args.json:
+                report["dry_run"] = args.dry_run
+            else:
+                kind = f".mpy (v{plan.mpy_version & 0xFF})" if plan.compiled else ".py sources"
+                if plan.deflate:
+                    kind += ", deflate-compressed"
+                print(f"{len(plan.items)} files as {kind}; {len(plan.changed)} changed, "
+                      f"{plan.bytes_to_send} bytes to send", file=state.out)
+                for item in plan.changed:
+                    print(f"  {item.target} ({len(item.data)} bytes)", file=state.out)
+            if not args.dry_run:
+                _send(state, repl, plan)
+                if args.config:
+                    n = deploy.write_config(repl, args.config)
+                    report["config_bytes"] = n
+                    if not args.json:
+                        print(f"config: {n} bytes to /synack_config.json", file=state.out)
+        except deploy.DeployError as e:
+            raise CommandError(str(e)) from None
     if args.json:
-        print(json.dumps([{"name": n, "dir": d, "size": sz} for n, d, sz in entries]),
-              file=state.out)
-        return
-    for name, is_dir, size in entries:
-        print(f"{'' if is_dir else size:>9} {name}{'/' if is_dir else ''}", file=state.out)
+        print(json.dumps(report), file=state.out)
+    elif not args.dry_run:
+        print("deploy done", file=state.out)
 
 
-_CAT = """
-import binascii
-with open(%r, 'rb') as _f:
-    while True:
-        _b = _f.read(384)
-        if not _b:
-            break
-        print(binascii.b2a_base64(_b).decode().strip())
-"""
+def _describe_plan(plan: deploy.Plan) -> dict:
+    return {"files": len(plan.items), "compiled": plan.compiled, "deflate": plan.deflate,
+            "changed": [{"target": i.target, "bytes": len(i.data)} for i in plan.changed],
+            "bytes_to_send": plan.bytes_to_send}
 
 
-def _cat_args(p):
-    _port_args(p)
-    p.add_argument("path", help="file on the board")
-
-
-def cmd_cat(state: State, args) -> None:
-    import base64
-
-    with session(args) as repl:
-        lines = repl.exec(_CAT % args.path).split()
-    data = b"".join(base64.b64decode(line) for line in lines)
-    out = getattr(state.out, "buffer", None)
-    if out is not None:
-        state.out.flush()
-        out.write(data)
-        out.flush()
-    else:
-        state.out.write(data.decode(errors="replace"))
-
-
-def cmd_rm(state: State, args) -> None:
-    with session(args) as repl:
-        repl.exec(f"import os\nos.remove({args.path!r})")
+def _send(state: State, repl: RawRepl, plan: deploy.Plan) -> None:
+    step = progress_bar(plan.bytes_to_send, state.err)
+    try:
+        for item in plan.changed:
+            deploy.send_item(repl, item, step, compress=plan.deflate)
+    finally:
+        if plan.changed:
+            state.err.write("\n")
 
 
 def _reset_args(p):
@@ -205,24 +175,24 @@ def _reset_args(p):
 
 
 def cmd_reset(state: State, args) -> None:
-    if args.hard:
-        args.reset = True
-        try:
+    if args.hard and state.repl is None:   # a wedged board must not need the REPL first
+        if not args.port:
+            raise CommandError("no port: give -p PORT or set SYNACK_PORT")
+        with device_errors():
             open_link(args.port, args.baud, reset=True).close()
-        except TransportError as e:
-            raise CommandError(str(e)) from None
         return
-    with session(args) as repl:
-        repl.soft_reset()
+    with session(state, args) as repl:
+        if args.hard:
+            repl.link.hard_reset()
+            repl.in_raw = False   # the board rebooted; a chain re-enters when it needs to
+        else:
+            repl.soft_reset()
 
 
 BOARD_COMMANDS = {
     "exec": (cmd_exec, _exec_args, "run Python code on the board, print its output"),
     "eval": (cmd_eval, _eval_args, "evaluate an expression on the board"),
     "run": (cmd_run, _run_args, "run a local file on the board"),
-    "ls": (cmd_ls, _path_args, "list a directory on the board"),
-    "cat": (cmd_cat, _cat_args, "print a file from the board (binary-safe)"),
-    "rm": (cmd_rm, _cat_args, "remove a file on the board"),
     "reset": (cmd_reset, _reset_args, "soft-reset the board (--hard: through EN)"),
     "deploy": (cmd_deploy, _deploy_args,
                "copy the firmware package to the board (only changed files)"),

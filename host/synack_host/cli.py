@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 from . import __version__
 from .board_commands import BOARD_COMMANDS
+from .chain import CHAIN_COMMANDS
+from .fs_commands import FS_COMMANDS
+from .terminal import REPL_COMMANDS
 from .command import CommandError, State
 
 
@@ -85,6 +88,8 @@ def _board_args(p: argparse.ArgumentParser) -> None:
                    help="what runs the code (default: cpython)")
     p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
                    "e.g. a virtual modem's pty")
+    p.add_argument("--flash-size", type=int, metavar="BYTES", help="size of the flash "
+                   "filesystem: writes beyond it fail with ENOSPC (default 2 MiB)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
     p.add_argument("--verbose", "-v", action="store_true", help="trace REPL traffic on stderr")
 
@@ -100,6 +105,9 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
         root = args.fs or tmp
         if not os.path.isdir(root):
             raise CommandError(f"--fs {root}: no such directory")
+        if args.flash_size:   # the engine process reads it when it sets up the flash
+            from .sim.shims.device import FLASH_SIZE_ENV
+            os.environ[FLASH_SIZE_ENV] = str(args.flash_size)
         try:
             engine = make_engine(args.engine, root, args.uart1)
         except NotImplementedError as e:
@@ -147,7 +155,9 @@ COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], st
 }
 
 
-COMMANDS.update(BOARD_COMMANDS)
+# commands that work on an open board, so ``synack connect PORT`` can chain them
+BOARD_SESSION_COMMANDS = {**BOARD_COMMANDS, **FS_COMMANDS, **REPL_COMMANDS}
+COMMANDS = {**CHAIN_COMMANDS, **BOARD_SESSION_COMMANDS, **COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:

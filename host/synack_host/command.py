@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 
 class CommandError(Exception):
@@ -14,7 +14,8 @@ class CommandError(Exception):
 
 @dataclass
 class State:
-    """What every handler gets besides its arguments: where to write. Commands that open
-    a board or a port will keep it here so that chained commands can share it."""
+    """What every handler gets besides its arguments: where to write, and the board
+    session ``synack connect`` opened so that chained commands share one raw REPL."""
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    repl: Any = None   # a transport.RawRepl while a chain runs

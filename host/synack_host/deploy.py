@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .packaging import FIRMWARE_DIR, firmware_files
+from .transport import DeviceError
 
 CHUNK = 3 * 1024  # raw bytes per write step: 4 KiB of base64, well inside the board's RAM
 BATCH = 6 * 1024  # code bytes per exec (one raw-paste handshake each)
@@ -242,18 +243,49 @@ def send_item(board, item: Item, progress: Callable[[int], None] | None = None,
     steps.append((_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale}, 0))
     # Several steps per exec (each exec costs a raw-paste handshake), up to ~BATCH bytes
     # of code; the rename is still the last thing the board does.
-    code, done = "", 0
+    batches, code, done = [], "", 0
     for text, size in steps:
         if code and len(code) + len(text) > BATCH:
-            board.exec(code)
-            if progress and done:
-                progress(done)
+            batches.append((code, done))
             code, done = "", 0
         code += text + "\n"
         done += size
-    board.exec(code)
-    if progress and done:
-        progress(done)
+    batches.append((code, done))
+    try:
+        for code, done in batches:
+            board.exec(code)
+            if progress and done:
+                progress(done)
+    except DeviceError as e:
+        _discard(board, [tmp, tmp + ".z"])
+        if e.exc_type == "OSError" and ("28" in e.message or "ENOSPC" in e.message):
+            raise DeployError(f"the board is out of flash space writing {item.target} "
+                              f"({len(data)} bytes); the previous version is kept. "
+                              f"Free space with 'synack rm' ({e.message})") from None
+        raise DeployError(f"writing {item.target} failed on the board: "
+                          f"{e.exc_type}: {e.message}") from None
+
+
+_DISCARD = """
+import os
+try:
+    _f.close()
+except Exception:
+    pass
+for _p in %r:
+    try:
+        os.remove(_p)
+    except OSError:
+        pass
+"""
+
+
+def _discard(board, paths: list[str]) -> None:
+    """Remove a failed copy's temporary files so they do not hold the space."""
+    try:
+        board.exec(_DISCARD % paths)
+    except DeviceError:
+        pass
 
 
 def write_config(board, config: Path, target: str = "/synack_config.json") -> int:

@@ -41,6 +41,14 @@ class Link:
         except (serial.SerialException, OSError, TypeError) as e:
             raise TransportError(f"{self.name}: port vanished: {e}") from None
 
+    def hard_reset(self) -> None:
+        """Pulse EN through RTS, as esptool does: the chip reboots and runs boot.py and
+        main.py."""
+        try:
+            pulse_reset(self.port)
+        except (serial.SerialException, OSError) as e:
+            raise TransportError(f"{self.name}: reset failed: {e}") from None
+
     def close(self) -> None:
         try:
             self.port.close()
@@ -59,8 +67,13 @@ def open_link(url: str, baudrate: int = 115200, reset: bool = False) -> Link:
         port.open()
     except (serial.SerialException, OSError, ValueError) as e:
         raise TransportError(f"cannot open {url}: {e}") from None
+    link = Link(port, url)
     if reset:
-        port.rts = True   # EN low
-        time.sleep(0.1)
-        port.rts = False  # EN high: the chip boots
-    return Link(port, url)
+        link.hard_reset()
+    return link
+
+
+def pulse_reset(port: serial.SerialBase) -> None:
+    port.rts = True   # EN low
+    time.sleep(0.1)
+    port.rts = False  # EN high: the chip boots

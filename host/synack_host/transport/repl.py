@@ -39,6 +39,7 @@ class RawRepl:
         self.link = link
         self.buf = b""
         self.raw_paste = True   # until the device says otherwise
+        self.in_raw = False     # whether we put the board in the raw REPL
 
     # -- reading -------------------------------------------------------------------
     def _read_until(self, marker: bytes, timeout: float) -> bytes:
@@ -74,6 +75,7 @@ class RawRepl:
             self.link.write(b"\r\x01")
             try:
                 self._read_until(RAW_PROMPT, min(1.0, max(0.1, deadline - time.monotonic())))
+                self.in_raw = True
                 return
             except BoardNotResponding:
                 if time.monotonic() > deadline:
@@ -84,6 +86,7 @@ class RawRepl:
 
     def exit(self) -> None:
         self.link.write(b"\x02")
+        self.in_raw = False
 
     def soft_reset(self, timeout: float = 10.0) -> None:
         """Ctrl-D at the raw prompt: fresh interpreter, main.py not run."""

@@ -50,8 +50,15 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
         rel = os.path.relpath(os.getcwd(), root)
         return "/" if rel == "." else "/" + rel
 
+    flash_bytes = int(os.environ.get(FLASH_SIZE_ENV) or DEFAULT_FLASH_BYTES)
+
+    def used() -> int:
+        return sum(os.path.getsize(os.path.join(d, f))
+                   for d, _, files in os.walk(root) for f in files)
+
     def statvfs(p="/"):
-        return (4096, 4096, 512, 400, 400, 0, 0, 0, 0, 255)
+        blocks, free = flash_bytes // 4096, max(0, flash_bytes - used()) // 4096
+        return (4096, 4096, blocks, free, free, 0, 0, 0, 0, 255)
 
     dev_os.__dict__.update(
         stat=stat, ilistdir=ilistdir, getcwd=getcwd, statvfs=statvfs,
@@ -62,9 +69,11 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
         uname=lambda: ("esp32", "esp32", "1.27.0", "v1.27.0", "synack virtual board"))
 
     def device_open(file, *args, **kwargs):
-        if is_device(sys._getframe(1).f_globals):
-            file = path(file)
-        return real_open(file, *args, **kwargs)
+        if not is_device(sys._getframe(1).f_globals):
+            return real_open(file, *args, **kwargs)
+        f = real_open(path(file), *args, **kwargs)
+        mode = args[0] if args else kwargs.get("mode", "r")
+        return _BoundedFile(f, lambda: flash_bytes - used()) if set(mode) & set("wa+") else f
 
     def device_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0 and name in ("os", "uos") and globals and is_device(globals):
@@ -93,6 +102,37 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
     sys.modules["network"] = _network_module()
     sys.modules["deflate"] = _deflate_module()
     sys.path[:0] = [root, os.path.join(root, "lib")]
+
+
+FLASH_SIZE_ENV = "SYNACK_FLASH_BYTES"
+DEFAULT_FLASH_BYTES = 2 * 1024 * 1024   # an ESP32's default MicroPython partition, roughly
+
+
+class _BoundedFile:
+    """A file opened for writing on a flash of fixed size: a write that does not fit
+    fails with ENOSPC, as littlefs does on a full ESP32, and writes nothing."""
+
+    def __init__(self, f, free):
+        self._f, self._free = f, free
+
+    def write(self, data):
+        self._f.flush()
+        if len(data) > self._free():
+            import errno
+            raise OSError(errno.ENOSPC, "ENOSPC")
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __iter__(self):
+        return iter(self._f)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
 
 
 def _machine_module(uart1: str | None, send):

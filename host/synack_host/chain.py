@@ -1,0 +1,75 @@
+"""``synack connect PORT [COMMAND ARGS [+ COMMAND ARGS ...]]``: one connection, many
+commands.
+
+The port is opened and the raw REPL entered once; every chained board command then runs
+in that session (no break-in or soft reset between them), e.g.::
+
+    synack connect /dev/ttyUSB0 deploy + exec "import main" + repl
+
+Without commands, ``connect`` opens the interactive REPL.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .command import CommandError, State
+from .transport import RawRepl, open_link
+
+SEPARATOR = "+"
+
+
+def _connect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("port", help="serial port or pyserial URL of the board")
+    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--reset", action="store_true",
+                   help="hard-reset the board through RTS/EN when opening the port")
+    p.add_argument("chain", nargs=argparse.REMAINDER, metavar="COMMAND ...",
+                   help="board commands separated by '+' (default: repl)")
+
+
+def split_chain(words: list[str]) -> list[list[str]]:
+    groups: list[list[str]] = [[]]
+    for word in words:
+        if word == SEPARATOR:
+            groups.append([])
+        else:
+            groups[-1].append(word)
+    if groups == [[]]:
+        return [["repl"]]
+    if any(not g for g in groups):
+        raise CommandError(f"empty command in the chain: {' '.join(words)!r} "
+                           f"('{SEPARATOR}' separates commands)")
+    return groups
+
+
+def cmd_connect(state: State, args: argparse.Namespace) -> None:
+    from .board_commands import device_errors
+    from .cli import BOARD_SESSION_COMMANDS, build_parser
+
+    groups = split_chain(args.chain)
+    for group in groups:
+        if group[0] not in BOARD_SESSION_COMMANDS:
+            raise CommandError(f"'{group[0]}' cannot be chained after connect; board "
+                               f"commands are: {', '.join(sorted(BOARD_SESSION_COMMANDS))}")
+    parser = build_parser()
+    parsed = [parser.parse_args(group) for group in groups]   # all usage errors up front
+    with device_errors():
+        link = open_link(args.port, args.baud, reset=args.reset)
+        try:
+            # each command enters the raw REPL when it needs it (session()), so a chain
+            # that starts with repl reaches the friendly prompt without a break-in
+            repl = state.repl = RawRepl(link)
+            for sub in parsed:
+                sub.handler(state, sub)
+            if repl.in_raw:
+                repl.exit()
+        finally:
+            state.repl = None
+            link.close()
+
+
+CHAIN_COMMANDS = {
+    "connect": (cmd_connect, _connect_args,
+                "open a board once and run board commands on it, separated by '+'"),
+}
