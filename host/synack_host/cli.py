@@ -9,6 +9,7 @@ anything the user should read; main() prints ``synack: <message>`` on stderr and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -125,6 +126,46 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
         board.run_until_signalled()
 
 
+# -- synack sim rig ---------------------------------------------------------------
+def _rig_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
+                   help="what runs the board's code (default: cpython)")
+    p.add_argument("--baud", type=int, help="pace the board's REPL and the modem's UART "
+                   "at this baud rate (default: unpaced)")
+    p.add_argument("--fs", metavar="DIR", help="the board's flash (default: a new "
+                   "temporary directory)")
+    p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
+                   help="AT dialect of the modem (default: sim7600)")
+    p.add_argument("--modem-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for 'synack sim modem' (repeatable), e.g. "
+                   "--modem-arg=--host=example.com=127.0.0.1")
+    p.add_argument("--json", action="store_true", help="print the pty paths as JSON")
+
+
+def cmd_sim_rig(state: State, args: argparse.Namespace) -> None:
+    import json
+
+    from .sim import rig
+
+    if args.fs and not os.path.isdir(args.fs):
+        raise CommandError(f"--fs {args.fs}: no such directory")
+    try:
+        running = rig.start_rig(engine=args.engine, baud=args.baud, fs=args.fs,
+                                dialect=args.dialect, modem_args=tuple(args.modem_arg))
+    except rig.LaunchError as e:
+        raise CommandError(str(e)) from None
+    with running:
+        if args.json:
+            print(json.dumps(running.describe()), file=state.out, flush=True)
+        else:
+            print(f"board: {running.board.port}\nmodem: {running.modem.port}\n"
+                  f"(the board's machine.UART(1) is the modem; Ctrl-C stops both)",
+                  file=state.out, flush=True)
+        why = rig.run_until_signalled(running)
+    if why:
+        raise CommandError(why)
+
+
 # -- synack sim selftest ----------------------------------------------------------
 def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, default=115200,
@@ -150,6 +191,8 @@ COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], st
     "sim board": (cmd_sim_board, _board_args,
                   "run a virtual MicroPython board on a pseudo-terminal (prints its path "
                   "first)"),
+    "sim rig": (cmd_sim_rig, _rig_args,
+                "run a virtual board wired to a virtual modem (prints both pty paths)"),
     "sim selftest": (cmd_sim_selftest, _selftest_args,
                      "run the firmware against a virtual SIM7600 and a local echo server"),
 }
