@@ -11,6 +11,7 @@ import time
 
 from micropython import const
 
+from . import keepalive as _ka
 from . import tcp
 
 try:
@@ -28,6 +29,20 @@ def _code(e):
     return code if isinstance(code, int) else errno.ETIMEDOUT
 
 
+def _stack_gave_up(e, timeout_ms):
+    """Whether an ETIMEDOUT is the stack declaring the connection dead (keepalive or
+    retransmissions exhausted) rather than our own read timeout expiring. CPython's
+    read timeout carries no errno; on MicroPython both look alike, so only a blocking
+    read (no timeout of ours) can tell."""
+    if timeout_ms is None:
+        return True
+    return getattr(e, "errno", None) == errno.ETIMEDOUT and not _OWN_TIMEOUT_HAS_ERRNO
+
+
+_OWN_TIMEOUT_HAS_ERRNO = _sys_socket.__name__ in ("usocket", "socket") and \
+    not hasattr(_sys_socket, "timeout")
+
+
 class NativeBackend:
     name = "native"
 
@@ -43,12 +58,26 @@ class NativeBackend:
             raise OSError(errno.EHOSTUNREACH, "no IPv4 address for %s" % host)
         return out
 
+    def keepalive_mechanism(self, ka):
+        # ESP32's lwIP socket module has no SO_KEEPALIVE/TCP_KEEP* options to set
+        names = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
+        return _ka.TCP if all(hasattr(self.mod, n) for n in names) else _ka.PROBE
+
+    def _apply_keepalive(self, s, ka):
+        opt = lambda name: getattr(self.mod, name)  # noqa: E731 (absent on ESP32 stubs)
+        s.setsockopt(opt("SOL_SOCKET"), opt("SO_KEEPALIVE"), 1)
+        s.setsockopt(opt("IPPROTO_TCP"), opt("TCP_KEEPIDLE"), ka.idle)
+        s.setsockopt(opt("IPPROTO_TCP"), opt("TCP_KEEPINTVL"), ka.interval)
+        s.setsockopt(opt("IPPROTO_TCP"), opt("TCP_KEEPCNT"), ka.count)
+
     def _timeout(self, s, timeout_ms):
         s.settimeout(None if timeout_ms is None else timeout_ms / 1000)
 
     def connect(self, sock, host, port, timeout_ms):
         s = self.mod.socket(2, 1)
         sock._handle = s
+        if sock.keepalive_mechanism == _ka.TCP:
+            self._apply_keepalive(s, sock._keepalive)
         self._timeout(s, timeout_ms)
         sock.tcp.fire(tcp.CONNECT)
         try:
@@ -68,7 +97,7 @@ class NativeBackend:
         try:
             return s.send(data)
         except OSError as e:
-            raise self._failed(sock, e, "send")
+            raise self._failed(sock, e, "send", timeout_ms)
 
     def recv_into(self, sock, buf, timeout_ms):
         s = sock._handle
@@ -81,15 +110,21 @@ class NativeBackend:
                 n = len(data)
                 buf[:n] = data
         except OSError as e:
-            raise self._failed(sock, e, "recv")
+            raise self._failed(sock, e, "recv", timeout_ms)
         if n == 0 and sock.tcp.accepts(tcp.PEER_FIN):
             sock.tcp.fire(tcp.PEER_FIN)
         return n
 
-    def _failed(self, sock, e, what):
+    def _failed(self, sock, e, what, timeout_ms=None):
         code = _code(e)
-        if code in (errno.ECONNRESET, errno.ENOTCONN) and sock.tcp.accepts(tcp.RESET):
-            sock.tcp.fire(tcp.RESET)
+        if code in (errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED):
+            if sock.tcp.accepts(tcp.RESET):
+                sock.tcp.fire(tcp.RESET)
+        elif code == errno.ETIMEDOUT and _stack_gave_up(e, timeout_ms):
+            if sock.tcp.accepts(tcp.TIMEOUT):
+                sock.tcp.fire(tcp.TIMEOUT)
+            return OSError(code, "%s failed: the peer stopped answering (keepalive or "
+                           "retransmission timeout)" % what)
         return OSError(code, "%s failed: %s" % (what, e))
 
     def close(self, sock, timeout_ms=None):

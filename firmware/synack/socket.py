@@ -24,6 +24,7 @@ import errno
 
 from micropython import const
 
+from . import keepalive as _ka
 from . import tcp
 
 try:
@@ -83,6 +84,8 @@ class socket:
         self._rpos = 0
         self._rend = 0
         self._closed = False
+        self._keepalive = None    # a keepalive.Keepalive once keepalive() was called
+        self.keepalive_mechanism = None  # type: str | None
 
     @property
     def state(self):
@@ -108,6 +111,20 @@ class socket:
         elif not (level == SOL_SOCKET and option == SO_REUSEADDR):
             raise OSError(errno.EOPNOTSUPP, "option %d/%d not supported by %s"
                           % (level, option, getattr(self._backend, "name", "backend")))
+
+    def keepalive(self, idle=_ka.DEFAULT_IDLE_S, interval=_ka.DEFAULT_INTERVAL_S,
+                  count=_ka.DEFAULT_COUNT):
+        """Detect a dead peer: probe after ``idle`` s of silence, every ``interval`` s,
+        give up after ``count`` probes (then reads fail with ETIMEDOUT, state CLOSED).
+        Call before connect(). Returns the mechanism: "tcp", "modem" or "probe" (the
+        backend cannot: run a synack.heartbeat with these timings instead)."""
+        if self._handle is not None:
+            raise OSError(errno.EALREADY, "set keepalive before connect()")
+        ka = _ka.Keepalive(idle, interval, count)
+        choose = getattr(self._backend, "keepalive_mechanism", None)
+        self._keepalive = ka
+        self.keepalive_mechanism = choose(ka) if choose else _ka.PROBE
+        return self.keepalive_mechanism
 
     def makefile(self, mode="rb", buffering=0):
         return self  # MicroPython sockets are streams already

@@ -119,6 +119,12 @@ class Connection:
         if self.state == TIME_WAIT:
             self.fire(TIME_WAIT_DONE)
 
+    def last_event(self):
+        """The event of the latest transition (e.g. TIMEOUT: why it is CLOSED), or -1."""
+        if not self._n:
+            return -1
+        return self._log[(self._n - 1) % len(self._log)][1]
+
     @property
     def state_name(self):
         return STATE_NAMES[self.state]

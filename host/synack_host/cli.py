@@ -48,6 +48,9 @@ def _modem_args(p: argparse.ArgumentParser) -> None:
                    "(SILENT: no answer), e.g. 'AT+CIPOPEN|+CME ERROR: 3'")
     p.add_argument("--connect-timeout", type=float, default=20.0,
                    help="seconds before +CIPOPEN: <n>,10 (default 20)")
+    p.add_argument("--keepalive-minute", type=float, default=60.0, metavar="SECONDS",
+                   help="how long one AT+CTCPKA minute lasts (default 60; tests shorten "
+                   "it to see keepalive work in seconds)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
     p.add_argument("--verbose", "-v", action="store_true", help="trace AT traffic on stderr")
 
@@ -70,6 +73,7 @@ def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
                         pdp_fail=args.pdp_fail, hosts=hosts, allow=tuple(args.allow),
                         drop_data_urcs=args.drop_data_urcs,
                         connect_timeout=args.connect_timeout, baud=args.baud,
+                        keepalive_minute=args.keepalive_minute,
                         faults=tuple(args.fault), link_path=args.link, trace=trace)
     except ValueError as e:
         raise CommandError(str(e)) from None

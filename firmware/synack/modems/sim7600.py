@@ -14,6 +14,7 @@ import time
 
 from micropython import const
 
+from .. import keepalive as _ka
 from .. import tcp
 from ..at.driver import Channel
 from ..at.errors import CommandError
@@ -83,6 +84,7 @@ class SIM7600:
         self.reboots = 0
         self.rssi_dbm = None
         self._netopen = None
+        self._ctcpka = None   # the AT+CTCPKA arguments last sent
         on = self.at.engine.on_urc
         on(b"+CIPRXGET: 1,", self._on_data)
         on(b"+IPCLOSE:", self._on_ipclose)
@@ -111,8 +113,10 @@ class SIM7600:
         link, values = self._link_of(line, 9)
         if link:
             link.peer_closed = True
-            # reason 1: closed by the peer (its FIN); 0/2: local abort, send timeout.
-            event = tcp.PEER_FIN if values[1] == 1 else tcp.RESET
+            # reason 1: closed by the peer (its FIN); 2: timeout (retransmissions or
+            # keepalive probes unanswered); 0: local abort.
+            reason = values[1] if len(values) > 1 else 0
+            event = tcp.PEER_FIN if reason == 1 else tcp.TIMEOUT if reason == 2 else tcp.RESET
             if link.tcp.state == tcp.SYN_SENT:
                 link.close_event = event  # +IPCLOSE parsed in the same read as +CIPOPEN
             elif link.tcp.accepts(event):
@@ -199,7 +203,24 @@ class SIM7600:
         return [(2, 1, 6, "", (ip, port))]  # AF_INET, SOCK_STREAM, IPPROTO_TCP
 
     # -- socket backend ----------------------------------------------------------
+    def keepalive_mechanism(self, ka):
+        return _ka.MODEM if _ctcpka_units(ka) else _ka.PROBE
+
+    def _set_keepalive(self, ka):
+        # AT+CTCPKA is global: it applies to links opened after it, so send it only
+        # when a connect asks for different settings than the last one.
+        idle, interval, count = _ctcpka_units(ka)
+        args = "1,%d,%d,%d" % (idle, count, interval)
+        if args != self._ctcpka:
+            self.at.command(("AT+CTCPKA=" + args).encode(), timeout_ms=_CMD_MS)
+            self._ctcpka = args
+
     def connect(self, sock, host, port, timeout_ms):
+        if sock.keepalive_mechanism == _ka.MODEM:
+            try:
+                self._set_keepalive(sock._keepalive)
+            except CommandError as e:
+                raise OSError(errno.EINVAL, "modem rejected AT+CTCPKA: " + str(e))
         n = self._free_link()
         link = self.links[n] = Link(sock.tcp)
         sock._handle = n
@@ -254,6 +275,9 @@ class SIM7600:
         deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
         while True:
             if link.tcp.state == tcp.CLOSED:
+                if link.tcp.last_event() == tcp.TIMEOUT:
+                    raise OSError(errno.ETIMEDOUT, "link %d: the peer stopped answering "
+                                  "(keepalive or retransmission timeout)" % n)
                 raise OSError(errno.ECONNRESET, "connection reset (link %d)" % n)
             closed = link.peer_closed  # known before the read: then an empty read is EOF
             got = self._read(n, link, buf)
@@ -336,6 +360,14 @@ def _is_ipv4(host):
         if not p.isdigit() or int(p) > 255:
             return False
     return True
+
+
+def _ctcpka_units(ka):
+    """AT+CTCPKA=1,<keepidle min 1-120>,<keepcount 1-10>,<keepinterval min>: (idle,
+    interval, count) in its units, or None when the request is not whole minutes in
+    range (the application must probe then). Ranges as SIMCom's manual gives them for
+    idle and count; the interval is taken as minutes 1-75 (verify on your firmware)."""
+    return _ka.in_units(ka, 60, (1, 120), (1, 75), (1, 10))
 
 
 def _ignore(line):

@@ -79,7 +79,8 @@ class SIM7600(Modem):
     def __init__(self, sim: str = "ready", registration: str = "home", rssi: int = 20,
                  pdp_fail: bool = False, hosts: dict[str, str] | None = None,
                  allow: tuple[str, ...] = (), drop_data_urcs: bool = False,
-                 connect_timeout: float = 20.0, **options):
+                 connect_timeout: float = 20.0, keepalive_minute: float = 60.0,
+                 **options):
         if sim not in SIM_STATES:
             raise ValueError(f"sim must be one of {', '.join(SIM_STATES)}")
         if registration not in REG_STAT:
@@ -105,6 +106,10 @@ class SIM7600(Modem):
         self.pdp_fail = pdp_fail
         self.drop_data_urcs = drop_data_urcs
         self.connect_timeout = connect_timeout
+        if keepalive_minute <= 0:
+            raise ValueError("keepalive minute must be positive")
+        self.keepalive_minute = keepalive_minute
+        self.ctcpka = (0, 120, 10, 1)   # AT+CTCPKA: enable, idle min, count, interval min
         self.pdp = {1: ("IP", "")}
         self.links: dict[int, Link] = {}
         self._abandoned: list[socket.socket] = []
@@ -215,6 +220,8 @@ class SIM7600(Modem):
             data = link.sock.recv(room)
         except (BlockingIOError, InterruptedError):
             return
+        except TimeoutError:      # keepalive probes (AT+CTCPKA) went unanswered
+            return self._peer_closed(link, reason=2)
         except OSError:           # ECONNRESET: the same end of the link as a FIN
             data = b""
         if link.state == "closing":
@@ -230,11 +237,12 @@ class SIM7600(Modem):
             if not self.drop_data_urcs:
                 self.urc(f"+CIPRXGET: 1,{link.n}")
 
-    def _peer_closed(self, link: Link) -> None:
+    def _peer_closed(self, link: Link, reason: int = 1) -> None:
+        """+IPCLOSE reasons: 1 the peer closed (FIN or RST), 2 timeout."""
         self._fail_unconfirmed(link)
         self._release(link)
         link.state = "closed"
-        self.urc(f"+IPCLOSE: {link.n},1")
+        self.urc(f"+IPCLOSE: {link.n},{reason}")
 
     def _flush_tx(self, link: Link) -> None:
         """Hand queued data to the kernel; confirm each AT+CIPSEND once all of it went."""
@@ -383,6 +391,7 @@ class SIM7600(Modem):
             return self.urc(f"+CIPOPEN: {n},1")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
+        self._apply_keepalive(sock)
         err = sock.connect_ex((ip, port))
         if err not in (0, errno.EINPROGRESS):
             sock.close()
@@ -391,6 +400,34 @@ class SIM7600(Modem):
         link.callback = lambda mask, link=link: self._on_socket(link, mask)
         self._rewatch(link)
         self.later(self.connect_timeout, lambda: self._connect_timeout(link))
+
+    def _apply_keepalive(self, sock: socket.socket) -> None:
+        """AT+CTCPKA mapped onto the host's TCP keepalive for links opened after it."""
+        enable, idle, count, interval = self.ctcpka
+        if enable:
+            unit = self.keepalive_minute
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, round(idle * unit)))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                            max(1, round(interval * unit)))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+
+    def _ctcpka_set(self, args):
+        enable = int_arg(args, 0, 0, 1)
+        if len(args) == 1:
+            self.ctcpka = (enable, *self.ctcpka[1:])
+            return self.ok()
+        if len(args) not in (3, 4):
+            raise ArgError("expected <keepalive>,<keepidle>,<keepcount>[,<keepinterval>]")
+        idle = int_arg(args, 1, 1, 120)
+        count = int_arg(args, 2, 1, 10)
+        interval = int_arg(args, 3, 1, 75) if len(args) == 4 else 1
+        self.ctcpka = (enable, idle, count, interval)
+        self.ok()
+
+    def _ctcpka_read(self, args):
+        self.reply("+CTCPKA: %d,%d,%d,%d" % self.ctcpka)
+        self.ok()
 
     def _cipopen_read(self, args):
         for n in range(LINKS):
@@ -493,6 +530,7 @@ class SIM7600(Modem):
         "+CGDCONT": Command(set=_cgdcont_set, read=_cgdcont_read),
         "+CIPMODE": Command(set=_cipmode_set, read=_cipmode_read),
         "+CIPCCFG": Command(set=_accept),
+        "+CTCPKA": Command(set=_ctcpka_set, read=_ctcpka_read),
         "+CIPTIMEOUT": Command(set=_accept),
         "+CIPRXGET": Command(set=_ciprxget_set, read=_ciprxget_read),
         "+NETOPEN": Command(run=_netopen, read=_netopen_read),
