@@ -97,6 +97,12 @@ class RawRepl:
     # -- execution -----------------------------------------------------------------
     def exec(self, code: str | bytes, timeout: float = 30.0) -> bytes:
         """Run code; return its stdout; raise DeviceError for a device exception."""
+        self.start(code, timeout)
+        return self.finish(timeout)
+
+    def start(self, code: str | bytes, timeout: float = 30.0) -> None:
+        """Send code and return once the board runs it; its output is then readable from
+        the link until finish() collects the rest (for watching long-running code)."""
         data = code.encode() if isinstance(code, str) else code
         if self.raw_paste:
             self.link.write(b"\x05A\x01")
@@ -111,6 +117,11 @@ class RawRepl:
         if not self.raw_paste:
             self.link.write(data + b"\x04")
             self._read_until(b"OK", timeout)
+
+    def finish(self, timeout: float = 30.0, pending: bytes = b"") -> bytes:
+        """Wait for the code start() sent to end; return its stdout (``pending``: output
+        a watcher already read but did not consume) or raise DeviceError."""
+        self.buf = pending + self.buf
         out = self._read_until(b"\x04", timeout)[:-1]
         err = self._read_until(b"\x04", timeout)[:-1]
         self._read_until(b">", timeout)

@@ -1,0 +1,146 @@
+"""The device under test, from the host: a board on a serial port running the synack
+firmware, driven through its raw REPL. Used by the pytest plugin's ``board`` fixture and
+usable on its own::
+
+    dev = Device("/dev/ttyUSB0", network="sim7600")
+    dev.deploy()
+    dev.bring_up()                       # modem or Wi-Fi up, synack.socket backend chosen
+    print(dev.exec("print(1 + 1)"))
+    dev.start("run_poller()"); dev.expect(r"poll 10 "); dev.finish(timeout=60)
+
+Everything sent and received is appended to ``log_path`` (when given), so a failed test
+leaves the device's side of the story next to the host's.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from .. import deploy as deployer
+from ..transport import RawRepl, TransportError, open_link
+
+NETWORKS = ("sim7600", "wifi")
+
+_PREAMBLE = """
+import sys
+if '/lib' not in sys.path:
+    sys.path.insert(0, '/lib')
+from synack import socket
+"""
+
+BRING_UP = {
+    "sim7600": _PREAMBLE + """
+import machine
+from synack.modems.sim7600 import SIM7600
+modem = SIM7600(machine.UART(1, 115200), apn=%(apn)r, poll_ms=200)
+modem.start(register_timeout_ms=30000)
+socket.use(modem)
+print('network up: sim7600')
+""",
+    "wifi": _PREAMBLE + """
+import network, time
+wlan = network.WLAN(network.STA_IF)
+wlan.active(True)
+if not wlan.isconnected():
+    wlan.connect(%(ssid)r, %(key)r)
+    t = time.ticks_ms()
+    while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), t) < 20000:
+        time.sleep_ms(100)
+socket.use(None)
+print('network up: wifi', wlan.isconnected())
+""",
+}
+
+
+class DeviceTimeout(AssertionError):
+    """expect() did not see its pattern; the message carries what the device printed."""
+
+
+class Device:
+    def __init__(self, port: str, baud: int = 115200, network: str = "sim7600",
+                 log_path: Path | None = None, apn: str = "internet", ssid: str = "",
+                 key: str = ""):
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
+        self.port = port
+        self.network = network
+        self.settings = {"apn": apn, "ssid": ssid, "key": key}
+        self.log_path = log_path
+        self.link = open_link(port, baud)
+        self.repl = RawRepl(self.link)
+        self.repl.enter()
+        self.watched = b""     # output of code started with start(), read by expect()
+
+    # -- logging ---------------------------------------------------------------------
+    def log(self, kind: str, text: str | bytes) -> None:
+        if self.log_path is None:
+            return
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        with open(self.log_path, "a") as f:
+            f.write(f"[{time.strftime('%H:%M:%S')}] {kind}:\n{text.rstrip()}\n")
+
+    # -- running code ----------------------------------------------------------------
+    def exec(self, code: str, timeout: float = 30.0) -> str:
+        self.log("exec", code)
+        try:
+            out = self.repl.exec(code, timeout)
+        except Exception as e:
+            self.log(f"failed ({type(e).__name__})", f"{e}\nunread: {self.repl.buf!r}")
+            raise
+        self.log("output", out)
+        return out.decode(errors="replace")
+
+    def eval(self, expr: str, timeout: float = 30.0):
+        self.log("eval", expr)
+        return self.repl.eval(expr, timeout)
+
+    def start(self, code: str) -> None:
+        """Run ``code`` without waiting; watch it with expect(), collect with finish()."""
+        self.log("start", code)
+        self.watched = b""
+        self.repl.start(code)
+
+    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[bytes]:
+        """Wait until the running code has printed something matching ``pattern``."""
+        rx = re.compile(pattern.encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.watched)
+            if m:
+                return m
+            if b"\x04" in self.watched or time.monotonic() > deadline:
+                self.log("expect failed", self.watched)
+                raise DeviceTimeout(f"device did not print /{pattern}/ within {timeout:g} s; "
+                                    f"it printed: {self.watched[-600:]!r}")
+            self.watched += self.link.read_available(0.01)
+
+    def finish(self, timeout: float = 60.0) -> str:
+        out = self.repl.finish(timeout, pending=self.watched)
+        self.watched = b""
+        self.log("output", out)
+        return out.decode(errors="replace")
+
+    # -- setup -----------------------------------------------------------------------
+    def deploy(self) -> deployer.Plan:
+        plan = deployer.plan(self.repl)
+        for item in plan.changed:
+            deployer.send_item(self.repl, item, compress=plan.deflate)
+        self.log("deploy", f"{len(plan.changed)} of {len(plan.items)} files sent")
+        return plan
+
+    def soft_reset(self) -> None:
+        self.repl.soft_reset()
+        self.log("soft reset", "")
+
+    def bring_up(self, timeout: float = 60.0) -> str:
+        return self.exec(BRING_UP[self.network] % self.settings, timeout)
+
+    def close(self) -> None:
+        try:
+            self.repl.exit()
+        except TransportError:
+            pass
+        self.link.close()

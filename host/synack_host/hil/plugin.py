@@ -1,0 +1,214 @@
+"""pytest plugin for hardware-in-the-loop tests (registered as ``synack_hil``).
+
+The same tests run on the virtual rig (default: a virtual board wired to a virtual
+SIM7600, started by the plugin) and on a real board (``--board /dev/ttyUSB0`` or any
+pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
+
+- ``hil``: the options (HilConfig).
+- ``board``: the Device (firmware deployed once per session, soft reset and network
+  brought up before each test); its log file is kept under ``--hil-logdir`` when the
+  test fails.
+- ``modem``: the virtual modem process (fault injection: network_lost, pause/resume,
+  stop); skips on a real board or over Wi-Fi.
+- ``echo_server``, ``http_server``, ``presence_server``: reference servers reachable by
+  the device at ``hil.server_host``.
+- ``capture``: a tcpdump capture of the servers' ports (needs root and tcpdump).
+- ``blackhole``: ``blackhole(port)`` makes a server port silent (needs root and nft).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .device import NETWORKS, Device
+from .http_server import HttpServer
+from .servers import EchoServer
+
+ENGINES = ("cpython", "micropython", "unix")
+# the rig's modem counts an AT+CTCPKA minute as this many seconds, so keepalive tests
+# finish in seconds; a real modem's minute is 60 s
+VIRTUAL_KEEPALIVE_MINUTE_S = 1.0
+
+
+@dataclass
+class HilConfig:
+    board: str
+    engine: str
+    modem: str
+    baud: int | None
+    logdir: Path
+    server_host: str
+
+    @property
+    def virtual(self) -> bool:
+        return self.board == "virtual"
+
+    @property
+    def keepalive_minute_s(self) -> float:
+        return VIRTUAL_KEEPALIVE_MINUTE_S if self.virtual else 60.0
+
+    @property
+    def bind_host(self) -> str:
+        return "127.0.0.1" if self.server_host.startswith("127.") else "0.0.0.0"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("synack-hil", "synack hardware-in-the-loop tests")
+    g.addoption("--board", default="virtual",
+                help="'virtual' (default: start a virtual rig) or the serial port / pyserial "
+                "URL of a real board")
+    g.addoption("--engine", default="cpython", choices=ENGINES,
+                help="what runs the virtual board's code (default cpython)")
+    g.addoption("--modem", default="sim7600", choices=NETWORKS,
+                help="how the device reaches the network: a modem dialect or 'wifi'")
+    g.addoption("--baud", type=int, default=None,
+                help="serial speed (real board: its REPL baud, default 115200; virtual "
+                "rig: pace both UARTs, default unpaced)")
+    g.addoption("--hil-logdir", default=None,
+                help="where per-test device logs of failed tests are kept")
+    g.addoption("--server-host", default="127.0.0.1",
+                help="the address the device uses to reach this host's servers")
+
+
+@pytest.fixture(scope="session")
+def hil(request: pytest.FixtureRequest) -> HilConfig:
+    opt = request.config.getoption
+    logdir = Path(opt("--hil-logdir") or tempfile.mkdtemp(prefix="synack-hil-"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    return HilConfig(opt("--board"), opt("--engine"), opt("--modem"), opt("--baud"), logdir,
+                     opt("--server-host"))
+
+
+@pytest.fixture(scope="session")
+def rig(hil: HilConfig):
+    if not hil.virtual:
+        yield None
+        return
+    from ..sim.rig import start_rig
+
+    running = start_rig(engine=hil.engine, baud=hil.baud, modem_args=(
+        "--keepalive-minute", str(VIRTUAL_KEEPALIVE_MINUTE_S)))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def _device(hil: HilConfig, rig):
+    port = rig.board.port if rig is not None else hil.board
+    dev = Device(port, baud=hil.baud or 115200, network=hil.modem,
+                 log_path=hil.logdir / "session.log")
+    dev.deploy()
+    yield dev
+    dev.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    setattr(item, f"hil_report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def board(_device: Device, hil: HilConfig, request: pytest.FixtureRequest):
+    log = hil.logdir / (request.node.name.replace("/", "_") + ".log")
+    log.unlink(missing_ok=True)
+    _device.log_path = log
+    _device.soft_reset()
+    _device.bring_up()
+    yield _device
+    _device.log_path = hil.logdir / "session.log"
+    failed = any(getattr(getattr(request.node, f"hil_report_{w}", None), "failed", False)
+                 for w in ("setup", "call"))
+    if failed:
+        request.node.add_report_section("call", "device log", f"kept in {log}")
+    else:
+        log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def modem(hil: HilConfig, rig):
+    if rig is None or hil.modem == "wifi":
+        pytest.skip("the modem fixture needs the virtual rig with a modem")
+    yield rig.modem
+    if rig.modem.proc.poll() is None:
+        rig.modem.resume()
+
+
+@pytest.fixture
+def echo_server(hil: HilConfig):
+    with EchoServer(hil.bind_host) as server:
+        yield server
+
+
+@pytest.fixture
+def http_server(hil: HilConfig):
+    """``http_server`` is an HTTP/1.1 server; ``http_server.factory(version="1.0", ...)``
+    starts more (stopped at teardown)."""
+    started: list[HttpServer] = []
+
+    def factory(**kw) -> HttpServer:
+        server = HttpServer(hil.bind_host, **kw)
+        started.append(server)
+        return server
+
+    main = factory()
+    main.factory = factory    # type: ignore[attr-defined]
+    yield main
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def presence_server(hil: HilConfig):
+    with HttpServer(hil.bind_host, presence_timeout=2.0) as server:
+        yield server
+
+
+@pytest.fixture
+def capture(tmp_path: Path):
+    """``capture(*ports)`` starts tcpdump on the loopback for those ports; stop() parses."""
+    from .capture import Capture, unavailable
+
+    why = unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"wire-level checks must run in CI: {why}")
+        pytest.skip(f"wire-level checks: {why}")
+    running: list[Capture] = []
+
+    def start(*ports: int) -> Capture:
+        cap = Capture(tmp_path, ports=list(ports), name=f"capture{len(running)}").start()
+        running.append(cap)
+        return cap
+
+    yield start
+    for cap in running:
+        if cap.running:
+            cap.stop()
+
+
+@pytest.fixture
+def blackhole():
+    from .blackhole import PortBlackhole, blackhole_unavailable
+
+    why = blackhole_unavailable()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"blackhole tests must run in CI: {why}")
+        pytest.skip(f"blackhole: {why}")
+    holes: list[PortBlackhole] = []
+
+    def make(port: int) -> PortBlackhole:
+        hole = PortBlackhole(port).start()
+        holes.append(hole)
+        return hole
+
+    yield make
+    for hole in holes:
+        hole.stop()
