@@ -21,7 +21,8 @@ def run_echo(board, server, host, size=1000, close="s.close()"):
     return lines
 
 
-def test_dns_connect_echo_and_active_close(board, echo_server, capture, hil):
+def test_dns_connect_echo_and_active_close(board, echo_server, capture, hil,
+                                           record_property):
     cap = capture(echo_server.port)
     lines = run_echo(board, echo_server, "localhost" if hil.virtual else hil.server_host)
     flows = cap.stop()
@@ -33,6 +34,7 @@ def test_dns_connect_echo_and_active_close(board, echo_server, capture, hil):
     assert len(flows) == 1, cap.summary()
     flow = flows[0]
     flow.assert_handshake()
+    record_property("handshake_ms", round(flow.handshake_time * 1000, 3))
     flow.assert_data(client=1000, server=1000)
     flow.assert_four_way_close(first_fin="client")
     flow.assert_time_wait("client")

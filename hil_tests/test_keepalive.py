@@ -22,7 +22,8 @@ s.close()
 """
 
 
-def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capture, hil):
+def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capture, hil,
+                                             record_property):
     if hil.modem == "wifi":     # the native stack takes seconds
         idle, interval, count, unit = 1, 1, 2, 1.0
     else:                       # AT+CTCPKA counts minutes; the rig's minute is shorter
@@ -38,6 +39,8 @@ def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capt
     took = time.monotonic() - t0
     hole.stop()
     flows = cap.stop()
+    record_property("detection_s", round(took, 2))
+    record_property("bound_s", bound_s)
     assert "armed " + ("tcp" if hil.modem == "wifi" else "modem") in out
     dead = out.split("dead ", 1)[1].split()
     assert dead[:2] == ["True", "CLOSED"], out

@@ -13,3 +13,5 @@ def flash(tmp_path):
     d = tmp_path / "flash"
     d.mkdir()
     return d
+
+pytest_plugins = ["pytester"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 
 from . import __version__
@@ -170,6 +171,53 @@ def cmd_sim_rig(state: State, args: argparse.Namespace) -> None:
         raise CommandError(why)
 
 
+# -- synack hil -------------------------------------------------------------------
+def _hil_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", default="virtual", help="'virtual' (default: start the "
+                   "virtual rig) or a real board's serial port / pyserial URL")
+    p.add_argument("--engine", default="cpython", choices=["cpython", "micropython", "unix"],
+                   help="what runs the virtual board's code (default cpython)")
+    p.add_argument("--modem", default="sim7600", choices=["sim7600", "wifi"],
+                   help="how the device reaches the network (default sim7600)")
+    p.add_argument("--baud", type=int, help="serial speed / virtual UART pacing")
+    p.add_argument("--server-host", default="127.0.0.1",
+                   help="address the device uses to reach this host (default 127.0.0.1)")
+    p.add_argument("--logdir", type=Path, default=Path("hil-logs"),
+                   help="device logs of failed tests (default ./hil-logs)")
+    p.add_argument("--junit", type=Path, default=Path("hil-report.xml"),
+                   help="JUnit XML report (default ./hil-report.xml)")
+    p.add_argument("--tests", type=Path, help="directory of HIL tests (default: hil_tests/ "
+                   "of this checkout)")
+    p.add_argument("-k", metavar="EXPR", help="only tests matching this pytest expression")
+
+
+def cmd_hil(state: State, args: argparse.Namespace) -> None:
+    from .hil import run
+
+    tests = args.tests or run.DEFAULT_TESTS
+    if not tests.is_dir():
+        raise CommandError(f"no HIL tests at {tests} (give --tests DIR)")
+    options = ["--board", args.board, "--engine", args.engine, "--modem", args.modem,
+               "--server-host", args.server_host, "--hil-logdir", str(args.logdir)]
+    if args.baud:
+        options += ["--baud", str(args.baud)]
+    if args.k:
+        options += ["-k", args.k]
+    args.junit.unlink(missing_ok=True)
+    code = run.run_pytest(tests, args.junit, options, state.err)
+    if not args.junit.exists():
+        raise CommandError(f"the HIL run produced no report (pytest exit status {code})")
+    outcomes = run.read_junit(args.junit)
+    where = "the virtual rig" if args.board == "virtual" else args.board
+    print(run.format_report(outcomes, f"synack hil on {where} over {args.modem}"),
+          file=state.out)
+    failed = sum(o.result == "failed" for o in outcomes)
+    if code != 0 or failed:
+        raise CommandError(f"{failed} of {len(outcomes)} HIL tests failed (pytest status "
+                           f"{code}); device logs in {args.logdir}, report {args.junit}")
+    print(f"JUnit XML: {args.junit}", file=state.out)
+
+
 # -- synack sim selftest ----------------------------------------------------------
 def _selftest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, default=115200,
@@ -190,6 +238,8 @@ def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
+    "hil": (cmd_hil, _hil_args, "run the hardware-in-the-loop tests (connect, keepalive, "
+            "HTTP polling) on the virtual rig or a real board, print a report"),
     "sim modem": (cmd_sim_modem, _modem_args,
                   "run a virtual modem on a pseudo-terminal (prints its path first)"),
     "sim board": (cmd_sim_board, _board_args,

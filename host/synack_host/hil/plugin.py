@@ -111,6 +111,9 @@ def _device(hil: HilConfig, rig):
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
     setattr(item, f"hil_report_{report.when}", report)
+    log = getattr(item, "hil_log", None)
+    if report.failed and log is not None:
+        report.sections.append(("device log", f"kept in {log}"))
     return report
 
 
@@ -119,15 +122,14 @@ def board(_device: Device, hil: HilConfig, request: pytest.FixtureRequest):
     log = hil.logdir / (request.node.name.replace("/", "_") + ".log")
     log.unlink(missing_ok=True)
     _device.log_path = log
+    request.node.hil_log = log
     _device.soft_reset()
     _device.bring_up()
     yield _device
     _device.log_path = hil.logdir / "session.log"
     failed = any(getattr(getattr(request.node, f"hil_report_{w}", None), "failed", False)
                  for w in ("setup", "call"))
-    if failed:
-        request.node.add_report_section("call", "device log", f"kept in {log}")
-    else:
+    if not failed:
         log.unlink(missing_ok=True)
 
 

@@ -1,0 +1,79 @@
+"""``synack hil``: run hil_tests against a board and print a readable report.
+
+pytest runs in a child process (the synack_hil plugin loaded, JUnit XML written); the
+report is read back from the XML: per test pass/fail/skip, its time and the key figures
+the test recorded with ``record_property`` (handshake time, detection time, connections
+per N polls).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# hil_tests/ sits next to the host package in a checkout (pip install -e .)
+DEFAULT_TESTS = Path(__file__).resolve().parents[3] / "hil_tests"
+
+
+@dataclass
+class Outcome:
+    name: str
+    result: str                    # passed | failed | skipped
+    seconds: float
+    figures: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+def pytest_command(tests: Path, junit: Path, options: list[str]) -> list[str]:
+    # junit_family legacy: the XML keeps the figures tests record with record_property
+    return [sys.executable, "-m", "pytest", str(tests), "-p", "no:cacheprovider", "-q",
+            "-o", "junit_family=legacy", "--junitxml", str(junit), *options]
+
+
+def run_pytest(tests: Path, junit: Path, options: list[str], out) -> int:
+    """Run pytest, its progress streaming to ``out`` (a real file: directly)."""
+    out.flush()
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    proc = subprocess.run(pytest_command(tests, junit, options), check=False,
+                          stdout=fd if fd is not None else subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    if fd is None:
+        out.write(proc.stdout)
+    return proc.returncode
+
+
+def read_junit(path: Path) -> list[Outcome]:
+    outcomes = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        module = case.get("classname", "").rsplit(".", 1)[-1]
+        name = f"{module}::{case.get('name')}"
+        result, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                result = "skipped" if tag == "skipped" else "failed"
+                message = (node.get("message") or "").splitlines()[0][:160] if \
+                    node.get("message") else ""
+        figures = {p.get("name", ""): p.get("value", "")
+                   for p in case.iter("property")}
+        outcomes.append(Outcome(name, result, float(case.get("time", 0)), figures, message))
+    return outcomes
+
+
+def format_report(outcomes: list[Outcome], title: str) -> str:
+    width = max((len(o.name) for o in outcomes), default=10)
+    lines = [title, ""]
+    for o in outcomes:
+        figures = ", ".join(f"{k}={v}" for k, v in o.figures.items())
+        lines.append(f"{o.result.upper():7} {o.name:<{width}} {o.seconds:6.2f} s  {figures}")
+        if o.message and o.result != "passed":
+            lines.append(f"        {o.message}")
+    counts = {r: sum(o.result == r for o in outcomes) for r in ("passed", "failed", "skipped")}
+    lines += ["", ", ".join(f"{n} {r}" for r, n in counts.items())]
+    return "\n".join(lines)
