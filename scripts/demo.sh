@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up and run the main job on the virtual rig: the firmware drives a virtual SIM7600
-# (paced like a 115200-baud UART) to a local echo server and shows the TCP lifecycle.
+# Set up and run the main job on the virtual rig: the hardware-in-the-loop tests of
+# connect, keepalive and HTTP polling (synack hil), against a virtual board wired to a
+# virtual SIM7600, with wire-level checks from tcpdump when run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/synack sim selftest "$@"
+exec .venv/bin/synack hil "$@"
