@@ -209,7 +209,10 @@ class SIM7600:
     def _set_keepalive(self, ka):
         # AT+CTCPKA is global: it applies to links opened after it, so send it only
         # when a connect asks for different settings than the last one.
-        idle, interval, count = _ctcpka_units(ka)
+        units = _ctcpka_units(ka)
+        if units is None:
+            raise OSError(errno.EINVAL, "%r is not expressible in AT+CTCPKA minutes" % ka)
+        idle, interval, count = units
         args = "1,%d,%d,%d" % (idle, count, interval)
         if args != self._ctcpka:
             self.at.command(("AT+CTCPKA=" + args).encode(), timeout_ms=_CMD_MS)

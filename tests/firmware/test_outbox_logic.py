@@ -1,0 +1,163 @@
+"""Outbox logic over the in-memory store: order, bounds, ack-only removal, ids that
+survive a reboot, lease writes, corrupt records quarantined, crash leftovers."""
+
+from portable import eq, raises
+
+from synack import outbox as ob
+
+PORTABLE = True
+
+
+class CountingStore(ob.MemoryStore):
+    def __init__(self):
+        super().__init__()
+        self.writes = {}
+
+    def write(self, name, data):
+        self.writes[name] = self.writes.get(name, 0) + 1
+        super().write(name, data)
+
+
+def test_fifo_ids_and_ack_only_removal():
+    box = ob.Outbox(ob.MemoryStore())
+    ids = [box.put(b"m%d" % i) for i in range(5)]
+    eq(ids, [1, 2, 3, 4, 5])
+    eq(box.peek(), (1, b"m0"))
+    eq(box.peek(), (1, b"m0"))          # peeking removes nothing
+    box.ack(1)
+    eq(box.peek(), (2, b"m1"))
+    eq(len(box), 4)
+    raises(ob.OutboxError, box.ack, 1)
+    eq(box.put("text"), 6)
+    eq(box.read(6), b"text")
+
+
+def test_flush_stops_on_nack_and_keeps_the_message_on_error():
+    box = ob.Outbox(ob.MemoryStore())
+    for i in range(6):
+        box.put(b"%d" % i)
+    seen = []
+
+    def deliver(mid, payload):
+        seen.append(mid)
+        return mid < 3
+
+    eq(box.flush(deliver), 2)
+    eq(box.ids(), [3, 4, 5, 6])
+
+    def broken(mid, payload):
+        raise OSError(104, "reset")
+
+    raises(OSError, box.flush, broken)
+    eq(box.ids(), [3, 4, 5, 6])
+    eq(box.flush(lambda m, p: True, limit=2), 2)
+    eq(box.flush(lambda m, p: True), 2)
+    eq((len(box), box.bytes_used, box.delivered), (0, 0, 6))
+
+
+def test_bounds_raise_and_never_drop():
+    box = ob.Outbox(ob.MemoryStore(), max_messages=3, max_bytes=10000)
+    for _ in range(3):
+        box.put(b"x")
+    e = raises(ob.OutboxFull, box.put, b"y")
+    eq("max_messages 3" in str(e) and "not queued" in str(e), True)
+    eq(box.ids(), [1, 2, 3])
+    box.ack(1)
+    eq(box.put(b"y"), 4)
+
+    box = ob.Outbox(ob.MemoryStore(), max_messages=100, max_bytes=100)
+    box.put(b"a" * 40)
+    e = raises(ob.OutboxFull, box.put, b"b" * 40)
+    eq("max_bytes 100" in str(e), True)
+    eq(len(box), 1)
+    raises(ob.OutboxFull, box.put, b"c" * 200)   # larger than the whole outbox
+    box.put(b"small")
+    eq(box.bytes_used <= 100, True)
+
+
+def test_reboot_keeps_pending_and_ids_keep_increasing():
+    store = ob.MemoryStore()
+    box = ob.Outbox(store, lease=4)
+    for i in range(10):
+        box.put(b"%d" % i)
+    box.flush(lambda m, p: m <= 7)
+    box2 = ob.Outbox(store, lease=4)          # "reboot": same store, new object
+    eq(box2.ids(), [8, 9, 10])
+    eq(box2.peek(), (8, b"7"))
+    eq(box2.flush(lambda m, p: True), 3)
+    box3 = ob.Outbox(store, lease=4)          # empty queue: the id still moves on
+    eq(len(box3), 0)
+    mid = box3.put(b"after")
+    eq(mid > 10, True)
+    eq(ob.Outbox(store, lease=4).put(b"again") > mid, True)
+
+
+def test_id_counter_is_leased_not_written_per_message():
+    store = CountingStore()
+    box = ob.Outbox(store, lease=32)
+    for _ in range(100):
+        box.put(b"x")
+    eq(store.writes["next"], 4)               # at open, then at ids 33, 65, 97
+
+
+def test_corrupt_record_is_quarantined_with_a_clear_error():
+    store = ob.MemoryStore()
+    box = ob.Outbox(store)
+    for i in range(4):
+        box.put(b"payload %d" % i)
+    store.files["m00000002"] = store.files["m00000002"][:-3]         # truncated
+    store.files["m00000003"] = store.files["m00000003"].replace(b"payload", b"PAYLOAD")
+    got = []
+
+    def deliver(mid, payload):
+        got.append(mid)
+        return True
+
+    e = raises(ob.CorruptRecord, box.flush, deliver)
+    eq((e.id, e.quarantine), (2, "bad-m00000002"))
+    eq("header says 9 payload bytes, 6 stored" in str(e), True)
+    e = raises(ob.CorruptRecord, box.flush, deliver)
+    eq("CRC mismatch" in str(e), True)
+    eq(box.flush(deliver), 1)
+    eq(got, [1, 4])
+    eq(sorted(n for n in store.files if n.startswith("bad-")), ["bad-m00000002",
+                                                               "bad-m00000003"])
+    box2 = ob.Outbox(store)
+    eq(sorted(box2.quarantined), ["bad-m00000002", "bad-m00000003"])
+    eq(box2.put(b"new") > 4, True)
+
+
+def test_decode_errors_name_the_problem():
+    good = ob.encode_record(7, b"hello")
+    eq(ob.decode_record(7, good), b"hello")
+    for data, text in ((b"", "no header"), (b"x" * 100, "no header"),
+                       (b"SYOB1 7 5\nhello", "bad header"), (b"SYOB9 7 5 0\nhello", "bad header"),
+                       (b"SYOB1 x 5 0\nhello", "bad header"), (good + b"!", "6 stored")):
+        e = raises(ValueError, ob.decode_record, 7, data)
+        eq(text in str(e), True, str(e))
+    eq("id 7" in str(raises(ValueError, ob.decode_record, 8, good)), True)
+
+
+def test_crash_leftovers_are_cleaned_and_half_written_counter_recovered():
+    store = ob.MemoryStore()
+    box = ob.Outbox(store, lease=10)
+    box.put(b"one")
+    # A crash while writing the next record: only its .tmp exists (put never returned).
+    store.files["m00000002.tmp"] = b"SYOB1 2 3 0"
+    # A crash in FileStore.write's FAT path: "next" removed, the complete .tmp remains.
+    store.files["next.tmp"] = store.files.pop("next").replace(b"11", b"500")
+    box2 = ob.Outbox(store, lease=10)
+    eq(box2.cleaned, 1)
+    eq("m00000002.tmp" in store.files or "next.tmp" in store.files, False)
+    eq(box2.ids(), [1])
+    eq(box2.put(b"two"), 500)
+
+
+def test_empty_payload_and_memory_store_errors():
+    store = ob.MemoryStore()
+    box = ob.Outbox(store)
+    mid = box.put(b"")
+    eq(box.peek(), (mid, b""))
+    raises(OSError, store.read, "nope")
+    raises(OSError, store.remove, "nope")
+    raises(ValueError, ob.Outbox, store, 0)

@@ -1,0 +1,257 @@
+"""Heartbeat driver over real TCP on 127.0.0.1 (firmware on CPython, synack.socket native
+backend, and once over the virtual SIM7600): a middlebox that kills idle connections,
+push messages between heartbeats, and a server that stops answering."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+
+import pytest
+import serial
+
+from synack import heartbeat as hbm
+from synack import socket as synsocket
+from synack.modems import sim7600
+from synack_host.hil.servers import ScriptedServer
+from synack_host.sim.launch import start_modem
+
+MIDDLEBOX_IDLE_S = 1.0
+
+
+class IdleKillingProxy:
+    """A userspace middlebox (a NAT or firewall as a device sees it): forwards TCP to
+    ``upstream`` and closes both sides of any connection that carried no byte in either
+    direction for ``idle_s``. ``kills`` counts connections it killed that way."""
+
+    def __init__(self, upstream: tuple[str, int], idle_s: float):
+        self.upstream = upstream
+        self.idle_s = idle_s
+        self.kills = 0
+        self.connections = 0
+        self.stopping = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        while not self.stopping:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            up = socket.create_connection(self.upstream, timeout=2)
+            self.connections += 1
+            t = threading.Thread(target=self._pump, args=(client, up), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        peer = {a: b, b: a}
+        last = time.monotonic()
+        with selectors.DefaultSelector() as sel:
+            for s in (a, b):
+                s.setblocking(False)
+                sel.register(s, selectors.EVENT_READ)
+            try:
+                while not self.stopping:
+                    if time.monotonic() - last > self.idle_s:
+                        self.kills += 1
+                        return
+                    for key, _ in sel.select(0.02):
+                        src = key.fileobj
+                        data = src.recv(65536)
+                        if not data:
+                            return
+                        peer[src].setblocking(True)
+                        peer[src].sendall(data)
+                        peer[src].setblocking(False)
+                        last = time.monotonic()
+            except OSError:
+                return
+            finally:
+                a.close()
+                b.close()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.listener.close()
+        self._acceptor.join(2)
+        for t in self._threads:
+            t.join(2)
+
+
+def heartbeat_server(answer: bool = True, pushes: tuple = (), log: list | None = None):
+    """A handler for ScriptedServer: answers ``HB n`` with ``HBACK n`` (unless
+    ``answer`` is False), echoes ``ECHO ...`` lines, and sends each (delay_s, line) of
+    ``pushes`` at that time after accepting. ``log`` gets (t, direction, line)."""
+
+    def handler(conn: socket.socket) -> None:
+        t0 = time.monotonic()
+        todo = list(pushes)
+        buf = b""
+        conn.settimeout(0.02)
+        while True:
+            now = time.monotonic() - t0
+            while todo and todo[0][0] <= now:
+                line = todo.pop(0)[1]
+                conn.sendall(line + b"\n")
+                if log is not None:
+                    log.append((now, "push", line))
+            try:
+                data = conn.recv(4096)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if log is not None:
+                    log.append((time.monotonic() - t0, "in", line))
+                if line.startswith(b"HB ") and answer:
+                    conn.sendall(b"HBACK " + line[3:] + b"\n")
+                elif line.startswith(b"ECHO "):
+                    conn.sendall(line + b"\n")
+
+    return handler
+
+
+@pytest.fixture
+def hb_server():
+    with ScriptedServer(heartbeat_server()) as server:
+        yield server
+
+
+@pytest.fixture
+def middlebox(hb_server):
+    proxy = IdleKillingProxy(hb_server.address, MIDDLEBOX_IDLE_S)
+    yield proxy
+    proxy.stop()
+
+
+def connect(port: int, backend=None) -> synsocket.socket:
+    s = synsocket.socket(backend=backend or synsocket.current_backend())
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_heartbeat_keeps_the_connection_alive_through_an_idle_killing_middlebox(middlebox):
+    s = connect(middlebox.port)
+    pushed: list[bytes] = []
+    hb = hbm.Heartbeat(idle_ms=300, timeout_ms=500, misses=3)
+    drv = hbm.Driver(s, hb, pushed.append, poll_ms=50)
+    assert drv.run(duration_ms=3000) == "deadline"       # 3 x the middlebox's idle limit
+    assert hb.state_name == "ACTIVE", hb.reason
+    assert middlebox.kills == 0
+    assert hb.acks >= 6 and hb.total_misses == 0
+    assert hb.rtt_ms is not None and hb.rtt_ms < 200
+    # ...and the connection still carries application data end to end.
+    drv.send(b"ECHO still here\n")
+    drv.run(duration_ms=2000, stop=lambda: bool(pushed))
+    assert pushed == [b"ECHO still here"]
+    s.close()
+    assert middlebox.connections == 1
+
+
+def test_without_heartbeats_the_same_connection_is_killed(middlebox):
+    s = connect(middlebox.port)
+    hb = hbm.Heartbeat(idle_ms=60000, timeout_ms=500, misses=3)   # never fires here
+    drv = hbm.Driver(s, hb, lambda line: None, poll_ms=50)
+    t0 = time.monotonic()
+    assert drv.run(duration_ms=3000) == "dead"
+    took = time.monotonic() - t0
+    assert middlebox.kills == 1
+    assert hb.reason == "connection closed by the peer"
+    assert MIDDLEBOX_IDLE_S * 0.9 <= took <= MIDDLEBOX_IDLE_S + 0.5, took
+    with pytest.raises(OSError):          # writing into the killed connection fails too
+        for _ in range(50):
+            s.write(b"ECHO anyone?\n")
+            time.sleep(0.01)
+    s.close()
+
+
+def test_push_messages_are_delivered_between_heartbeats():
+    log: list = []
+    pushes = ((0.25, b"PUSH 1"), (0.75, b"PUSH 2"), (1.25, b"PUSH 3"))
+    with ScriptedServer(heartbeat_server(pushes=pushes, log=log)) as server:
+        s = connect(server.port)
+        got: list[tuple[bytes, int]] = []
+        hb = hbm.Heartbeat(idle_ms=200, timeout_ms=500, misses=3)
+        drv = hbm.Driver(s, hb, lambda line: got.append((line, hb.acks)), poll_ms=20)
+        drv.run(duration_ms=4000, stop=lambda: len(got) == 3)
+        s.close()
+    assert [line for line, _ in got] == [b"PUSH 1", b"PUSH 2", b"PUSH 3"]
+    assert hb.pushes == 3 and hb.state_name == "ACTIVE"
+    acks_at_push = [acks for _, acks in got]
+    assert acks_at_push[0] < acks_at_push[1] < acks_at_push[2], acks_at_push
+    # On the server's side heartbeats really arrived between the pushes.
+    order = [(d, line[:3]) for _, d, line in log]
+    first, last = order.index(("push", b"PUS")), len(order) - 1 - order[::-1].index(
+        ("push", b"PUS"))
+    assert ("in", b"HB ") in order[first:last]
+
+
+def test_server_that_stops_answering_is_dead_after_k_misses():
+    log: list = []
+    idle, timeout, misses = 300, 250, 3
+    with ScriptedServer(heartbeat_server(answer=False, log=log)) as server:
+        s = connect(server.port)
+        hb = hbm.Heartbeat(idle_ms=idle, timeout_ms=timeout, misses=misses)
+        drv = hbm.Driver(s, hb, lambda line: None, poll_ms=50)
+        t0 = time.monotonic()
+        assert drv.run(duration_ms=5000) == "dead"
+        took = time.monotonic() - t0
+        s.close()
+    expected = (idle + misses * timeout) / 1000
+    assert expected - 0.02 <= took <= expected + 0.5, (took, expected)
+    assert "no answer to 3 heartbeat(s)" in hb.reason
+    assert (hb.pings_sent, hb.total_misses, hb.acks) == (3, 3, 0)
+    assert [line for _, d, line in log if d == "in"] == [b"HB 1", b"HB 2", b"HB 3"]
+
+
+def test_server_close_ends_the_run_at_once():
+    def hang_up(conn):
+        conn.sendall(b"BYE\n")
+        time.sleep(0.2)
+
+    with ScriptedServer(hang_up) as server:
+        s = connect(server.port)
+        got: list[bytes] = []
+        drv = hbm.Driver(s, hbm.Heartbeat(idle_ms=5000), got.append, poll_ms=50)
+        t0 = time.monotonic()
+        assert drv.run(duration_ms=5000) == "dead"
+        assert time.monotonic() - t0 < 1.0
+        s.close()
+    assert got == [b"BYE"]
+    assert drv.hb.reason == "connection closed by the peer"
+    assert s.tcp.states()[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+
+
+def test_heartbeat_and_push_over_the_virtual_modem():
+    proc = start_modem("--dialect", "sim7600")
+    uart = serial.Serial(proc.port, 115200, timeout=0)
+    try:
+        modem = sim7600.SIM7600(uart, apn="internet", poll_ms=50)
+        modem.start(register_timeout_ms=3000)
+        handler = heartbeat_server(pushes=((0.6, b"PUSH over the air"),))
+        with ScriptedServer(handler) as server:
+            s = connect(server.port, backend=modem)
+            got: list[bytes] = []
+            hb = hbm.Heartbeat(idle_ms=250, timeout_ms=1000, misses=2)
+            drv = hbm.Driver(s, hb, got.append, poll_ms=50)
+            assert drv.run(duration_ms=1500) == "deadline"
+            assert got == [b"PUSH over the air"]
+            assert hb.acks >= 3 and hb.total_misses == 0, (hb.acks, hb.total_misses)
+            s.close()
+    finally:
+        uart.close()
+        proc.stop()
