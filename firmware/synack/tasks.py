@@ -1,0 +1,51 @@
+"""asyncio drivers for the schedule-driven parts: the poller and the supervisor.
+
+Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so running them
+as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
+``time.sleep_ms``, leaving the event loop free for the application between polls and
+checks. The network operations inside one poll or one bring-up are still the blocking
+calls with their own timeouts (connect, read, the modem's AT commands) — keep those
+timeouts short when other tasks must stay responsive.
+
+    import asyncio
+    from synack import tasks
+    asyncio.create_task(tasks.supervise(supervisor))
+    asyncio.create_task(tasks.poll(poller))
+"""
+
+import time
+
+import asyncio
+
+
+async def _sleep_ms(ms):
+    if hasattr(asyncio, "sleep_ms"):
+        await asyncio.sleep_ms(ms)  # type: ignore[attr-defined]
+    else:
+        await asyncio.sleep(ms / 1000)
+
+
+async def poll(poller, polls=None, stop=None):
+    """Run ``poller`` (a synack.poll.Poller) as a task; returns the number of polls."""
+    done = 0
+    await _sleep_ms(poller.schedule.first_delay())
+    while not (stop is not None and stop()) and (polls is None or done < polls):
+        _, delay = poller.poll()
+        done += 1
+        if polls is not None and done >= polls:
+            break
+        await _sleep_ms(delay)
+    return done
+
+
+async def supervise(supervisor, stop=None):
+    """Run ``supervisor`` (a synack.supervisor.Supervisor) as a task until it is stopped
+    or ``stop()`` is true; returns the final state name."""
+    supervisor.start()
+    while not (stop is not None and stop()):
+        wake = supervisor.step()
+        if wake is None:
+            break
+        wait = time.ticks_diff(wake, time.ticks_ms())
+        await _sleep_ms(wait if wait > 0 else 0)
+    return supervisor.state_name

@@ -1,0 +1,76 @@
+"""The asyncio drivers: the poller and the supervisor run as tasks against real servers
+while the event loop stays free for other work between polls and checks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from synack import tasks
+from synack.http.client import Client
+from synack.native import NativeBackend
+from synack.poll import Poller
+from synack.supervisor import OFFLINE, Supervisor
+from synack_host.hil.http_server import HttpServer
+
+
+def test_poller_task_shares_the_loop():
+    with HttpServer() as server:
+        poller = Poller(server.url(), lambda r: r.read(),
+                        client=Client(backend=NativeBackend()), interval_ms=50)
+        ticks = []
+
+        async def ticker():
+            for _ in range(40):
+                ticks.append(1)
+                await asyncio.sleep(0.01)
+
+        async def main():
+            t = asyncio.create_task(ticker())
+            done = await tasks.poll(poller, polls=6)
+            await t
+            return done
+
+        assert asyncio.run(main()) == 6
+        poller.close()
+        assert (poller.ok, poller.not_modified, poller.errors) == (1, 5, 0)
+        assert server.connections == 1
+        assert len(ticks) == 40       # the ticker ran while the poller waited
+
+
+class FlakyLink:
+    """Fails its first two bring-ups, then stays up."""
+
+    def __init__(self):
+        self.calls = 0
+        self.up_now = False
+
+    def up(self):
+        self.calls += 1
+        if self.calls <= 2:
+            raise OSError(113, "no route (attempt %d)" % self.calls)
+        self.up_now = True
+
+    def down(self):
+        self.up_now = False
+
+    def is_up(self):
+        return self.up_now
+
+
+def test_supervisor_task_backs_off_then_comes_online():
+    link = FlakyLink()
+    sup = Supervisor(link, base_ms=30, cap_ms=100, check_ms=20, seed=1)
+
+    async def main():
+        task = asyncio.create_task(tasks.supervise(sup))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if sup.online:
+                break
+        sup.stop()
+        return await asyncio.wait_for(task, 2)
+
+    final = asyncio.run(main())
+    assert link.calls == 3 and sup.connects == 1
+    assert sup.failures and sum(sup.failures.values()) == 2
+    assert final == "OFFLINE" and sup.state == OFFLINE
