@@ -119,3 +119,36 @@ def test_compressed_transfer_inflates_on_the_board(board_fs):
     assert not list(fs.rglob("*.z")) and not list(fs.rglob("*.tmp"))
     assert sum(seen) <= len(data) and sum(seen) > len(data) * 0.9
     assert board.code_bytes - before < len(data) / 2  # it really travelled compressed
+
+
+def test_bundle_lands_byte_exact_and_a_broken_upload_keeps_the_old_files(board_fs):
+    import os
+
+    from synack_host import bundle
+
+    board, fs = board_fs
+    old = [deploy.Item("a", "/lib/pkg/a.py", b"A = 1\n"), deploy.Item("b", "/lib/b.py",
+                                                                        b"B = 1\n")]
+    bundle.send_bundle(board, old)
+    assert (fs / "lib" / "pkg" / "a.py").read_bytes() == b"A = 1\n"
+    new = [deploy.Item("a", "/lib/pkg/a.py", b"A = 2\n" + os.urandom(9000)),
+           deploy.Item("b", "/lib/b.py", b"B = 2\n" + b"#" * 20000)]
+
+    class Breaks:
+        calls = 0
+
+        def exec(self, code):
+            Breaks.calls += 1
+            if Breaks.calls == 2:  # the upload is under way, then the link dies
+                raise OSError("link closed")
+            return board.exec(code)
+
+    with pytest.raises(OSError):
+        bundle.send_bundle(Breaks(), new)
+    assert (fs / "lib" / "pkg" / "a.py").read_bytes() == b"A = 1\n"
+    assert (fs / "lib" / "b.py").read_bytes() == b"B = 1\n"
+    size = bundle.send_bundle(board, new)
+    assert size < sum(len(i.data) for i in new)
+    for item in new:
+        assert (fs / item.target.lstrip("/")).read_bytes() == item.data
+    assert not list(fs.rglob("*.tmp")) and not (fs / ".synack-bundle.z").exists()

@@ -159,10 +159,11 @@ def _describe_plan(plan: deploy.Plan) -> dict:
 
 
 def _send(state: State, repl: RawRepl, plan: deploy.Plan) -> None:
+    from .bundle import send_changed
+
     step = progress_bar(plan.bytes_to_send, state.err)
     try:
-        for item in plan.changed:
-            deploy.send_item(repl, item, step, compress=plan.deflate)
+        send_changed(repl, plan, step)
     finally:
         if plan.changed:
             state.err.write("\n")

@@ -241,8 +241,15 @@ def send_item(board, item: Item, progress: Callable[[int], None] | None = None,
     if zipped:
         steps.append((_INFLATE % {"z": tmp + ".z", "tmp": tmp}, 0))
     steps.append((_COMMIT % {"tmp": tmp, "dst": item.target, "stale": item.stale}, 0))
-    # Several steps per exec (each exec costs a raw-paste handshake), up to ~BATCH bytes
-    # of code; the rename is still the last thing the board does.
+    run_steps(board, steps, progress, [tmp, tmp + ".z"], f"{item.target} ({len(data)} bytes)")
+
+
+def run_steps(board, steps: list[tuple[str, int]], progress: Callable[[int], None] | None,
+              temporaries: list[str], what: str) -> None:
+    """Execute (code, bytes done) steps, several per exec (each exec costs a raw-paste
+    handshake) up to ~BATCH bytes of code, in order, so a final rename stays the last
+    thing the board does. A device error removes ``temporaries`` and becomes a
+    DeployError (out of flash space named as such)."""
     batches, code, done = [], "", 0
     for text, size in steps:
         if code and len(code) + len(text) > BATCH:
@@ -257,12 +264,12 @@ def send_item(board, item: Item, progress: Callable[[int], None] | None = None,
             if progress and done:
                 progress(done)
     except DeviceError as e:
-        _discard(board, [tmp, tmp + ".z"])
+        _discard(board, temporaries)
         if e.exc_type == "OSError" and ("28" in e.message or "ENOSPC" in e.message):
-            raise DeployError(f"the board is out of flash space writing {item.target} "
-                              f"({len(data)} bytes); the previous version is kept. "
-                              f"Free space with 'synack rm' ({e.message})") from None
-        raise DeployError(f"writing {item.target} failed on the board: "
+            raise DeployError(f"the board is out of flash space writing {what}; the "
+                              f"previous version is kept. Free space with 'synack rm' "
+                              f"({e.message})") from None
+        raise DeployError(f"writing {what} failed on the board: "
                           f"{e.exc_type}: {e.message}") from None
 
 

@@ -125,9 +125,10 @@ class Device:
 
     # -- setup -----------------------------------------------------------------------
     def deploy(self) -> deployer.Plan:
+        from ..bundle import send_changed
+
         plan = deployer.plan(self.repl)
-        for item in plan.changed:
-            deployer.send_item(self.repl, item, compress=plan.deflate)
+        send_changed(self.repl, plan)
         self.log("deploy", f"{len(plan.changed)} of {len(plan.items)} files sent")
         return plan
 
