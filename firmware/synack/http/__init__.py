@@ -1,0 +1,10 @@
+"""HTTP/1.0 and HTTP/1.1 for synack.
+
+- ``request``:  request writer and URL helpers (sans-I/O)
+- ``response``: response reader, bytes in, events out (sans-I/O)
+- ``client``:   blocking client with keep-alive connections over synack.socket
+- ``errors``:   HTTPError and its subclasses
+
+Nothing is imported here, so a program that only needs the reader does not pay for the
+client (or the socket layer) in RAM: ``from synack.http.client import Client``.
+"""

@@ -1,0 +1,297 @@
+"""HTTP response reader: every case fed whole, one byte at a time and split in two at
+every boundary must give the same events; framing, keep-alive, limits and every error.
+Runs on CPython and on the MicroPython VM."""
+
+from portable import eq, feed_variants, raises
+
+from synack.http.errors import ConnectionClosed, LimitError, ProtocolError
+from synack.http.response import DATA, END, NEED_DATA, RESPONSE, Reader
+
+PORTABLE = True
+
+
+def _feed(r, chunk, how):
+    # The three ways a caller may hand data over: bytes, a memoryview (no find(): the
+    # reader scans bytes itself), and a bigger bytearray with a byte count.
+    if how == 0:
+        r.feed(bytes(chunk))
+    elif how == 1:
+        r.feed(memoryview(bytearray(chunk)))
+    else:
+        buf = bytearray(len(chunk) + 7)
+        buf[:len(chunk)] = chunk
+        r.feed(buf, len(chunk))
+
+
+def parse(chunks, method=b"GET", eof=False, reader=None, how=0, **limits):
+    """Events as plain values: ("head", status, version, reason, headers, keep_alive),
+    ("body", bytes) with adjacent DATA merged, ("end", trailers)."""
+    r = reader or Reader(**limits)
+    r.start(method)
+    out = []
+    body = bytearray()
+
+    def drain():
+        while True:
+            kind, value = r.next_event()
+            if kind == NEED_DATA:
+                return
+            if kind == DATA:
+                eq(len(value) > 0, True, "empty DATA event")
+                body.extend(value)
+                continue
+            if body:
+                out.append(("body", bytes(body)))
+                body[:] = b""  # slice assignment (not del) works on MicroPython
+            if kind == RESPONSE:
+                out.append(("head", value.status, value.version, value.reason, value.headers,
+                            value.keep_alive))
+            elif kind == END:
+                out.append(("end", value))
+                return
+
+    for chunk in chunks:
+        _feed(r, chunk, how)
+        drain()
+    if eof:
+        r.feed_eof()
+        drain()
+    if body:
+        out.append(("body", bytes(body)))
+    return out
+
+
+def check(data, expected, method=b"GET", eof=False, **limits):
+    for i, chunks in enumerate(feed_variants(data)):
+        eq(parse(chunks, method, eof, how=i % 3, **limits), expected,
+           "fed as %d chunks" % len(chunks))
+
+
+def fails(data, exc_type, method=b"GET", eof=False, **limits):
+    """Every way of feeding ``data`` raises ``exc_type``; returns the last error."""
+    err = None
+    for i, chunks in enumerate(feed_variants(data)):
+        err = raises(exc_type, parse, chunks, method, eof, None, i % 3, **limits)
+    return err
+
+
+def test_content_length_body():
+    check(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+          [("head", 200, 11, b"OK", [(b"content-length", b"5"),
+                                     (b"content-type", b"text/plain")], True),
+           ("body", b"hello"), ("end", [])])
+
+
+def test_binary_body_all_byte_values():
+    body = bytes(range(256))
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 256\r\n\r\n" + body
+    eq(parse([data]), [("head", 200, 11, b"OK", [(b"content-length", b"256")], True),
+                       ("body", body), ("end", [])])
+    eq(parse([data[i:i + 1] for i in range(len(data))], how=1)[1], ("body", body))
+
+
+def test_chunked_with_extensions_and_trailers():
+    data = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;name=value\r\nhello\r\n1A \r\n" + b"x" * 26 + b"\r\n"
+            b"0\r\nX-Checksum: abc\r\nX-Other:  d e \r\n\r\n")
+    check(data, [("head", 200, 11, b"OK", [(b"transfer-encoding", b"chunked")], True),
+                 ("body", b"hello" + b"x" * 26),
+                 ("end", [(b"x-checksum", b"abc"), (b"x-other", b"d e")])])
+
+
+def test_close_delimited_body_ends_at_eof():
+    data = b"HTTP/1.0 200 OK\r\nServer: old\r\n\r\nall of this\r\nis body"
+    check(data, [("head", 200, 10, b"OK", [(b"server", b"old")], False),
+                 ("body", b"all of this\r\nis body"), ("end", [])], eof=True)
+
+
+def test_interim_1xx_responses_are_skipped():
+    data = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+    check(data, [("head", 201, 11, b"Created", [(b"content-length", b"2")], True),
+                 ("body", b"ok"), ("end", [])])
+    r = Reader()
+    parse([data], reader=r)
+    eq(r.informational, 2)
+
+
+def test_head_204_304_have_no_body():
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    check(head, [("head", 200, 11, b"OK", [(b"content-length", b"1000")], True), ("end", [])],
+          method=b"HEAD")
+    check(b"HTTP/1.1 204 No Content\r\n\r\n",
+          [("head", 204, 11, b"No Content", [], True), ("end", [])])
+    check(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 50\r\n\r\n',
+          [("head", 304, 11, b"Not Modified", [(b"etag", b'"v1"'), (b"content-length", b"50")],
+            True), ("end", [])])
+
+
+def test_keep_alive_rules():
+    def keep(status_line, *headers):
+        data = status_line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n"
+        return parse([data], method=b"HEAD")[0][5]
+    eq(keep(b"HTTP/1.1 200 OK"), True)
+    eq(keep(b"HTTP/1.1 200 OK", b"Connection: close"), False)
+    eq(keep(b"HTTP/1.1 200 OK", b"Connection: Upgrade, CLOSE"), False)
+    eq(keep(b"HTTP/1.0 200 OK"), False)
+    eq(keep(b"HTTP/1.0 200 OK", b"Connection: Keep-Alive"), True)
+    eq(keep(b"HTTP/1.2 200 OK"), True)  # a later 1.x minor is read as 1.1
+    # close-delimited, or both Transfer-Encoding and Content-Length: never reused
+    eq(parse([b"HTTP/1.1 200 OK\r\n\r\n"])[0][5], False)
+    ev = parse([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"2\r\nab\r\n0\r\n\r\n"])
+    eq(ev[0][5], False)
+    eq(ev[1:], [("body", b"ab"), ("end", [])])
+
+
+def test_lenient_but_unambiguous_input():
+    # LF-only line ends, blank lines before the status line, a missing reason phrase,
+    # obs-fold continuation lines, repeated identical Content-Length values.
+    check(b"\r\n\nHTTP/1.1 200\nX-Long: a\n  b\n\tc\nContent-Length: 3, 3\n\nabc",
+          [("head", 200, 11, b"", [(b"x-long", b"a b c"), (b"content-length", b"3, 3")], True),
+           ("body", b"abc"), ("end", [])])
+
+
+def test_two_responses_on_one_connection():
+    r = Reader()
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA"
+    second = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nB\r\n0\r\n\r\n"
+    eq(parse([first], reader=r)[-2:], [("body", b"A"), ("end", [])])
+    eq(r.unconsumed(), 0)
+    eq(parse([second], reader=r)[-2:], [("body", b"B"), ("end", [])])
+    # bytes beyond the end of a response stay unconsumed: the caller must not reuse
+    eq(parse([first + b"junk"], reader=r)[-1], ("end", []))
+    eq(r.unconsumed(), 4)
+    eq(r.done, True)
+
+
+def test_malformed_status_lines():
+    for line in (b"HTP/1.1 200 OK", b"HTTP/1.1 20 OK", b"HTTP/1.1 2000 OK", b"HTTP/2 200 OK",
+                 b"HTTP/1.1 200OK", b"HTTP/1.x 200 OK", b"HTTP/1.1  200 OK", b"hello",
+                 b"HTTP/1.1 099 Low", b"SSH-2.0-OpenSSH_9.6"):
+        err = raises(ProtocolError, parse, [line + b"\r\n\r\n"])
+        eq("malformed status line" in str(err), True, str(err))
+    err = fails(b"HTTP/1.1 OK 200\r\n\r\n", ProtocolError)
+    eq(str(err), "malformed status line b'HTTP/1.1 OK 200'")
+
+
+def test_malformed_headers_and_framing():
+    base = b"HTTP/1.1 200 OK\r\n"
+    cases = (
+        (b"Bad Header: x\r\n\r\n", "malformed header line"),
+        (b"Name : x\r\n\r\n", "malformed header line"),
+        (b": x\r\n\r\n", "malformed header line"),
+        (b"NoColon\r\n\r\n", "malformed header line"),
+        (b" folded-first: x\r\n\r\n", "continuation"),
+        (b"X: a\rb\r\n\r\n", "CR or NUL"),
+        (b"Content-Length: -1\r\n\r\n", "bad Content-Length"),
+        (b"Content-Length: 1x\r\n\r\n", "bad Content-Length"),
+        (b"Content-Length: 3\r\nContent-Length: 4\r\n\r\n", "bad Content-Length"),
+        (b"Transfer-Encoding: gzip, chunked\r\n\r\n", "unsupported transfer coding"),
+        (b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"Transfer-Encoding: chunked\r\n\r\n\r\n", "bad chunk size"),
+        (b"Transfer-Encoding: chunked\r\n\r\n123456789\r\n", "bad chunk size"),
+        (b"Transfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", "not followed by CRLF"),
+    )
+    for rest, text in cases:
+        err = raises(ProtocolError, parse, [base + rest])
+        eq(text in str(err), True, "%r: %s" % (rest, err))
+    err = fails(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", ProtocolError)
+    eq("101" in str(err), True)
+
+
+def test_errors_carry_the_status_once_known():
+    err = raises(ProtocolError, parse,
+                 [b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: x\r\n\r\n"])
+    eq(err.status, 502)
+    eq(str(err), "HTTP 502: bad Content-Length b'x'")
+
+
+def test_reader_stays_failed_after_an_error():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nbad line\r\n\r\nx")
+    first = raises(ProtocolError, r.next_event)
+    again = raises(ProtocolError, r.next_event)
+    eq(again is first, True)
+
+
+def test_header_limits():
+    big = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200 + b"\r\n\r\n"
+    err = fails(big, LimitError, max_line=100)
+    eq((err.limit, err.value), ("header line", 100))
+    eq(str(err), "HTTP 200: header line longer than 100 bytes")
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(10)) + b"\r\n"
+    err = fails(many, LimitError, max_headers=9)
+    eq((err.limit, err.value), ("header count", 9))
+    check(many, parse([many]), max_headers=10)
+    err = fails(many, LimitError, max_header_bytes=60)
+    eq((err.limit, str(err)), ("header bytes", "HTTP 200: response headers exceed 60 bytes"))
+    # 1xx responses count against the header budget: an endless stream of them stops
+    err = raises(LimitError, parse, [b"HTTP/1.1 100 Continue\r\n\r\n" * 200])
+    eq(err.limit, "header bytes")
+    # trailers have the same limits
+    err = raises(LimitError, parse, [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                     b"0\r\n" + b"T: x\r\n" * 40 + b"\r\n"])
+    eq(err.limit, "header count")
+
+
+def test_body_size_limit():
+    err = fails(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", LimitError, max_body=10)
+    eq((err.limit, err.status), ("body size", 200))
+    eq(str(err), "HTTP 200: body of 11 bytes exceeds the limit of 10")
+    check(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789",
+          [("head", 200, 11, b"OK", [(b"content-length", b"10")], True),
+           ("body", b"0123456789"), ("end", [])], max_body=10)
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"4\r\nabcd\r\n" * 3
+    err = fails(chunked, LimitError, max_body=10)
+    eq(str(err), "HTTP 200: chunked body exceeds the limit of 10 bytes")
+    err = fails(b"HTTP/1.0 200 OK\r\n\r\n" + b"z" * 11, LimitError, max_body=10)
+    eq(err.limit, "body size")
+
+
+def test_endless_chunked_body_is_stopped_by_the_body_limit():
+    r = Reader(max_body=1000)
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    eq(r.next_event()[0], RESPONSE)
+    piece = b"10\r\n" + b"y" * 16 + b"\r\n"
+
+    def forever():
+        while True:
+            r.feed(piece)
+            while r.next_event()[0] != NEED_DATA:
+                pass
+    err = raises(LimitError, forever)
+    eq(r.body_bytes, 992)  # 62 whole chunks; the 63rd would cross the limit
+    eq(err.limit, "body size")
+
+
+def test_end_of_stream_in_every_state():
+    err = raises(ConnectionClosed, parse, [], b"GET", True)
+    eq(str(err), "server closed the connection before sending a response")
+    cases = (
+        (b"HTTP/1.1 200 OK\r\nContent-", "in the middle of the response headers"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+         "connection closed after 3 of 10 body bytes"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+         "inside the chunked body (after 2 bytes)"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+         "inside the chunked body"),
+    )
+    for data, text in cases:
+        err = fails(data, ProtocolError, eof=True)
+        eq(isinstance(err, ConnectionClosed), False)
+        eq(text in str(err), True, str(err))
+
+
+def test_feed_rules():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\n")
+    raises(ValueError, r.feed, b"more")  # the first data was not consumed yet
+    eq(r.next_event(), (NEED_DATA, None))
+    r.feed(b"")
+    eq(r.next_event(), (NEED_DATA, None))
+    r.feed_eof()
+    raises(ValueError, r.feed, b"late")
