@@ -81,7 +81,8 @@ class NativeBackend:
         self._timeout(s, timeout_ms)
         sock.tcp.fire(tcp.CONNECT)
         try:
-            s.connect(self.getaddrinfo(host, port)[0][-1])
+            s.connect(bytes(host) if isinstance(host, (bytes, bytearray))
+                      else self.getaddrinfo(host, port)[0][-1])
         except OSError as e:
             code = _code(e)
             s.close()
@@ -117,6 +118,8 @@ class NativeBackend:
 
     def _failed(self, sock, e, what, timeout_ms=None):
         code = _code(e)
+        if code == errno.EAGAIN and timeout_ms:  # the unix port's way to say "timed out"
+            code = errno.ETIMEDOUT
         if code in (errno.ECONNRESET, errno.ENOTCONN, errno.ECONNABORTED):
             if sock.tcp.accepts(tcp.RESET):
                 sock.tcp.fire(tcp.RESET)

@@ -135,7 +135,10 @@ class socket:
             raise _closed()
         if self.tcp.state != tcp.CLOSED or self._handle is not None:
             raise OSError(errno.EALREADY, "socket already used (state %s)" % self.state)
-        self._backend.connect(self, address[0], address[1], self._timeout_ms)
+        if isinstance(address, (bytes, bytearray)):  # a raw sockaddr (MicroPython unix port)
+            self._backend.connect(self, address, 0, self._timeout_ms)
+        else:
+            self._backend.connect(self, address[0], address[1], self._timeout_ms)
 
     def close(self):
         if self._closed:
