@@ -172,16 +172,21 @@ def presence_server(hil: HilConfig):
         yield server
 
 
+def _require(why: str | None, what: str) -> None:
+    """Skip a test whose tools are missing here, with the reason; in CI they must be
+    there, so fail instead."""
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{what} must run in CI: {why}")
+        pytest.skip(f"{what}: {why}")
+
+
 @pytest.fixture
 def capture(tmp_path: Path):
     """``capture(*ports)`` starts tcpdump on the loopback for those ports; stop() parses."""
     from .capture import Capture, unavailable
 
-    why = unavailable()
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"wire-level checks must run in CI: {why}")
-        pytest.skip(f"wire-level checks: {why}")
+    _require(unavailable(), "wire-level checks")
     running: list[Capture] = []
 
     def start(*ports: int) -> Capture:
@@ -199,11 +204,7 @@ def capture(tmp_path: Path):
 def blackhole():
     from .blackhole import PortBlackhole, blackhole_unavailable
 
-    why = blackhole_unavailable()
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"blackhole tests must run in CI: {why}")
-        pytest.skip(f"blackhole: {why}")
+    _require(blackhole_unavailable(), "blackhole")
     holes: list[PortBlackhole] = []
 
     def make(port: int) -> PortBlackhole:
