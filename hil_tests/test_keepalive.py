@@ -47,3 +47,36 @@ def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capt
     assert took <= bound_s + 1.0 + 1.0, f"detected after {took:.1f} s, bound {bound_s:.1f} s"
     # the probes went out (and were not answered: the peer is blackholed)
     flows[0].assert_keepalive(min_probes=count, side="client", acked=False)
+
+
+HEARTBEAT = """
+from synack import heartbeat as hbm
+s = socket.socket()
+s.settimeout(5)
+s.connect(socket.getaddrinfo(%(host)r, %(port)d)[0][-1])
+hb = hbm.Heartbeat(idle_ms=%(idle_ms)d, timeout_ms=1500, misses=3)
+drv = hbm.Driver(s, hb, lambda line: None, poll_ms=50)
+print('result', drv.run(duration_ms=%(run_ms)d), hb.acks, hb.state_name)
+s.close()
+"""
+
+
+def test_heartbeat_keeps_a_connection_through_an_idle_killing_nat(board, hil,
+                                                                 record_property):
+    from synack_host.hil.middlebox import IdleKillingProxy, heartbeat_server
+    from synack_host.hil.servers import ScriptedServer
+
+    nat_idle_s = 2.0
+    with ScriptedServer(heartbeat_server(), hil.bind_host) as peer, \
+            IdleKillingProxy(peer.address, nat_idle_s, hil.bind_host) as nat:
+        args = {"host": hil.server_host, "port": nat.port, "run_ms": 5000}
+        alive = board.exec(HEARTBEAT % dict(args, idle_ms=500), timeout=60).split()
+        assert alive[:2] == ["result", "deadline"] and alive[3] == "ACTIVE", alive
+        assert nat.kills == 0 and int(alive[2]) >= 5
+        # the same path without heartbeats: the NAT forgets the connection
+        t0 = time.monotonic()
+        dead = board.exec(HEARTBEAT % dict(args, idle_ms=60000), timeout=60).split()
+        took = time.monotonic() - t0
+    record_property("acks_in_5s", int(alive[2]))
+    record_property("killed_after_s", round(took, 2))
+    assert dead[:2] == ["result", "dead"] and nat.kills == 1, dead

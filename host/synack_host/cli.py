@@ -92,6 +92,8 @@ def _board_args(p: argparse.ArgumentParser) -> None:
                    "baud rate (8N1: baud/10 bytes/s); default: unpaced")
     p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
                    help="what runs the code (default: cpython)")
+    p.add_argument("--micropython", metavar="PATH", help="the MicroPython unix-port "
+                   "binary of --engine unix")
     p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
                    "e.g. a virtual modem's pty")
     p.add_argument("--flash-size", type=int, metavar="BYTES", help="size of the flash "
@@ -115,7 +117,7 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
             from .sim.shims.device import FLASH_SIZE_ENV
             os.environ[FLASH_SIZE_ENV] = str(args.flash_size)
         try:
-            engine = make_engine(args.engine, root, args.uart1)
+            engine = make_engine(args.engine, root, args.uart1, args.micropython)
         except NotImplementedError as e:
             raise CommandError(str(e)) from None
         trace = None

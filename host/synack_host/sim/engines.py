@@ -30,7 +30,7 @@ import sys
 from .shims.device import install_device_shims
 
 _HEADER = struct.Struct(">cI")
-ENGINES = ("cpython",)
+ENGINES = ("cpython", "micropython", "unix")
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -59,8 +59,8 @@ class FrameReader:
 class Child:
     """One engine process: non-blocking pipes, queued input, frames out."""
 
-    def __init__(self, root: str, uart1: str | None):
-        cmd = [sys.executable, "-I", "-m", "synack_host.sim.engines", root, uart1 or ""]
+    def __init__(self, root: str, uart1: str | None, cmd: list[str] | None = None):
+        cmd = cmd or [sys.executable, "-I", "-m", "synack_host.sim.engines", root, uart1 or ""]
         # own session: a Ctrl-C typed at the terminal running the board must not reach it
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      cwd=root, start_new_session=True)
@@ -133,8 +133,11 @@ class CPythonEngine:
         """Replace the interpreter with a fresh one (hard or soft reset)."""
         if self.child:
             self.child.kill()
-        self.child = self._spare or Child(self.root, self.uart1)
-        self._spare = Child(self.root, self.uart1)
+        self.child = self._spare or self._new_child()
+        self._spare = self._new_child()
+
+    def _new_child(self) -> Child:
+        return Child(self.root, self.uart1)
 
     def run(self, kind: bytes, source: bytes) -> None:
         assert self.child is not None
@@ -151,9 +154,16 @@ class CPythonEngine:
         self.child = self._spare = None
 
 
-def make_engine(name: str, root: str, uart1: str | None = None) -> CPythonEngine:
+def make_engine(name: str, root: str, uart1: str | None = None,
+                micropython: str | None = None) -> CPythonEngine:
+    if name == "micropython":
+        from .engine_wasm import WasmEngine
+        return WasmEngine(root, uart1)
+    if name == "unix":
+        from .engine_unix import UnixEngine
+        return UnixEngine(root, uart1, micropython)
     if name != "cpython":
-        raise NotImplementedError(f"engine {name!r} is not implemented yet "
+        raise NotImplementedError(f"engine {name!r} is not implemented "
                                   f"(available: {', '.join(ENGINES)})")
     return CPythonEngine(root, uart1)
 

@@ -1,0 +1,252 @@
+"""The virtual board's "unix" engine: a user-supplied MicroPython unix-port binary.
+
+``synack sim board --engine unix --micropython PATH``. The board's child process (this
+module, run with ``-m``) speaks the frame protocol of ``engines.py`` to the board and runs
+``PATH -c LOADER`` with the bootstrap of ``engine_wasm`` (the same modules and request
+loop), talking to it over two pipes of length-prefixed JSON. The unix port is a real VM
+with its own signals, sockets and files, so less is bridged than for the wasm engine:
+
+* the flash: the bootstrap remounts ``/`` as ``VfsPosix(<flash dir>)``;
+* ``machine.UART(1)``: the ``--uart1`` port, opened here in raw mode (pyserial) and
+  handed to the VM as a file descriptor (read with ``select.poll``);
+* Ctrl-C: SIGINT, which the unix port turns into KeyboardInterrupt; if the code has not
+  stopped 1.5 s later a second SIGINT makes the port exit, and then SIGKILL: the VM is
+  started again (its namespace is lost) and the code ends with ``KeyboardInterrupt``;
+* stdout: the VM's own, ``\\n`` -> ``\\r\\n``; ``socket``, ``time``: the port's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+
+from .engine_wasm import COMMON, LOOP, EngineUnavailable, Job, device_traceback
+from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
+
+ESCALATE_S = 1.5
+
+HEAD_UNIX = r'''
+import sys, io, json, errno, select, vfs
+import os as _os, time as _time, machine as _machine
+_co = open(_W, 'wb')
+def _h(name, *a):
+    m = json.dumps([name, a]).encode()
+    _co.write(b'%08d' % len(m) + m)
+    if name != 'done':
+        n = _ci.read(8)
+        if len(n) < 8:
+            while True:
+                _time.sleep(1)   # the engine process is gone; so are we, soon
+        r = _ci.read(int(n)).decode()
+        return json.loads(r[1:])
+vfs.umount('/')
+vfs.mount(vfs.VfsPosix(_ROOT), '/')
+_os.chdir('/')
+_uf = None
+class UART:
+    def __init__(self, id, baudrate=115200, **kw):
+        global _uf
+        if id != 1 or _UFD < 0:
+            raise ValueError('UART(%d) is not connected on this virtual board' % id)
+        _uf = _uf or open(_UFD, 'rb')
+        self._p = select.poll()
+        self._p.register(_uf, select.POLLIN)
+        self.init(baudrate, **kw)
+    def init(self, baudrate=115200, timeout=0, **kw):
+        self._t = timeout
+    deinit = flush = lambda self: None
+    any = lambda self: 1 if self._p.poll(0) else 0
+    write = lambda self, b: _uf.write(b.encode() if isinstance(b, str) else b)
+    readline = lambda self: self.read(-1, True)
+    def read(self, n=-1, line=False):
+        out, end = b'', _time.ticks_add(_time.ticks_ms(), self._t)
+        while n < 0 or len(out) < n:
+            left = max(0, _time.ticks_diff(end, _time.ticks_ms()))
+            if not self._p.poll(0 if out and n < 0 and not line else left):
+                break
+            out += _uf.read(1)
+            if line and out[-1:] == b'\n':
+                break
+        return out or None
+    def readinto(self, buf, n=-1):
+        d = self.read(len(buf) if n < 0 else n)
+        if d:
+            buf[:len(d)] = d
+            return len(d)
+def _rel(p):   # VfsPosix(root) renames /a to /b as /b to /b: give it relative paths
+    if p[:1] != '/':
+        return p
+    d = _os.getcwd().strip('/')
+    return '../' * (d.count('/') + 1 if d else 0) + p[1:]
+def _setup_engine():
+    return {'rename': lambda a, b: _os.rename(_rel(a), _rel(b))}, {}
+_collect = lambda: None
+'''
+LOADER = "_ci = open(%d, 'rb')\nexec(compile(_ci.read(int(_ci.read(8))), '<boot>', 'exec'))"
+
+
+class UnixEngine(CPythonEngine):
+    """Parent side: one ``engine_unix`` child process per interpreter."""
+
+    name = "unix"
+
+    def __init__(self, root: str, uart1: str | None = None, micropython: str | None = None):
+        if not micropython:
+            raise EngineUnavailable(
+                "engine 'unix' needs --micropython PATH (a MicroPython unix-port binary); "
+                "a built-in one is not implemented yet")
+        path = shutil.which(micropython)
+        if not path:
+            raise EngineUnavailable(f"--micropython {micropython}: not an executable file")
+        super().__init__(root, uart1)
+        self.binary = os.path.realpath(path)
+
+    def _new_child(self) -> Child:
+        return Child(self.root, self.uart1, cmd=[sys.executable, "-I", "-m", __name__,
+                                                 self.root, self.uart1 or "", self.binary])
+
+
+# ====================================================================== child side
+class UnixHost:
+    def __init__(self, root: str, uart1: str, binary: str, out_fd: int, in_fd: int):
+        self.root, self.binary, self.out_fd, self.in_fd = root, binary, out_fd, in_fd
+        self.uart = None
+        if uart1:
+            import serial   # raw mode and the line settings; the VM uses the descriptor
+
+            self.uart = serial.Serial(uart1, 115200, timeout=0)
+        self.jobs: deque[Job] = deque()
+        self.running = self.waiting = False
+        self.signalled = 0.0   # when SIGINT was sent to the running code (0: not sent)
+        self.frames = FrameReader()
+        self.ctl = b""
+
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        data = frame(kind, payload)
+        while data:
+            data = data[os.write(self.out_fd, data):]
+
+    def start_vm(self) -> None:
+        req_r, self.req_w = os.pipe()
+        self.ctl_r, rep_w = os.pipe()
+        ufd = self.uart.fileno() if self.uart else -1
+        preamble = f"_W, _ROOT, _UFD = {rep_w}, {self.root!r}, {ufd}\n"
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", LOADER % req_r], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
+            pass_fds=(req_r, rep_w) + ((ufd,) if ufd >= 0 else ()),
+            preexec_fn=_set_parent_death_signal)
+        os.close(req_r)
+        os.close(rep_w)
+        self.out = self.proc.stdout.fileno()   # type: ignore[union-attr]
+        boot = (preamble + COMMON + HEAD_UNIX + LOOP).encode()
+        os.write(self.req_w, b"%08d" % len(boot) + boot)
+        self.running = self.waiting = False
+        self.signalled, self.ctl = 0.0, b""
+
+    def drain_output(self, block: bool = False) -> bool:
+        """Forward the VM's output; False at its end (the VM exited)."""
+        while select.select([self.out], [], [], None if block else 0)[0]:
+            data = os.read(self.out, 65536)
+            if not data:
+                return False
+            self.send(b"O", data.replace(b"\n", b"\r\n"))
+            block = False
+        return True
+
+    def reply(self, value) -> None:
+        data = ("v" + json.dumps(value)).encode()
+        os.write(self.req_w, b"%08d" % len(data) + data)
+
+    def on_message(self, name: str, args: list) -> None:
+        if name == "next":
+            if self.running:   # the loop lost its job (a late Ctrl-C): end it
+                self.finish("KeyboardInterrupt: \n")
+            self.waiting = True
+        elif name == "done" and self.running:
+            self.finish(args[0])
+        elif name in ("reset", "soft_reset"):
+            self.drain_output()
+            self.send(b"H" if name == "reset" else b"S")   # the board replaces us
+
+    def finish(self, traceback: str | None) -> None:
+        self.drain_output()
+        self.running, self.signalled = False, 0.0
+        self.send(b"E") if traceback is None else self.send(b"D", device_traceback(traceback))
+
+    def interrupt(self) -> None:
+        if self.running and not self.signalled:
+            self.signalled = time.monotonic()
+            self.proc.send_signal(signal.SIGINT)
+        elif not self.running and self.jobs:   # Ctrl-C sent before the code could start
+            self.jobs[-1].interrupted = True
+
+    def serve(self) -> None:
+        self.start_vm()
+        while True:
+            if self.waiting and self.jobs:
+                job = self.jobs.popleft()
+                self.waiting, self.running = False, True
+                self.reply([*job.request(), False])
+            ready = select.select([self.in_fd, self.out, self.ctl_r], [], [], 0.1)[0]
+            if self.in_fd in ready:
+                data = os.read(self.in_fd, 65536)
+                if not data:
+                    return
+                for kind, payload in self.frames.feed(data):
+                    self.interrupt() if kind == b"I" else self.jobs.append(Job(kind, payload))
+            if self.ctl_r in ready:
+                data = os.read(self.ctl_r, 65536)
+                if not data:   # the VM is gone: its last output, then what to do about it
+                    while self.drain_output(block=True):
+                        pass
+                    self.vm_exited()
+                    continue
+                self.ctl += data
+                while len(self.ctl) >= 8 and len(self.ctl) >= 8 + int(self.ctl[:8]):
+                    n = 8 + int(self.ctl[:8])
+                    name, args = json.loads(self.ctl[8:n])
+                    self.ctl = self.ctl[n:]
+                    self.on_message(name, args)
+            if self.out in ready and not self.drain_output():
+                while select.select([self.ctl_r], [], [], 0)[0] and os.read(self.ctl_r, 65536):
+                    pass   # what the VM said before it went is of no use now
+                self.vm_exited()
+            elif self.signalled and time.monotonic() - self.signalled > ESCALATE_S:
+                # the code ignores Ctrl-C: a second SIGINT makes the port exit, then KILL
+                late = time.monotonic() - self.signalled > 2 * ESCALATE_S
+                self.proc.send_signal(signal.SIGKILL if late else signal.SIGINT)
+
+    def vm_exited(self) -> None:
+        status = self.proc.wait()
+        if not (self.running and self.signalled):
+            print(f"synack: MicroPython exited with status {status}", file=sys.stderr)
+            os._exit(status if 0 < status < 256 else 3)   # the board reports it
+        for fd in (self.req_w, self.ctl_r):
+            os.close(fd)
+        self.proc.stdout.close()   # type: ignore[union-attr]
+        self.send(b"D", b"KeyboardInterrupt: \r\n")
+        self.start_vm()
+
+
+def _child_main(root: str, uart1: str, binary: str) -> None:
+    out_fd, in_fd = os.dup(1), os.dup(0)   # frames; stray output goes to stderr
+    os.dup2(2, 1)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    _set_parent_death_signal()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C comes as an "I" frame
+    try:
+        UnixHost(root, uart1, binary, out_fd, in_fd).serve()
+    finally:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    _child_main(*sys.argv[1:4])
