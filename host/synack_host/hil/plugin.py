@@ -14,6 +14,7 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
   the device at ``hil.server_host``.
 - ``capture``: a tcpdump capture of the servers' ports (needs root and tcpdump).
 - ``blackhole``: ``blackhole(port)`` makes a server port silent (needs root and nft).
+- ``network``: device/router/server network namespaces with impairments (needs root).
 """
 
 from __future__ import annotations
@@ -215,3 +216,16 @@ def blackhole():
     yield make
     for hole in holes:
         hole.stop()
+
+
+@pytest.fixture
+def network():
+    """Separate device, router and server hosts in network namespaces (see
+    synack_host.hil.network.Network): latency, loss, blackhole, an idle-killing NAT."""
+    from .netns import unavailable
+
+    _require(unavailable(), "network namespaces")
+    from .network import Network
+
+    with Network() as net:
+        yield net
