@@ -74,3 +74,37 @@ def test_supervisor_task_backs_off_then_comes_online():
     assert link.calls == 3 and sup.connects == 1
     assert sup.failures and sum(sup.failures.values()) == 2
     assert final == "OFFLINE" and sup.state == OFFLINE
+
+
+def test_heartbeat_task_keeps_a_connection_through_an_idle_killing_nat():
+    from synack import heartbeat as hbm
+    from synack import socket as synsocket
+    from synack_host.hil.middlebox import IdleKillingProxy, heartbeat_server
+    from synack_host.hil.servers import ScriptedServer
+
+    with ScriptedServer(heartbeat_server(pushes=((0.5, b"news"),))) as peer, \
+            IdleKillingProxy(peer.address, 1.0) as nat:
+        s = synsocket.socket(backend=NativeBackend())
+        s.settimeout(5)
+        s.connect(("127.0.0.1", nat.port))
+        pushed = []
+        hb = hbm.Heartbeat(idle_ms=300, timeout_ms=500, misses=3)
+        drv = hbm.Driver(s, hb, pushed.append, poll_ms=50)
+        ticks = []
+
+        async def ticker():
+            while len(ticks) < 100:
+                ticks.append(1)
+                await asyncio.sleep(0.02)
+
+        async def main():
+            t = asyncio.create_task(ticker())
+            result = await tasks.heartbeat(drv, duration_ms=2500)
+            t.cancel()
+            return result
+
+        assert asyncio.run(main()) == "deadline"
+        s.close()
+        assert hb.state_name == "ACTIVE" and hb.acks >= 4 and nat.kills == 0
+        assert pushed == [b"news"]
+        assert len(ticks) >= 60              # the loop was free while the task waited

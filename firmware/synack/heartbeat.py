@@ -304,33 +304,46 @@ class Driver:
     def run(self, duration_ms=None, stop=None):
         """Serve the connection until DEAD, ``duration_ms`` elapsed, ``stop()`` returns
         true or ``self.stop()`` was called."""
-        hb = self.hb
         end = None if duration_ms is None else time.ticks_add(time.ticks_ms(), duration_ms)
         self._stop = False
         while True:
-            if hb.state == DEAD:
-                return _DEAD
-            if self._stop or (stop is not None and stop()):
-                return _STOPPED
-            now = time.ticks_ms()
-            if end is not None and time.ticks_diff(end, now) <= 0:
-                return _DEADLINE
-            self._act(hb.timer(now))
-            if hb.state == DEAD:
-                continue
-            wait = self.poll_ms
-            due = hb.wake_at()
-            if due is not None:
-                wait = min(wait, time.ticks_diff(due, now))
-            if end is not None:
-                wait = min(wait, time.ticks_diff(end, now))
-            self._read(max(wait, 1))
+            wait = self.step(end, stop)
+            if isinstance(wait, str):
+                return wait
+            self._read(wait)
+
+    def step(self, end=None, stop=None):
+        """One turn of the loop (timers, sends): the result ("dead", "deadline",
+        "stopped") when the run is over, else how many ms to wait for data. Lets an
+        asyncio task (synack.tasks.heartbeat) share the logic of run()."""
+        hb = self.hb
+        if hb.state == DEAD:
+            return _DEAD
+        if self._stop or (stop is not None and stop()):
+            return _STOPPED
+        now = time.ticks_ms()
+        if end is not None and time.ticks_diff(end, now) <= 0:
+            return _DEADLINE
+        self._act(hb.timer(now))
+        if hb.state == DEAD:
+            return _DEAD
+        wait = self.poll_ms
+        due = hb.wake_at()
+        if due is not None:
+            wait = min(wait, time.ticks_diff(due, now))
+        if end is not None:
+            wait = min(wait, time.ticks_diff(end, now))
+        return max(wait, 1)
+
+    def read_ready(self):
+        """Take in what has arrived, without waiting."""
+        self._read(0)
 
     def _read(self, wait_ms):
         sock = self.sock
-        # +0.5: the socket turns seconds back into whole ms; never round down to 0
-        # (non-blocking) and spin.
-        sock.settimeout((wait_ms + 0.5) / 1000)
+        # +0.5: the socket turns seconds back into whole ms; a wait of 1 ms must not
+        # round down to 0 (non-blocking) and spin. 0 is non-blocking on purpose.
+        sock.settimeout((wait_ms + 0.5) / 1000 if wait_ms else 0)
         try:
             n = sock.recv_into(self._rx)
         except OSError as e:

@@ -1,4 +1,4 @@
-"""asyncio drivers for the schedule-driven parts: the poller and the supervisor.
+"""asyncio drivers for the schedule-driven parts: poller, supervisor and heartbeat.
 
 Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so running them
 as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
@@ -11,6 +11,7 @@ timeouts short when other tasks must stay responsive.
     from synack import tasks
     asyncio.create_task(tasks.supervise(supervisor))
     asyncio.create_task(tasks.poll(poller))
+    asyncio.create_task(tasks.heartbeat(heartbeat_driver))
 """
 
 import time
@@ -49,3 +50,15 @@ async def supervise(supervisor, stop=None):
         wait = time.ticks_diff(wake, time.ticks_ms())
         await _sleep_ms(wait if wait > 0 else 0)
     return supervisor.state_name
+
+
+async def heartbeat(driver, duration_ms=None, stop=None):
+    """Run a synack.heartbeat.Driver as a task: reads are non-blocking and the waits go
+    to the event loop. Returns "dead", "deadline" or "stopped", as Driver.run does."""
+    end = None if duration_ms is None else time.ticks_add(time.ticks_ms(), duration_ms)
+    while True:
+        wait = driver.step(end, stop)
+        if isinstance(wait, str):
+            return wait
+        driver.read_ready()
+        await _sleep_ms(min(wait, driver.poll_ms))
