@@ -7,14 +7,12 @@ from __future__ import annotations
 import time
 
 import pytest
-import serial
 
 from synack import heartbeat as hbm
 from synack import socket as synsocket
-from synack.modems import sim7600
+from modemrig import Rig
 from synack_host.hil.middlebox import IdleKillingProxy, heartbeat_server
 from synack_host.hil.servers import ScriptedServer
-from synack_host.sim.launch import start_modem
 
 MIDDLEBOX_IDLE_S = 1.0
 
@@ -132,21 +130,13 @@ def test_server_close_ends_the_run_at_once():
 
 
 def test_heartbeat_and_push_over_the_virtual_modem():
-    proc = start_modem("--dialect", "sim7600")
-    uart = serial.Serial(proc.port, 115200, timeout=0)
-    try:
-        modem = sim7600.SIM7600(uart, apn="internet", poll_ms=50)
-        modem.start(register_timeout_ms=3000)
-        handler = heartbeat_server(pushes=((0.6, b"PUSH over the air"),))
-        with ScriptedServer(handler) as server:
-            s = connect(server.port, backend=modem)
-            got: list[bytes] = []
-            hb = hbm.Heartbeat(idle_ms=250, timeout_ms=1000, misses=2)
-            drv = hbm.Driver(s, hb, got.append, poll_ms=50)
-            assert drv.run(duration_ms=1500) == "deadline"
-            assert got == [b"PUSH over the air"]
-            assert hb.acks >= 3 and hb.total_misses == 0, (hb.acks, hb.total_misses)
-            s.close()
-    finally:
-        uart.close()
-        proc.stop()
+    handler = heartbeat_server(pushes=((0.6, b"PUSH over the air"),))
+    with Rig(poll_ms=50) as rig, ScriptedServer(handler) as server:
+        s = connect(server.port, backend=rig.modem)
+        got: list[bytes] = []
+        hb = hbm.Heartbeat(idle_ms=250, timeout_ms=1000, misses=2)
+        drv = hbm.Driver(s, hb, got.append, poll_ms=50)
+        assert drv.run(duration_ms=1500) == "deadline"
+        assert got == [b"PUSH over the air"]
+        assert hb.acks >= 3 and hb.total_misses == 0, (hb.acks, hb.total_misses)
+        s.close()

@@ -541,7 +541,7 @@ def test_new_request_closes_an_unread_response():
 
 # -- over the virtual modem ------------------------------------------------------------
 def test_keep_alive_and_chunked_body_over_the_virtual_modem():
-    from test_sim7600_sockets import Rig
+    from modemrig import Rig
 
     body = bytes(range(256)) * 12 + b"end"
     wires = {"/small": response(body=b"tiny"), "/chunked": response(body=body,
@@ -563,7 +563,7 @@ def test_keep_alive_and_chunked_body_over_the_virtual_modem():
 
 
 def test_http10_and_stale_connection_over_the_virtual_modem():
-    from test_sim7600_sockets import Rig
+    from modemrig import Rig
 
     def app(req, conn, n):
         if req.target == "/old":

@@ -9,17 +9,19 @@ import errno
 import time
 
 import pytest
-import serial
 
 from synack import socket as synsocket
-from synack.modems import sim7600
 from synack.native import NativeBackend
+from modemrig import Rig
 from synack_host.hil.blackhole import PortBlackhole, blackhole_unavailable
+from synack_host.hil.plugin import require_tools
 from synack_host.hil.servers import EchoServer
-from synack_host.sim.launch import start_modem
 
-needs_blackhole = pytest.mark.skipif(blackhole_unavailable() is not None,
-                                     reason=f"blackhole: {blackhole_unavailable()}")
+
+
+@pytest.fixture
+def needs_blackhole():
+    require_tools(blackhole_unavailable(), "blackhole")
 
 
 def detect(sock, server_port, bound_s):
@@ -50,8 +52,7 @@ def test_keepalive_before_connect_only_and_validated():
         s.close()
 
 
-@needs_blackhole
-def test_native_backend_detects_a_silent_peer():
+def test_native_backend_detects_a_silent_peer(needs_blackhole):
     with EchoServer() as echo:
         s = synsocket.socket(backend=NativeBackend())
         assert s.keepalive(idle=1, interval=1, count=2) == "tcp"
@@ -62,29 +63,20 @@ def test_native_backend_detects_a_silent_peer():
         s.close()
 
 
-@needs_blackhole
-def test_modem_backend_detects_a_silent_peer_with_ctcpka():
+def test_modem_backend_detects_a_silent_peer_with_ctcpka(needs_blackhole):
     # the virtual modem's AT+CTCPKA minute lasts 1 s here, so 1 min idle + 2 x 1 min
     # probes is detected in about 3 s
-    modem_proc = start_modem("--keepalive-minute", "1")
-    uart = serial.Serial(modem_proc.port, 115200, timeout=0)
-    try:
-        modem = sim7600.SIM7600(uart, apn="internet", poll_ms=200)
-        modem.start(register_timeout_ms=3000)
-        with EchoServer() as echo:
-            s = synsocket.socket(backend=modem)
-            assert s.keepalive(idle=60, interval=60, count=2) == "modem"
-            s.settimeout(20)
-            s.connect(("127.0.0.1", echo.port))
-            assert modem.at.command(b"AT+CTCPKA?").lines == [b"+CTCPKA: 1,1,2,1"]
-            detect(s, echo.port, (60 + 60 * 2) / 60)
-            s.close()
-    finally:
-        uart.close()
-        modem_proc.stop()
+    with Rig("--keepalive-minute", "1", poll_ms=200) as rig, EchoServer() as echo:
+        s = rig.socket(timeout=20)
+        assert s.keepalive(idle=60, interval=60, count=2) == "modem"
+        s.connect(("127.0.0.1", echo.port))
+        assert rig.modem.at.command(b"AT+CTCPKA?").lines == [b"+CTCPKA: 1,1,2,1"]
+        detect(s, echo.port, (60 + 60 * 2) / 60)
+        s.close()
 
 
 def test_modem_backend_falls_back_to_probe_for_seconds():
-    modem = sim7600.SIM7600.__new__(sim7600.SIM7600)
-    s = synsocket.socket(backend=modem)
-    assert s.keepalive(idle=30, interval=10, count=3) == "probe"
+    with Rig(start=False) as rig:      # AT+CTCPKA counts whole minutes
+        s = rig.socket()
+        assert s.keepalive(idle=30, interval=10, count=3) == "probe"
+        assert s.keepalive(idle=120, interval=60, count=3) == "modem"

@@ -13,11 +13,9 @@ import sys
 import time
 
 import pytest
-import serial
 
 from synack import socket as synsocket
-from synack.modems import sim7600
-from synack_host.sim.launch import start_modem
+from modemrig import Rig
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -53,11 +51,8 @@ def broker(tmp_path):
 @pytest.fixture
 def app_over_modem():
     """mqtt_app imported with ``socket`` = synack.socket on the virtual SIM7600."""
-    modem_proc = start_modem()
-    uart = serial.Serial(modem_proc.port, 115200, timeout=0)
-    modem = sim7600.SIM7600(uart, apn="internet", poll_ms=100)
-    modem.start(register_timeout_ms=3000)
-    synsocket.use(modem)
+    rig = Rig(poll_ms=100)
+    synsocket.use(rig.modem)
     saved = sys.modules.get("socket")
     sys.modules["socket"] = synsocket         # what `import socket` finds on the board
     sys.modules.pop("mqtt_app", None)
@@ -67,8 +62,7 @@ def app_over_modem():
         sys.modules["socket"] = saved
         sys.modules.pop("mqtt_app", None)
         synsocket.use(None)
-        uart.close()
-        modem_proc.stop()
+        rig.close()
 
 
 def test_mqtt_publish_and_subscribe_over_the_modem(broker, app_over_modem):

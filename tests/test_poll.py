@@ -254,7 +254,7 @@ def test_jittered_interval_and_default_client():
 
 
 def test_poller_over_the_virtual_modem_reuses_one_connection():
-    from test_sim7600_sockets import Rig
+    from modemrig import Rig
 
     etags = iter(['"a"'] * 3 + ['"b"'] * 3)
 

@@ -9,7 +9,6 @@ import random
 import time
 
 import pytest
-import serial
 
 from synack import socket as synsocket
 from synack.at.aio import AsyncChannel
@@ -17,31 +16,11 @@ from synack.at.errors import CommandTimeout
 from synack.at.parser import Parser
 from synack.modems import base, sim7600
 from synack_host.hil.servers import EchoServer, ScriptedServer
-from synack_host.sim.launch import start_modem
+from modemrig import Rig
 
 ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
                 "TIME_WAIT", "CLOSED"]
 PASSIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
-
-
-class Rig:
-    """A virtual modem process, the serial port to it and the firmware driver."""
-
-    def __init__(self, *modem_args, start=True):
-        self.proc = start_modem("--dialect", "sim7600", *modem_args)
-        self.uart = serial.Serial(self.proc.port, 115200, timeout=0)
-        self.modem = sim7600.SIM7600(self.uart, apn="internet")
-        if start:
-            self.modem.start(register_timeout_ms=3000)
-
-    def socket(self, timeout=10):
-        s = synsocket.socket(backend=self.modem)
-        s.settimeout(timeout)
-        return s
-
-    def close(self):
-        self.uart.close()
-        self.proc.stop()
 
 
 @pytest.fixture

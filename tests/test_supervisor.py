@@ -7,13 +7,11 @@ from __future__ import annotations
 import time
 
 import pytest
-import serial
 
 from synack import socket as synsocket
 from synack import supervisor as sv
-from synack.modems import sim7600
+from modemrig import Rig
 from synack_host.hil.servers import EchoServer
-from synack_host.sim.launch import start_modem
 
 
 class Recorder:
@@ -36,11 +34,8 @@ class Recorder:
 @pytest.fixture
 def flaky_modem():
     """A virtual SIM7600 whose first three AT+NETOPEN fail (+CME ERROR: 3)."""
-    proc = start_modem("--dialect", "sim7600", "--fault", "AT+NETOPEN|+CME ERROR: 3|3")
-    uart = serial.Serial(proc.port, 115200, timeout=0)
-    yield proc, sim7600.SIM7600(uart, apn="internet", poll_ms=50)
-    uart.close()
-    proc.stop()
+    with Rig("--fault", "AT+NETOPEN|+CME ERROR: 3|3", start=False, poll_ms=50) as rig:
+        yield rig.proc, rig.modem
 
 
 def test_modem_backoff_reinit_loss_and_recovery(flaky_modem):

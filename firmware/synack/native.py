@@ -39,8 +39,8 @@ def _stack_gave_up(e, timeout_ms):
     return getattr(e, "errno", None) == errno.ETIMEDOUT and not _OWN_TIMEOUT_HAS_ERRNO
 
 
-_OWN_TIMEOUT_HAS_ERRNO = _sys_socket.__name__ in ("usocket", "socket") and \
-    not hasattr(_sys_socket, "timeout")
+# CPython's socket module has a ``timeout`` exception without errno; MicroPython's has not
+_OWN_TIMEOUT_HAS_ERRNO = not hasattr(_sys_socket, "timeout")
 
 
 class NativeBackend:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from .board_commands import device_errors
 from .command import CommandError, State
 from .transport import RawRepl, open_link
 
@@ -44,8 +45,7 @@ def split_chain(words: list[str]) -> list[list[str]]:
 
 
 def cmd_connect(state: State, args: argparse.Namespace) -> None:
-    from .board_commands import device_errors
-    from .cli import BOARD_SESSION_COMMANDS, build_parser
+    from .cli import BOARD_SESSION_COMMANDS, build_parser   # cli imports this module
 
     groups = split_chain(args.chain)
     for group in groups:

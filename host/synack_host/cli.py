@@ -103,7 +103,6 @@ def _board_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
-    import os
     import tempfile
 
     from .sim.board import Board

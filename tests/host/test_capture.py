@@ -7,7 +7,6 @@ The pcap-parsing tests at the end use pcaps written here and need neither.
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import time
@@ -15,6 +14,7 @@ import time
 import dpkt
 import pytest
 
+from synack_host.hil.plugin import require_tools
 from synack_host.hil.capture import Capture, CaptureError, flows, read_pcap, unavailable
 from synack_host.hil.servers import EchoServer, ScriptedServer
 
@@ -22,10 +22,7 @@ REASON = unavailable()
 
 
 def require_capture() -> None:
-    if REASON:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"wire-level checks must run in CI, but: {REASON}")
-        pytest.skip(REASON)
+    require_tools(REASON, "wire-level checks")
 
 
 @pytest.fixture

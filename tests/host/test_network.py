@@ -16,6 +16,7 @@ import time
 import pytest
 
 from synack_host.hil import netns
+from synack_host.hil.plugin import require_tools
 from synack_host.hil.network import (Network, NetworkError, cleanup_stale, list_namespaces,
                                      unavailable)
 from synack_host.hil.servers import EchoServer, ScriptedServer
@@ -25,10 +26,7 @@ def require(*tools: str) -> None:
     reason = unavailable(*tools)
     if reason is None and "tcpdump" in tools:
         reason = netns.missing_tool("tcpdump")
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"network impairment tests must run in CI, but: {reason}")
-        pytest.skip(reason)
+    require_tools(reason, "network impairment tests")
 
 
 @pytest.fixture

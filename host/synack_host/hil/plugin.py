@@ -173,7 +173,7 @@ def presence_server(hil: HilConfig):
         yield server
 
 
-def _require(why: str | None, what: str) -> None:
+def require_tools(why: str | None, what: str) -> None:
     """Skip a test whose tools are missing here, with the reason; in CI they must be
     there, so fail instead."""
     if why:
@@ -187,7 +187,7 @@ def capture(tmp_path: Path):
     """``capture(*ports)`` starts tcpdump on the loopback for those ports; stop() parses."""
     from .capture import Capture, unavailable
 
-    _require(unavailable(), "wire-level checks")
+    require_tools(unavailable(), "wire-level checks")
     running: list[Capture] = []
 
     def start(*ports: int) -> Capture:
@@ -205,7 +205,7 @@ def capture(tmp_path: Path):
 def blackhole():
     from .blackhole import PortBlackhole, blackhole_unavailable
 
-    _require(blackhole_unavailable(), "blackhole")
+    require_tools(blackhole_unavailable(), "blackhole")
     holes: list[PortBlackhole] = []
 
     def make(port: int) -> PortBlackhole:
@@ -224,7 +224,7 @@ def network():
     synack_host.hil.network.Network): latency, loss, blackhole, an idle-killing NAT."""
     from .netns import unavailable
 
-    _require(unavailable(), "network namespaces")
+    require_tools(unavailable(), "network namespaces")
     from .network import Network
 
     with Network() as net:

@@ -58,8 +58,7 @@ def read_junit(path: Path) -> list[Outcome]:
             node = case.find(tag)
             if node is not None:
                 result = "skipped" if tag == "skipped" else "failed"
-                message = (node.get("message") or "").splitlines()[0][:160] if \
-                    node.get("message") else ""
+                message = (node.get("message") or "").partition("\n")[0][:160]
         figures = {p.get("name", ""): p.get("value", "")
                    for p in case.iter("property")}
         outcomes.append(Outcome(name, result, float(case.get("time", 0)), figures, message))

@@ -73,7 +73,8 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
             return real_open(file, *args, **kwargs)
         f = real_open(path(file), *args, **kwargs)
         mode = args[0] if args else kwargs.get("mode", "r")
-        return _BoundedFile(f, lambda: flash_bytes - used()) if set(mode) & set("wa+") else f
+        # the free space once, at open (after "w" truncated the file): not a walk per write
+        return _BoundedFile(f, flash_bytes - used()) if set(mode) & set("wa+") else f
 
     def device_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level == 0 and name in ("os", "uos") and globals and is_device(globals):
@@ -112,14 +113,14 @@ class _BoundedFile:
     """A file opened for writing on a flash of fixed size: a write that does not fit
     fails with ENOSPC, as littlefs does on a full ESP32, and writes nothing."""
 
-    def __init__(self, f, free):
+    def __init__(self, f, free: int):
         self._f, self._free = f, free
 
     def write(self, data):
-        self._f.flush()
-        if len(data) > self._free():
+        if len(data) > self._free:
             import errno
             raise OSError(errno.ENOSPC, "ENOSPC")
+        self._free -= len(data)
         return self._f.write(data)
 
     def __getattr__(self, name):
