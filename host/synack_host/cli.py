@@ -53,6 +53,8 @@ def _modem_args(p: argparse.ArgumentParser) -> None:
                    help="how long one AT+CTCPKA minute lasts (default 60; tests shorten "
                    "it to see keepalive work in seconds)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
+    p.add_argument("--control", metavar="PATH", help="listen on a Unix socket at PATH for "
+                   "faults to inject while running ('synack sim fault PATH help')")
     p.add_argument("--verbose", "-v", action="store_true", help="trace AT traffic on stderr")
 
 
@@ -75,13 +77,37 @@ def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
                         drop_data_urcs=args.drop_data_urcs,
                         connect_timeout=args.connect_timeout, baud=args.baud,
                         keepalive_minute=args.keepalive_minute,
-                        faults=tuple(args.fault), link_path=args.link, trace=trace)
+                        faults=tuple(args.fault), link_path=args.link, trace=trace,
+                        control_path=args.control)
     except ValueError as e:
         raise CommandError(str(e)) from None
     except OSError as e:
         raise CommandError(f"cannot set up the modem: {e}") from None
     print(modem.port, file=state.out, flush=True)   # first line: what launchers wait for
     modem.run_until_signalled()
+
+
+# -- synack sim fault -------------------------------------------------------------
+def _fault_args(p: argparse.ArgumentParser) -> None:
+    from .sim.faults import FAULTS
+    from .sim.sim7600 import SIM7600
+
+    table = {**FAULTS, **SIM7600.fault_table}
+    p.epilog = "faults: " + "; ".join(f.usage for f in table.values())
+    p.add_argument("control", metavar="PATH",
+                   help="the modem's control socket (its --control PATH)")
+    p.add_argument("request", nargs="+", metavar="FAULT",
+                   help="the fault and its arguments, e.g. 'drop-registration 5'")
+
+
+def cmd_sim_fault(state: State, args: argparse.Namespace) -> None:
+    from .sim.faults import FaultClient, FaultError
+
+    try:
+        detail = FaultClient(args.control).send(" ".join(args.request))
+    except FaultError as e:
+        raise CommandError(str(e)) from None
+    print(detail or "ok", file=state.out)
 
 
 # -- synack sim board -------------------------------------------------------------
@@ -243,6 +269,9 @@ COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], st
             "HTTP polling) on the virtual rig or a real board, print a report"),
     "sim modem": (cmd_sim_modem, _modem_args,
                   "run a virtual modem on a pseudo-terminal (prints its path first)"),
+    "sim fault": (cmd_sim_fault, _fault_args,
+                  "inject a fault into a running virtual modem (reboot, drop-registration, "
+                  "close-link, lose-urc, delay, garbage, status)"),
     "sim board": (cmd_sim_board, _board_args,
                   "run a virtual MicroPython board on a pseudo-terminal (prints its path "
                   "first)"),

@@ -26,15 +26,55 @@ class LaunchError(RuntimeError):
 
 
 class RunningModem:
-    """A ``synack sim modem`` process; ``port`` is the pty to open like a serial port."""
+    """A ``synack sim modem`` process; ``port`` is the pty to open like a serial port.
+
+    Faults go to the modem's control socket (see faults.py), e.g. ``reboot()``,
+    ``drop_registration(5)``, ``close_link(0)``, ``lose_data_urcs(1)``,
+    ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``, ``status()``.
+    """
 
     def __init__(self, args: list[str], ready_timeout: float = 10.0):
         self.args = args
-        cmd = [sys.executable, "-m", "synack_host.cli", "sim", "modem", *args]
+        self._dir = tempfile.TemporaryDirectory(prefix="synack-modem-")
+        self.control_path = os.path.join(self._dir.name, "control")
+        cmd = [sys.executable, "-m", "synack_host.cli", "sim", "modem",
+               "--control", self.control_path, *args]
         self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
         self._stderr = ""
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
         self.port = self._read_port(ready_timeout)
+
+    # -- faults (answered by the modem's loop; FaultError says why one was refused) ---
+    def fault(self, request: str) -> str:
+        from .faults import FaultClient
+
+        return FaultClient(self.control_path).send(request)
+
+    def reboot(self) -> str:
+        return self.fault("reboot")
+
+    def drop_registration(self, seconds: float | None = None) -> str:
+        return self.fault("drop-registration" + ("" if seconds is None else f" {seconds}"))
+
+    def restore_registration(self) -> str:
+        return self.fault("restore-registration")
+
+    def close_link(self, link: int, reason: int = 1) -> str:
+        return self.fault(f"close-link {link} {reason}")
+
+    def lose_data_urcs(self, count: int = 1) -> str:
+        return self.fault(f"lose-urc {count}")
+
+    def delay_replies(self, seconds: float, count: int = 1) -> str:
+        return self.fault(f"delay {seconds} {count}")
+
+    def inject_garbage(self, data: bytes) -> str:
+        return self.fault("garbage " + "".join(f"\\x{b:02x}" for b in data))
+
+    def status(self) -> dict:
+        import json
+
+        return json.loads(self.fault("status"))
 
     def _read_port(self, timeout: float) -> str:
         assert self.proc.stdout is not None
@@ -93,6 +133,8 @@ class RunningModem:
             self.proc.stdout.close()
         self.stderr()
         self.log.close()
+        if getattr(self, "_dir", None):   # a RunningBoard has no control socket
+            self._dir.cleanup()
         return self.proc.returncode
 
     def __enter__(self) -> RunningModem:

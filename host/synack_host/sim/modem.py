@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .faults import FAULTS, ControlServer, Fault
 from .pty import PtyLink, Waker
 
 CR, LF, BS, DEL = 13, 10, 8, 127
@@ -107,7 +108,7 @@ def split_command(body: str) -> tuple[str, str, list[str]]:
     return body.upper(), "run", []
 
 
-class Fault:
+class CannedReply:
     """``PREFIX|RESPONSE[|COUNT]``: the next COUNT commands starting with PREFIX are not
     executed; RESPONSE is the final line (``SILENT``: no answer at all)."""
 
@@ -162,10 +163,14 @@ class Modem:
     ``network_lost`` hooks."""
 
     commands: dict[str, Command] = BASE_COMMANDS
+    fault_table: dict[str, Fault] = FAULTS     # what --control accepts (faults.py)
 
     def __init__(self, baud: int | None = None, faults: tuple[str, ...] = (),
-                 link_path: str | None = None, trace: Callable[[str], None] | None = None):
-        self.faults = [Fault(f) for f in faults]
+                 link_path: str | None = None, trace: Callable[[str], None] | None = None,
+                 control_path: str | None = None):
+        self.faults = [CannedReply(f) for f in faults]
+        self._delay_s = 0.0
+        self._delay_count = 0
         self.trace = trace
         self.pty = PtyLink(baud, link_path)
         self.sel = selectors.DefaultSelector()
@@ -183,6 +188,7 @@ class Modem:
         self._data_done: Callable[[bytes], None] | None = None
         self._running = False
         self._thread: threading.Thread | None = None
+        self.control = ControlServer(self, control_path) if control_path else None
         self.power_on()
 
     @property
@@ -200,6 +206,20 @@ class Modem:
 
     def network_lost(self) -> None:
         """Simulated loss of the bearer (SIGUSR1 in the CLI)."""
+
+    def status(self) -> dict:
+        """What the ``status`` fault request reports; dialects add their state."""
+        return {"booted": self.booted, "echo": self.echo, "cmee": self.cmee}
+
+    # -- injected faults (faults.py) ---------------------------------------------------
+    def delay_replies(self, seconds: float, count: int) -> None:
+        """The next ``count`` commands run ``seconds`` after they arrive: a busy modem."""
+        self._delay_s, self._delay_count = seconds, count
+
+    def inject(self, data: bytes) -> None:
+        """Raw bytes for the host at the next line boundary, like a URC (line noise)."""
+        self._urcs.append(bytes(data))
+        self._release_urcs()
 
     # -- power -------------------------------------------------------------------------
     def power_on(self) -> None:
@@ -361,6 +381,12 @@ class Modem:
                 return
         if len(raw) > MAX_LINE:
             return self.reply("ERROR")
+        if self._delay_count > 0:
+            self._delay_count -= 1
+            return self.later(self._delay_s, lambda: self._execute(text))
+        self._execute(text)
+
+    def _execute(self, text: str) -> None:
         body = text[2:]
         if not body:
             return self.ok()
@@ -449,6 +475,8 @@ class Modem:
         if self.sel is None:
             return
         self.reset_state()
+        if self.control:
+            self.control.close()
         self.sel.close()
         self.sel = None   # type: ignore[assignment]
         self.pty.close()

@@ -20,7 +20,9 @@ import errno
 import ipaddress
 import selectors
 import socket
+import time
 
+from .faults import FAULTS, Fault, FaultError, number
 from .modem import BASE_COMMANDS, ArgError, Command, Modem, int_arg
 
 LINKS = 10
@@ -61,8 +63,8 @@ class Link:
 
 
 def _registration(name: str) -> Command:
-    """+CREG / +CGREG / +CEREG: ``<n>`` is stored and reported; the state never changes
-    while the modem runs, so there are no registration URCs."""
+    """+CREG / +CGREG / +CEREG: ``<n>`` is stored and reported; with ``<n>`` >= 1 a change
+    of state (only by the drop-registration fault) is reported as ``+CREG: <stat>``."""
     def set_mode(modem: SIM7600, args: list[str]) -> None:
         modem.reg_mode[name] = int_arg(args, 0, 0, 2)
         modem.ok()
@@ -104,7 +106,10 @@ class SIM7600(Modem):
         self.reg = REG_STAT[registration]
         self.rssi = rssi
         self.pdp_fail = pdp_fail
-        self.drop_data_urcs = drop_data_urcs
+        # data-arrival URCs still to swallow: every one (--drop-data-urcs) or a few
+        # (the lose-urc fault)
+        self.urcs_to_lose = float("inf") if drop_data_urcs else 0
+        self.reg_lost_until: float | None = None   # drop-registration fault: until when
         self.connect_timeout = connect_timeout
         if keepalive_minute <= 0:
             raise ValueError("keepalive minute must be positive")
@@ -134,6 +139,38 @@ class SIM7600(Modem):
         self.net = "closed"
         self.urc("+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
 
+    def status(self) -> dict:
+        return {**super().status(), "registration": self._stat(), "bearer": self.net,
+                "links": {n: link.state for n, link in sorted(self.links.items())}}
+
+    # -- injected faults (faults.py) ---------------------------------------------------
+    def drop_registration(self, seconds: float | None) -> None:
+        """Out of coverage: searching, the bearer and its links lost silently; back after
+        ``seconds`` (None: at restore_registration)."""
+        self.reg_lost_until = float("inf") if seconds is None else time.monotonic() + seconds
+        self.network_lost()
+        self._registration_urcs()
+        if seconds is not None:
+            self.later(seconds, self._registration_back)
+
+    def restore_registration(self) -> None:
+        self.reg_lost_until = None
+        self._registration_urcs()
+
+    def _registration_back(self) -> None:
+        if self.reg_lost_until is not None and time.monotonic() >= self.reg_lost_until:
+            self.restore_registration()
+
+    def _registration_urcs(self) -> None:
+        self.urc(*(f"{name}: {self._stat()}" for name, n in self.reg_mode.items() if n))
+
+    def close_link(self, n: int, reason: int) -> None:
+        """The network ends link ``n``: its peer gets our FIN, the host ``+IPCLOSE``."""
+        link = self.links.get(n)
+        if link is None or link.state != "open":
+            raise FaultError(f"link {n} is not open (links: {self.status()['links']})")
+        self._peer_closed(link, reason)
+
     def reset_links(self, abandon: bool) -> None:
         for link in self.links.values():
             self._release(link, abandon)
@@ -147,7 +184,10 @@ class SIM7600(Modem):
 
     # -- helpers -----------------------------------------------------------------------
     def _stat(self) -> int:
-        return self.reg if self.sim == "ready" else 0
+        if self.sim != "ready":
+            return 0
+        lost = self.reg_lost_until is not None and time.monotonic() < self.reg_lost_until
+        return REG_STAT["searching"] if lost else self.reg
 
     def _resolve(self, name: str) -> str | None:
         try:
@@ -234,7 +274,9 @@ class SIM7600(Modem):
         link.rx += data
         if was_empty and link.data_urc_armed:
             link.data_urc_armed = False
-            if not self.drop_data_urcs:
+            if self.urcs_to_lose:
+                self.urcs_to_lose -= 1
+            else:
                 self.urc(f"+CIPRXGET: 1,{link.n}")
 
     def _peer_closed(self, link: Link, reason: int = 1) -> None:
@@ -341,7 +383,7 @@ class SIM7600(Modem):
     def _netopen_done(self):
         if self.net != "opening":
             return
-        up = self.sim == "ready" and self.reg in (1, 5) and not self.pdp_fail
+        up = self._stat() in (1, 5) and not self.pdp_fail
         self.net = "open" if up else "closed"
         self.urc(f"+NETOPEN: {0 if up else 1}")
 
@@ -542,3 +584,40 @@ class SIM7600(Modem):
         "+CIPCLOSE": Command(set=_cipclose_set, read=_cipclose_read),
         "+CRESET": Command(run=_creset),
     }
+
+
+def _drop_registration(modem: SIM7600, args: list[str]) -> str:
+    seconds = number(args, 0, "seconds", lo=0.0) if args else None
+    modem.drop_registration(seconds)
+    return "registration lost" + (f" for {seconds:g} s" if seconds is not None else "")
+
+
+def _restore_registration(modem: SIM7600, args: list[str]) -> str:
+    modem.restore_registration()
+    return "registered"
+
+
+def _close_link(modem: SIM7600, args: list[str]) -> str:
+    n = int(number(args, 0, "link", lo=0, hi=LINKS - 1))
+    reason = int(number(args, 1, "reason", default=1, lo=0, hi=2))
+    modem.close_link(n, reason)
+    return f"link {n} closed (+IPCLOSE: {n},{reason})"
+
+
+def _lose_urc(modem: SIM7600, args: list[str]) -> str:
+    count = int(number(args, 0, "count", default=1, lo=1, hi=1000))
+    modem.urcs_to_lose = count
+    return f"the next {count} data URC(s) will be lost"
+
+
+SIM7600.fault_table = {
+    **FAULTS,
+    "drop-registration": Fault(_drop_registration, "drop-registration [SECONDS]",
+                               "out of coverage: searching, bearer and links lost"),
+    "restore-registration": Fault(_restore_registration, "restore-registration",
+                                  "registered again"),
+    "close-link": Fault(_close_link, "close-link LINK [REASON]",
+                        "the network closes a link: FIN to the peer, +IPCLOSE to the host"),
+    "lose-urc": Fault(_lose_urc, "lose-urc [COUNT]",
+                      "the next COUNT +CIPRXGET: 1 URCs are never sent"),
+}

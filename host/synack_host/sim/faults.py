@@ -1,0 +1,235 @@
+"""Faults injected into a running virtual modem, from a test or from a shell.
+
+A modem started with ``--control PATH`` listens on a Unix socket there. Each request is
+one line, ``<fault> [args...]``; the answer is one line, ``ok[ <detail>]`` or
+``error: <message>``. The modem's own loop runs the fault, between two of its steps, so
+a fault never lands inside an AT line or a ``>`` payload::
+
+    $ synack sim fault /tmp/modem.ctl drop-registration 5
+    ok registration lost for 5 s
+
+The faults (``FAULTS`` below; dialects add their own with the same shape):
+
+=======================  ===============================================================
+``reboot``               power-cycle: every link lost silently, boot URCs (``RDY`` ...)
+``network-lost``         the bearer drops (SIM7600: ``+CIPEVENT: NETWORK CLOSED ...``)
+``delay S [N]``          the next N commands (default 1) are answered S seconds late
+``garbage TEXT``         TEXT (``\\xNN`` escapes allowed) sent at the next line boundary
+``drop-registration``    ``[S]``: not registered (searching), bearer and links lost; back
+                         after S seconds, or at ``restore-registration``
+``close-link N [R]``     link N closed by the network: FIN to the peer, ``+IPCLOSE: N,R``
+``lose-urc [N]``         the next N data-arrival URCs are never sent
+``status``               JSON: registration, bearer, links
+=======================  ===============================================================
+
+``FaultClient(path).send("reboot")`` is the Python side; ``RunningModem`` (launch.py)
+wraps it in methods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .modem import Modem
+
+MAX_REQUEST = 4096
+CLIENT_TIMEOUT_S = 5.0
+
+
+class FaultError(ValueError):
+    """A fault request the modem cannot carry out (unknown, bad arguments, no such link)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injectable fault: ``run(modem, args)`` returns the detail of the ``ok`` line."""
+    run: Callable[[Modem, list[str]], str]
+    usage: str
+    help: str
+
+
+def number(args: list[str], i: int, what: str, default: float | None = None,
+           lo: float = 0.0, hi: float = 86400.0) -> float:
+    """``args[i]`` as a number in lo..hi (``default`` when absent), else FaultError."""
+    if i >= len(args):
+        if default is None:
+            raise FaultError(f"{what} is missing")
+        return default
+    try:
+        value = float(args[i])
+    except ValueError:
+        raise FaultError(f"{what} must be a number, got {args[i]!r}") from None
+    if not lo <= value <= hi:
+        raise FaultError(f"{what} must be within {lo:g}..{hi:g}, got {args[i]}")
+    return value
+
+
+def unescape(text: str) -> bytes:
+    """``noise\\x00\\xff\\r\\n`` -> the bytes it spells (Python string escapes)."""
+    try:
+        return text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+    except (UnicodeError, ValueError) as e:
+        raise FaultError(f"bad escape in {text!r}: {e}") from None
+
+
+def _reboot(modem: Modem, args: list[str]) -> str:
+    modem.power_on()
+    return "rebooting"
+
+
+def _network_lost(modem: Modem, args: list[str]) -> str:
+    modem.network_lost()
+    return "network lost"
+
+
+def _delay(modem: Modem, args: list[str]) -> str:
+    seconds = number(args, 0, "delay in seconds", lo=0.0, hi=600.0)
+    count = int(number(args, 1, "command count", default=1, lo=1, hi=1000))
+    modem.delay_replies(seconds, count)
+    return f"the next {count} command(s) answered {seconds:g} s late"
+
+
+def _garbage(modem: Modem, args: list[str]) -> str:
+    if not args:
+        raise FaultError("garbage needs the TEXT to send")
+    data = unescape(" ".join(args))
+    modem.inject(data)
+    return f"{len(data)} byte(s) queued"
+
+
+def _status(modem: Modem, args: list[str]) -> str:
+    return json.dumps(modem.status(), sort_keys=True)
+
+
+FAULTS: dict[str, Fault] = {
+    "reboot": Fault(_reboot, "reboot", "power-cycle the modem: links lost, boot URCs"),
+    "network-lost": Fault(_network_lost, "network-lost", "the bearer drops"),
+    "delay": Fault(_delay, "delay SECONDS [COUNT]",
+                   "answer the next COUNT commands SECONDS late"),
+    "garbage": Fault(_garbage, "garbage TEXT",
+                     "send TEXT (\\xNN escapes) at the next line boundary"),
+    "status": Fault(_status, "status", "registration, bearer and links as JSON"),
+}
+
+
+def run_request(modem: Modem, line: str) -> str:
+    """One request line -> one answer line (without the newline)."""
+    words = line.split()
+    if not words:
+        return "error: empty request; try 'help'"
+    name, args = words[0].lower(), words[1:]
+    table = modem.fault_table
+    if name == "help":
+        return "ok " + "; ".join(f.usage for f in table.values())
+    fault = table.get(name)
+    if fault is None:
+        return f"error: unknown fault {name!r}; known: {', '.join(sorted(table))}"
+    try:
+        detail = fault.run(modem, args)
+    except FaultError as e:
+        return f"error: {name}: {e} (usage: {fault.usage})"
+    return f"ok {detail}".rstrip()
+
+
+class ControlServer:
+    """The Unix socket a modem listens on for faults; served by the modem's selector."""
+
+    def __init__(self, modem: Modem, path: str):
+        self.modem = modem
+        self.path = path
+        if os.path.exists(path):
+            os.unlink(path)       # a socket file left by a killed modem
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        self.listener.setblocking(False)
+        self.clients: dict[socket.socket, bytearray] = {}
+        modem.watch(self.listener, selectors.EVENT_READ, self._accept)
+
+    def _accept(self, mask: int) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.clients[conn] = bytearray()
+        self.modem.watch(conn, selectors.EVENT_READ, lambda m, c=conn: self._read(c))
+
+    def _read(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(MAX_REQUEST)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buf = self.clients[conn]
+        buf += data
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            answer = run_request(self.modem, line.decode("utf-8", "replace"))
+            try:
+                conn.setblocking(True)     # one short line: blocking send is bounded
+                conn.settimeout(1.0)
+                conn.sendall(answer.encode() + b"\n")
+                conn.setblocking(False)
+            except OSError:
+                data = b""
+        if not data or len(buf) > MAX_REQUEST:
+            self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.modem.watch(conn, 0, None)
+        self.clients.pop(conn, None)
+        conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.clients):
+            self._drop(conn)
+        self.modem.watch(self.listener, 0, None)
+        self.listener.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class FaultClient:
+    """Talks to a modem's control socket: ``FaultClient(path).send("delay 2 3")``
+    returns the ``ok`` detail or raises FaultError with the modem's message."""
+
+    def __init__(self, path: str, timeout: float = CLIENT_TIMEOUT_S):
+        self.path = path
+        self.timeout = timeout
+
+    def send(self, request: str) -> str:
+        if "\n" in request:
+            raise FaultError("a fault request is one line")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(self.timeout)
+                s.connect(self.path)
+                s.sendall(request.encode() + b"\n")
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    chunk = s.recv(MAX_REQUEST)
+                    if not chunk:
+                        break
+                    answer += chunk
+        except OSError as e:
+            raise FaultError(f"cannot reach the modem's control socket {self.path}: "
+                             f"{e.strerror or e}") from None
+        text = answer.decode("utf-8", "replace").strip()
+        if text.startswith("ok"):
+            return text[2:].strip()
+        if text.startswith("error: "):
+            raise FaultError(text[len("error: "):])
+        raise FaultError(f"no answer from the modem at {self.path}"
+                         + (f" (got {text!r})" if text else ""))
