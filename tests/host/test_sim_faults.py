@@ -152,3 +152,19 @@ def test_cli_fault_command_and_its_errors(rig, tmp_path):
     assert done.returncode == 1
     assert "cannot reach the modem's control socket" in done.stderr
     assert rig.cmd("AT") == b"\r\nOK\r\n"       # the bad requests did nothing to the modem
+
+
+def test_heal_forgets_pending_faults(rig, echo):
+    c = rig
+    c.open_link(echo.port)
+    c.proc.drop_registration()
+    c.until(b"UNEXPECTEDLY\r\n")
+    c.proc.lose_data_urcs(5)
+    c.proc.delay_replies(2.0, count=5)
+    assert c.proc.heal() == "no fault pending"
+    t0 = time.monotonic()
+    assert c.cmd("AT+CREG?", timeout=1) == b"\r\n+CREG: 0,1\r\n\r\nOK\r\n"
+    assert time.monotonic() - t0 < 0.5
+    c.open_link(echo.port)
+    send(c, 0, b"x")
+    assert c.until(b"+CIPRXGET: 1,0\r\n") == b"\r\n+CIPRXGET: 1,0\r\n"

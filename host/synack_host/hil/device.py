@@ -4,7 +4,8 @@ usable on its own::
 
     dev = Device("/dev/ttyUSB0", network="sim7600")
     dev.deploy()
-    dev.bring_up()                       # modem or Wi-Fi up, synack.socket backend chosen
+    dev.bring_up()                       # modem or Wi-Fi up, synack.socket backend chosen,
+                                         # `link` defined on the device for a Supervisor
     print(dev.exec("print(1 + 1)"))
     dev.start("run_poller()"); dev.expect(r"poll 10 "); dev.finish(timeout=60)
 
@@ -37,19 +38,16 @@ from synack.modems.sim7600 import SIM7600
 modem = SIM7600(machine.UART(1, 115200), apn=%(apn)r, poll_ms=200)
 modem.start(register_timeout_ms=30000)
 socket.use(modem)
+from synack.supervisor import ModemLink
+link = ModemLink(modem, register_timeout_ms=30000)   # what a Supervisor keeps up
 print('network up: sim7600')
 """,
     "wifi": _PREAMBLE + """
-import network, time
-wlan = network.WLAN(network.STA_IF)
-wlan.active(True)
-if not wlan.isconnected():
-    wlan.connect(%(ssid)r, %(key)r)
-    t = time.ticks_ms()
-    while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), t) < 20000:
-        time.sleep_ms(100)
+from synack.link.wifi import WifiLink
+link = WifiLink(%(ssid)r, %(key)r or None, timeout_ms=20000)   # what a Supervisor keeps up
+link.up()
 socket.use(None)
-print('network up: wifi', wlan.isconnected())
+print('network up: wifi', link.address())
 """,
 }
 
@@ -60,7 +58,7 @@ class DeviceTimeout(AssertionError):
 
 class Device:
     def __init__(self, port: str, baud: int = 115200, network: str = "sim7600",
-                 log_path: Path | None = None, apn: str = "internet", ssid: str = "",
+                 log_path: Path | None = None, apn: str = "internet", ssid: str = "synack-virtual",
                  key: str = ""):
         if network not in NETWORKS:
             raise ValueError(f"network must be one of {', '.join(NETWORKS)}")

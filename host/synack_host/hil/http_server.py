@@ -7,8 +7,9 @@ Routes (all GET unless noted):
 - ``/data``: the current resource (``set_resource()``), with its ETag; a matching
   If-None-Match gets 304 and no body.
 - ``/chunked?n=N``: N bytes of body in chunked transfer coding (HTTP/1.1 only).
-- ``/longpoll?etag=E&wait=T``: held until the resource's ETag differs from E or T
-  seconds passed (then 304).
+- ``/longpoll``: held until the resource's ETag differs from the request's
+  If-None-Match (or ``?etag=E``) or T seconds passed (then 304); T from
+  ``Prefer: wait=T`` (RFC 7240) or ``?wait=T``, default 5, at most 60.
 - ``/presence/<device>`` (GET or POST): a heartbeat; the device is online until it misses
   ``presence_timeout`` seconds, then offline (``presence()`` tells which).
 - ``POST /messages``: stores the body under the ``X-Message-Id`` header (deduplicated)
@@ -163,11 +164,13 @@ class HttpServer(ScriptedServer):
             n = int(query.get("n", "100"))
             return 200, {}, bytes(i % 251 for i in range(n)), True
         if path == "/longpoll":
-            wait = min(float(query.get("wait", "5")), 60.0)
+            seen = req.headers.get("if-none-match") or query.get("etag")
+            wait = min(_prefer_wait(req.headers.get("prefer")) or
+                       float(query.get("wait", "5")), 60.0)
             with self._resource_changed:
-                self._resource_changed.wait_for(lambda: self.etag != query.get("etag") or
-                                       self.stopping, timeout=wait)
-            if self.etag == query.get("etag"):
+                self._resource_changed.wait_for(lambda: self.etag != seen or
+                                                self.stopping, timeout=wait)
+            if self.etag == seen:
                 return 304, {"ETag": self.etag}, b"", False
             return 200, {"ETag": self.etag}, self._resource, False
         if path.startswith("/presence/"):
@@ -182,6 +185,18 @@ class HttpServer(ScriptedServer):
             self.messages[mid] = req.body
             return 200, {}, b"ack " + mid.encode(), False
         return 404, {}, b"not found", False
+
+
+def _prefer_wait(prefer: str | None) -> float:
+    """``Prefer: wait=10`` -> 10.0 (0.0 when absent or unreadable)."""
+    for pref in (prefer or "").split(","):
+        name, _, value = pref.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return float(value.strip())
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 _REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request",

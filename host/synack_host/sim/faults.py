@@ -19,6 +19,7 @@ The faults (``FAULTS`` below; dialects add their own with the same shape):
                          after S seconds, or at ``restore-registration``
 ``close-link N [R]``     link N closed by the network: FIN to the peer, ``+IPCLOSE: N,R``
 ``lose-urc [N]``         the next N data-arrival URCs are never sent
+``heal``                 every fault still pending is forgotten, registration restored
 ``status``               JSON: registration, bearer, links
 =======================  ===============================================================
 
@@ -104,6 +105,11 @@ def _garbage(modem: Modem, args: list[str]) -> str:
     return f"{len(data)} byte(s) queued"
 
 
+def _heal(modem: Modem, args: list[str]) -> str:
+    modem.heal()
+    return "no fault pending"
+
+
 def _status(modem: Modem, args: list[str]) -> str:
     return json.dumps(modem.status(), sort_keys=True)
 
@@ -115,6 +121,7 @@ FAULTS: dict[str, Fault] = {
                    "answer the next COUNT commands SECONDS late"),
     "garbage": Fault(_garbage, "garbage TEXT",
                      "send TEXT (\\xNN escapes) at the next line boundary"),
+    "heal": Fault(_heal, "heal", "forget every pending fault"),
     "status": Fault(_status, "status", "registration, bearer and links as JSON"),
 }
 

@@ -216,6 +216,10 @@ class Modem:
         """The next ``count`` commands run ``seconds`` after they arrive: a busy modem."""
         self._delay_s, self._delay_count = seconds, count
 
+    def heal(self) -> None:
+        """Forget the faults still pending (dialects add theirs)."""
+        self._delay_count = 0
+
     def inject(self, data: bytes) -> None:
         """Raw bytes for the host at the next line boundary, like a URC (line noise)."""
         self._urcs.append(bytes(data))

@@ -108,6 +108,7 @@ class SIM7600(Modem):
         self.pdp_fail = pdp_fail
         # data-arrival URCs still to swallow: every one (--drop-data-urcs) or a few
         # (the lose-urc fault)
+        self.drop_data_urcs = drop_data_urcs
         self.urcs_to_lose = float("inf") if drop_data_urcs else 0
         self.reg_lost_until: float | None = None   # drop-registration fault: until when
         self.connect_timeout = connect_timeout
@@ -152,6 +153,12 @@ class SIM7600(Modem):
         self._registration_urcs()
         if seconds is not None:
             self.later(seconds, self._registration_back)
+
+    def heal(self) -> None:
+        super().heal()
+        self.urcs_to_lose = float("inf") if self.drop_data_urcs else 0
+        if self.reg_lost_until is not None:
+            self.restore_registration()
 
     def restore_registration(self) -> None:
         self.reg_lost_until = None
