@@ -209,6 +209,9 @@ def _hil_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, help="serial speed / virtual UART pacing")
     p.add_argument("--server-host", default="127.0.0.1",
                    help="address the device uses to reach this host (default 127.0.0.1)")
+    p.add_argument("--apn", help="a real modem's APN (default $SYNACK_APN or 'internet')")
+    p.add_argument("--wifi-ssid", help="a real board's Wi-Fi network (default "
+                   "$SYNACK_WIFI_SSID); its key comes from $SYNACK_WIFI_KEY")
     p.add_argument("--logdir", type=Path, default=Path("hil-logs"),
                    help="device logs of failed tests (default ./hil-logs)")
     p.add_argument("--junit", type=Path, default=Path("hil-report.xml"),
@@ -228,6 +231,10 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
                "--server-host", args.server_host, "--hil-logdir", str(args.logdir)]
     if args.baud:
         options += ["--baud", str(args.baud)]
+    if args.apn:
+        options += ["--apn", args.apn]
+    if args.wifi_ssid:
+        options += ["--wifi-ssid", args.wifi_ssid]
     if args.k:
         options += ["-k", args.k]
     args.junit.unlink(missing_ok=True)
