@@ -3,6 +3,8 @@ is declared dead within idle + interval x count (+ 1 s), with probes on the wire
 
 import time
 
+from device_code import HEARTBEAT
+
 DETECT = """
 import errno, time
 s = socket.socket()
@@ -47,18 +49,6 @@ def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capt
     assert took <= bound_s + 1.0 + 1.0, f"detected after {took:.1f} s, bound {bound_s:.1f} s"
     # the probes went out (and were not answered: the peer is blackholed)
     flows[0].assert_keepalive(min_probes=count, side="client", acked=False)
-
-
-HEARTBEAT = """
-from synack import heartbeat as hbm
-s = socket.socket()
-s.settimeout(5)
-s.connect(socket.getaddrinfo(%(host)r, %(port)d)[0][-1])
-hb = hbm.Heartbeat(idle_ms=%(idle_ms)d, timeout_ms=1500, misses=3)
-drv = hbm.Driver(s, hb, lambda line: None, poll_ms=50)
-print('result', drv.run(duration_ms=%(run_ms)d), hb.acks, hb.state_name)
-s.close()
-"""
 
 
 def test_heartbeat_keeps_a_connection_through_an_idle_killing_nat(board, hil,

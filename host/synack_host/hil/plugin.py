@@ -8,13 +8,16 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
 - ``board``: the Device (firmware deployed once per session, soft reset and network
   brought up before each test); its log file is kept under ``--hil-logdir`` when the
   test fails.
-- ``modem``: the virtual modem process (fault injection: network_lost, pause/resume,
-  stop); skips on a real board or over Wi-Fi.
+- ``modem``: the virtual modem process with its fault-injection API (reboot,
+  drop_registration, close_link, lose_data_urcs, delay_replies, inject_garbage,
+  network_lost, pause/resume; see synack_host.sim.faults); skips on a real board or over
+  Wi-Fi.
 - ``echo_server``, ``http_server``, ``presence_server``: reference servers reachable by
   the device at ``hil.server_host``.
 - ``capture``: a tcpdump capture of the servers' ports (needs root and tcpdump).
 - ``blackhole``: ``blackhole(port)`` makes a server port silent (needs root and nft).
 - ``network``: device/router/server network namespaces with impairments (needs root).
+- ``netdevice``: the virtual device as its own host, in ``network``'s device namespace.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class HilConfig:
     baud: int | None
     logdir: Path
     server_host: str
+    apn: str = "internet"
+    wifi_ssid: str = "synack-virtual"
+    wifi_key: str = ""
 
     @property
     def virtual(self) -> bool:
@@ -74,6 +80,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where per-test device logs of failed tests are kept")
     g.addoption("--server-host", default="127.0.0.1",
                 help="the address the device uses to reach this host's servers")
+    g.addoption("--apn", default=os.environ.get("SYNACK_APN", "internet"),
+                help="the modem's APN (default $SYNACK_APN or 'internet')")
+    g.addoption("--wifi-ssid", default=os.environ.get("SYNACK_WIFI_SSID", "synack-virtual"),
+                help="Wi-Fi network of a real board (default $SYNACK_WIFI_SSID)")
+    g.addoption("--wifi-key", default=os.environ.get("SYNACK_WIFI_KEY", ""),
+                help="its password (default $SYNACK_WIFI_KEY; an environment variable "
+                "keeps it out of shell history)")
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +95,7 @@ def hil(request: pytest.FixtureRequest) -> HilConfig:
     logdir = Path(opt("--hil-logdir") or tempfile.mkdtemp(prefix="synack-hil-"))
     logdir.mkdir(parents=True, exist_ok=True)
     return HilConfig(opt("--board"), opt("--engine"), opt("--modem"), opt("--baud"), logdir,
-                     opt("--server-host"))
+                     opt("--server-host"), opt("--apn"), opt("--wifi-ssid"), opt("--wifi-key"))
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +115,8 @@ def rig(hil: HilConfig):
 def _device(hil: HilConfig, rig):
     port = rig.board.port if rig is not None else hil.board
     dev = Device(port, baud=hil.baud or 115200, network=hil.modem,
-                 log_path=hil.logdir / "session.log")
+                 log_path=hil.logdir / "session.log", apn=hil.apn, ssid=hil.wifi_ssid,
+                 key=hil.wifi_key)
     dev.deploy()
     yield dev
     dev.close()
@@ -141,6 +155,7 @@ def modem(hil: HilConfig, rig):
     yield rig.modem
     if rig.modem.proc.poll() is None:
         rig.modem.resume()
+        rig.modem.heal()        # the next test starts with a healthy modem
 
 
 @pytest.fixture
@@ -229,3 +244,34 @@ def network():
 
     with Network() as net:
         yield net
+
+
+@pytest.fixture(scope="session")
+def _netdevice_flash(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One flash directory for every netdevice of the session: deploy sends only changes."""
+    return tmp_path_factory.mktemp("netdevice-flash")
+
+
+@pytest.fixture
+def netdevice(hil: HilConfig, _netdevice_flash: Path, request: pytest.FixtureRequest):
+    """The virtual device as a separate host: a rig started in the ``network`` fixture's
+    device namespace (synack_host.hil.netrig.start_device), deployed and brought up over
+    ``--modem``; its servers belong in the server namespace (``network.call("server",
+    ...)``, reached at ``netdevice.server_host``). Skips on a real board."""
+    if not hil.virtual:
+        pytest.skip("a real board cannot be moved into a network namespace")
+    net = request.getfixturevalue("network")
+    from .netrig import start_device
+
+    log = hil.logdir / (request.node.name.replace("/", "_") + ".log")
+    log.unlink(missing_ok=True)
+    request.node.hil_log = log
+    dev = start_device(net, network=hil.modem, engine=hil.engine, baud=hil.baud,
+                       keepalive_minute_s=hil.keepalive_minute_s, fs=_netdevice_flash,
+                       log_path=log, apn=hil.apn, ssid=hil.wifi_ssid, key=hil.wifi_key)
+    yield dev
+    dev.close()
+    failed = any(getattr(getattr(request.node, f"hil_report_{w}", None), "failed", False)
+                 for w in ("setup", "call"))
+    if not failed:
+        log.unlink(missing_ok=True)

@@ -28,19 +28,31 @@ class ScriptedServer:
 
     def __init__(self, handler: Callable[[socket.socket], None], host: str = "127.0.0.1"):
         self.handler = handler
-        self.listener = socket.create_server((host, 0))
-        self.listener.settimeout(0.2)
-        self.address: tuple[str, int] = self.listener.getsockname()[:2]
-        self.port = self.address[1]
         self.connections = 0
-        self.stopping = False
         self._conns: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._listen((host, 0))
+
+    def _listen(self, address: tuple[str, int]) -> None:
+        self.listener = socket.create_server(address)   # SO_REUSEADDR: restart() reuses it
+        self.listener.settimeout(0.2)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+        self.port = self.address[1]
+        self.stopping = False
         self._acceptor = threading.Thread(target=self._accept, daemon=True,
                                           name=f"{type(self).__name__}:{self.port}")
         self._acceptor.start()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """A server restart: every connection closed, the port refusing connections for
+        ``down_s`` seconds, then listening again on the same port (records are kept)."""
+        self.stop()
+        with self._lock:
+            self._conns.clear()
+        time.sleep(down_s)
+        self._listen(self.address)
 
     def _accept(self) -> None:
         while not self.stopping:

@@ -1,9 +1,10 @@
 """Start virtual modems for tests, benchmarks and ``synack sim selftest``.
 
 ``start_modem(*cli_args)`` runs ``synack sim modem`` as a separate process, exactly as a
-user would, and hands back its pty path: a process can be paused (SIGSTOP: a modem that
-stops answering), told that the network is gone (SIGUSR1) and killed, which an in-process
-modem cannot. ``run_modem_in_thread(**options)`` is the cheaper in-process variant.
+user would (optionally behind an argv ``prefix`` such as ``ip netns exec NS``), and hands
+back its pty path: a process can be paused (SIGSTOP: a modem that stops answering), told
+that the network is gone (SIGUSR1) and killed, which an in-process modem cannot.
+``run_modem_in_thread(**options)`` is the cheaper in-process variant.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 STOP_GRACE_S = 3.0
 
@@ -33,11 +34,12 @@ class RunningModem:
     ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``, ``status()``.
     """
 
-    def __init__(self, args: list[str], ready_timeout: float = 10.0):
+    def __init__(self, args: list[str], ready_timeout: float = 10.0,
+                 prefix: Sequence[str] = ()):
         self.args = args
         self._dir = tempfile.TemporaryDirectory(prefix="synack-modem-")
         self.control_path = os.path.join(self._dir.name, "control")
-        cmd = [sys.executable, "-m", "synack_host.cli", "sim", "modem",
+        cmd = [*prefix, sys.executable, "-m", "synack_host.cli", "sim", "modem",
                "--control", self.control_path, *args]
         self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
         self._stderr = ""
@@ -49,6 +51,9 @@ class RunningModem:
         from .faults import FaultClient
 
         return FaultClient(self.control_path).send(request)
+
+    def heal(self) -> str:
+        return self.fault("heal")
 
     def reboot(self) -> str:
         return self.fault("reboot")
@@ -144,10 +149,15 @@ class RunningModem:
         self.stop()
 
 
-def start_modem(*args: str, ready_timeout: float = 10.0) -> RunningModem:
+def start_modem(*args: str, ready_timeout: float = 10.0,
+                prefix: Sequence[str] = ()) -> RunningModem:
     """``start_modem("--dialect", "sim7600", "--baud", "115200")``: the arguments of
-    ``synack sim modem``. Raises LaunchError if no pty path arrives within the timeout."""
-    return RunningModem(list(args), ready_timeout)
+    ``synack sim modem``. Raises LaunchError if no pty path arrives within the timeout.
+
+    ``prefix`` goes before the command, e.g. ``("ip", "netns", "exec", ns)`` to run the
+    modem -- and so the host sockets behind its links -- in network namespace ``ns``
+    (the prefix must exec the command, so that signals reach the modem itself)."""
+    return RunningModem(list(args), ready_timeout, prefix)
 
 
 @contextlib.contextmanager

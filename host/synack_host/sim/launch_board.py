@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 
 from .launch import LaunchError, RunningModem
 
@@ -20,9 +21,10 @@ class RunningBoard(RunningModem):
     """A ``synack sim board`` process; ``port`` is the pty to open like a serial port.
     (pause/resume from the base class work too: a board that hangs.)"""
 
-    def __init__(self, args: list[str], ready_timeout: float = 10.0):
+    def __init__(self, args: list[str], ready_timeout: float = 10.0,
+                 prefix: Sequence[str] = ()):
         self.args = args
-        cmd = [sys.executable, "-m", "synack_host.cli", "sim", "board", *args]
+        cmd = [*prefix, sys.executable, "-m", "synack_host.cli", "sim", "board", *args]
         self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
         self._stderr = ""
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
@@ -38,7 +40,10 @@ class RunningBoard(RunningModem):
         return self
 
 
-def start_board(*args: str, ready_timeout: float = 10.0) -> RunningBoard:
+def start_board(*args: str, ready_timeout: float = 10.0,
+                prefix: Sequence[str] = ()) -> RunningBoard:
     """``start_board("--fs", str(tmp_path), "--baud", "115200")``: the arguments of
-    ``synack sim board``. Raises LaunchError if no pty path arrives within the timeout."""
-    return RunningBoard(list(args), ready_timeout)
+    ``synack sim board``. Raises LaunchError if no pty path arrives within the timeout.
+    ``prefix`` as for ``start_modem`` (e.g. ``ip netns exec NS``: the board's native
+    sockets, ``--modem wifi``, then live in that namespace)."""
+    return RunningBoard(list(args), ready_timeout, prefix)

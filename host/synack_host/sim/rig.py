@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 
 from .launch import LaunchError, RunningModem, start_modem
 from .launch_board import RunningBoard, start_board
@@ -47,14 +48,16 @@ class Rig:
 
 def start_rig(engine: str = "cpython", baud: int | None = None, fs: str | None = None,
               dialect: str = "sim7600", modem_args: tuple[str, ...] = (),
-              board_args: tuple[str, ...] = ()) -> Rig:
+              board_args: tuple[str, ...] = (), prefix: Sequence[str] = ()) -> Rig:
     """Start a modem, then a board wired to it. ``modem_args``/``board_args`` are extra
-    arguments of ``synack sim modem`` / ``synack sim board``."""
+    arguments of ``synack sim modem`` / ``synack sim board``; ``prefix`` goes before both
+    commands, e.g. ``("ip", "netns", "exec", ns)`` to run the rig in a network namespace
+    (the ptys work across namespaces)."""
     paced = ("--baud", str(baud)) if baud else ()
-    modem = start_modem("--dialect", dialect, *paced, *modem_args)
+    modem = start_modem("--dialect", dialect, *paced, *modem_args, prefix=prefix)
     try:
         board = start_board("--engine", engine, "--uart1", modem.port, *paced,
-                            *(("--fs", fs) if fs else ()), *board_args)
+                            *(("--fs", fs) if fs else ()), *board_args, prefix=prefix)
     except BaseException:
         modem.stop()
         raise
