@@ -31,12 +31,18 @@ def test_sim_rig_command_prints_both_ports_and_stops_on_sigint():
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ports = json.loads(proc.stdout.readline())
-        assert set(ports) == {"board", "modem"}
+        assert set(ports) == {"board", "modem", "control"}
         link = open_link(ports["board"])
         try:
             repl = RawRepl(link)
             repl.enter()
             assert repl.exec(AT_ROUND_TRIP).decode().split()[-1] == "OK"
+            # the rig's modem takes faults from the shell while it runs
+            fault = synack("sim", "fault", ports["control"], "delay", "1")
+            assert fault.returncode == 0, fault.stderr
+            t0 = time.monotonic()
+            assert repl.exec(AT_ROUND_TRIP).decode().split()[-1] == "OK"
+            assert time.monotonic() - t0 >= 1.0
             repl.exit()
         finally:
             link.close()

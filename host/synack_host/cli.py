@@ -191,6 +191,7 @@ def cmd_sim_rig(state: State, args: argparse.Namespace) -> None:
             print(json.dumps(running.describe()), file=state.out, flush=True)
         else:
             print(f"board: {running.board.port}\nmodem: {running.modem.port}\n"
+                  f"faults: synack sim fault {running.modem.control_path} FAULT\n"
                   f"(the board's machine.UART(1) is the modem; Ctrl-C stops both)",
                   file=state.out, flush=True)
         why = rig.run_until_signalled(running)

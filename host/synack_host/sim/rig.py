@@ -25,7 +25,8 @@ class Rig:
         self.modem = modem
 
     def describe(self) -> dict:
-        return {"board": self.board.port, "modem": self.modem.port}
+        return {"board": self.board.port, "modem": self.modem.port,
+                "control": self.modem.control_path}
 
     def dead(self) -> str | None:
         """Which part has exited, with what it said, or None while both run."""
