@@ -1,4 +1,5 @@
-"""asyncio drivers for the schedule-driven parts: poller, supervisor and heartbeat.
+"""asyncio drivers for the schedule-driven parts (poller, supervisor, heartbeat) and
+for the outbox.
 
 Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so running them
 as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
@@ -12,6 +13,9 @@ timeouts short when other tasks must stay responsive.
     asyncio.create_task(tasks.supervise(supervisor))
     asyncio.create_task(tasks.poll(poller))
     asyncio.create_task(tasks.heartbeat(heartbeat_driver))
+
+The outbox is delivered over ``synack.http.aclient.AsyncClient``, whose socket waits
+are awaits too: ``await tasks.deliver(outbox, AsyncClient(), url)``.
 """
 
 import time
@@ -19,7 +23,8 @@ import time
 import asyncio
 
 
-async def _sleep_ms(ms):
+async def sleep_ms(ms):
+    """asyncio.sleep_ms on MicroPython, asyncio.sleep on CPython."""
     if hasattr(asyncio, "sleep_ms"):
         await asyncio.sleep_ms(ms)  # type: ignore[attr-defined]
     else:
@@ -29,13 +34,13 @@ async def _sleep_ms(ms):
 async def poll(poller, polls=None, stop=None):
     """Run ``poller`` (a synack.poll.Poller) as a task; returns the number of polls."""
     done = 0
-    await _sleep_ms(poller.schedule.first_delay())
+    await sleep_ms(poller.schedule.first_delay())
     while not (stop is not None and stop()) and (polls is None or done < polls):
         _, delay = poller.poll()
         done += 1
         if polls is not None and done >= polls:
             break
-        await _sleep_ms(delay)
+        await sleep_ms(delay)
     return done
 
 
@@ -48,7 +53,7 @@ async def supervise(supervisor, stop=None):
         if wake is None:
             break
         wait = time.ticks_diff(wake, time.ticks_ms())
-        await _sleep_ms(wait if wait > 0 else 0)
+        await sleep_ms(wait if wait > 0 else 0)
     return supervisor.state_name
 
 
@@ -61,4 +66,39 @@ async def heartbeat(driver, duration_ms=None, stop=None):
         if isinstance(wait, str):
             return wait
         driver.read_ready()
-        await _sleep_ms(min(wait, driver.poll_ms))
+        await sleep_ms(min(wait, driver.poll_ms))
+
+
+async def flush(outbox, deliver, limit=None):
+    """``Outbox.flush`` with a coroutine: ``await deliver(id, payload)`` returns True
+    once the server acknowledged. Oldest first; a message is removed (``Outbox.ack``)
+    only after that. Stops at the first False (returns) or exception (propagates; the
+    message stays queued). Returns how many were delivered."""
+    n = 0
+    while len(outbox) and (limit is None or n < limit):
+        mid, payload = outbox.peek()  # a corrupt record: quarantined, CorruptRecord raised
+        if not await deliver(mid, payload):
+            break
+        outbox.ack(mid)
+        n += 1
+    return n
+
+
+async def deliver(outbox, client, url, headers=None, limit=None, id_header="X-Message-Id"):
+    """Deliver ``outbox`` (a synack.outbox.Outbox) with ``client`` (a
+    synack.http.aclient.AsyncClient): one POST per message, its id in ``id_header`` so
+    that the server can deduplicate a message resent after a lost acknowledgement. A
+    2xx response whose body was read to its end is the acknowledgement; any other
+    status stops the run (returns), a socket or HTTP error propagates. Either way the
+    message stays queued. Returns how many were delivered."""
+    extra = list(headers.items() if isinstance(headers, dict) else headers or ())
+
+    async def post(mid, payload):
+        resp = await client.post(url, body=payload, headers=extra + [(id_header, str(mid))])
+        try:
+            await resp.drain()
+        finally:
+            resp.close()
+        return 200 <= resp.status < 300
+
+    return await flush(outbox, post, limit)

@@ -15,6 +15,7 @@ end of the stream call ``feed_eof()``. Events are (kind, value) tuples:
 Body bytes are never copied or buffered here: a body costs only the buffer the caller
 reads the socket into. A header or chunk-size line split across two feeds is copied into
 one preallocated ``max_line`` buffer. Framing follows RFC 9112 6.3 (docs/http.md).
+The ``Head`` class and the status-line and size parsers live in ``synack.http.head``.
 Errors raise ``ProtocolError`` (``LimitError``, ``ConnectionClosed`` if the peer closed
 before the first byte) and leave the reader in ERROR: close the connection.
 """
@@ -22,6 +23,7 @@ before the first byte) and leave the reader in ERROR: close the connection.
 from micropython import const
 
 from .errors import ConnectionClosed, LimitError, ProtocolError
+from .head import Head, decimal, hex_size, parse_status  # noqa: F401 (Head: re-exported)
 from .request import is_token
 
 NEED_DATA = const(0)
@@ -45,49 +47,6 @@ STATE_NAMES = ("STATUS", "HEADERS", "BODY_LENGTH", "BODY_CLOSE", "CHUNK_SIZE",
                "CHUNK_DATA", "CHUNK_END", "TRAILERS", "DONE", "ERROR")
 
 _NEED = (NEED_DATA, None)
-_MAX_CHUNK_DIGITS = const(8)  # 0xffffffff: more hex digits is an attack, not a body
-
-
-class Head:
-    """Status line and headers. ``headers`` is a list of (name, value) bytes pairs with
-    names lowercased, in the order received; ``length`` is the Content-Length (None if
-    the body is chunked or runs to the end of the connection)."""
-
-    __slots__ = ("version", "status", "reason", "headers", "length", "chunked",
-                 "keep_alive")
-
-    def __init__(self, version, status, reason):
-        self.version = version  # 10 or 11
-        self.status = status
-        self.reason = reason
-        self.headers = []  # type: list
-        self.length = None  # type: int | None
-        self.chunked = False
-        self.keep_alive = False
-
-    def header(self, name, default=None):
-        """The first value of header ``name`` (case-insensitive), as bytes."""
-        name = _lower(name)
-        for n, v in self.headers:
-            if n == name:
-                return v
-        return default
-
-    def tokens(self, name):
-        """The comma-separated, lowercased tokens of every ``name`` header."""
-        name = _lower(name)
-        out = []
-        for n, v in self.headers:
-            if n == name:
-                for t in v.split(b","):
-                    t = t.strip().lower()
-                    if t:
-                        out.append(t)
-        return out
-
-
-def _lower(name):
-    return (name.encode() if isinstance(name, str) else name).lower()
 
 
 class Reader:
@@ -246,7 +205,7 @@ class Reader:
         self._count_header(line)
         if not line:
             return None  # tolerate blank lines before the status line (RFC 9112 2.2)
-        self.head = _parse_status(line)
+        self.head = parse_status(line)
         if self.head is None:
             raise ProtocolError("malformed status line %r" % line[:80])
         self._hcount = 0
@@ -319,7 +278,7 @@ class Reader:
             self.state = CHUNK_SIZE
             return
         if lengths:
-            n = _decimal(lengths[0])
+            n = decimal(lengths[0])
             for other in lengths:
                 if other != lengths[0]:
                     n = -1
@@ -365,7 +324,7 @@ class Reader:
             return self._need()
         semi = line.find(b";")  # chunk extensions: ignored
         digits = (line[:semi] if semi >= 0 else line).strip()
-        size = _hex(digits)
+        size = hex_size(digits)
         if size < 0:
             raise self._fail("bad chunk size line %r" % line[:40])
         if size == 0:
@@ -424,34 +383,3 @@ _STEPS = (Reader._status, Reader._headers, Reader._body_length, Reader._body_clo
           Reader._chunk_size, Reader._chunk_data, Reader._chunk_end, Reader._trailers_step,
           Reader._done, Reader._errored)
 
-
-def _parse_status(line):
-    """b"HTTP/1.1 200 OK" -> Head, or None if malformed. HTTP/1.x with x > 1 is read
-    as 1.1 (RFC 9110 2.5); the reason phrase may be empty or missing."""
-    if len(line) < 12 or not line.startswith(b"HTTP/1.") or line[8] != 32:
-        return None
-    minor = line[7]
-    if not 48 <= minor <= 57:
-        return None
-    code = line[9:12]
-    if not code.isdigit() or (len(line) > 12 and line[12] != 32):
-        return None
-    status = int(code)
-    if status < 100:
-        return None
-    return Head(10 if minor == 48 else 11, status, line[13:])
-
-
-def _decimal(text):
-    if not text or len(text) > 15 or not text.isdigit():
-        return -1
-    return int(text)
-
-
-def _hex(text):
-    if not text or len(text) > _MAX_CHUNK_DIGITS:
-        return -1
-    for c in text:
-        if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
-            return -1
-    return int(text, 16)
