@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/bench_memory.py -> bench/reports/memory.md (+ .json)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -134,8 +135,15 @@ def stage_firmware(stage: Path, mode: str) -> None:
 # Running the polls from a ROMFS image traps this wasm build of the VM (imports and
 # gc.collect() work), so the ROMFS run measures the imports only; the objects are the
 # same whichever way the code was loaded, and are taken from the .mpy run.
-ROMFS_IMPORTS = VM_CODE[:VM_CODE.index("imported = gc.mem_alloc()")] + """
+# qstr_info() prints the interned-name pool (n_total_bytes=...) before and after: the
+# names a ROMFS .mpy brings are interned into the heap, where a frozen module's names
+# are in the firmware's static pool.
+ROMFS_IMPORTS = VM_CODE[:VM_CODE.index("imported = gc.mem_alloc()")].replace(
+    "gc.collect()\nbase = gc.mem_alloc()\n",
+    "import micropython\ngc.collect()\nbase = gc.mem_alloc()\nmicropython.qstr_info()\n",
+) + """
 print('@@', base, gc.mem_alloc())
+micropython.qstr_info()
 """
 
 
@@ -154,7 +162,8 @@ def run_vm(mode: str) -> list[int]:
     line = next((x for x in res.stdout.splitlines() if x.startswith("@@")), None)
     if line is None:
         sys.exit(f"the VM run failed:\n{res.stdout}\n{res.stderr}")
-    return [int(x) for x in line.split()[1:]]
+    qstr_pool = [int(x) for x in re.findall(r"n_total_bytes=(\d+)", res.stdout)]
+    return [int(x) for x in line.split()[1:]] + qstr_pool
 
 
 def figures(run: list[int]) -> dict:
@@ -167,9 +176,10 @@ def figures(run: list[int]) -> dict:
 
 
 def romfs_figures(run: list[int], objects: dict) -> dict:
-    base, imported = run
+    base, imported, qstr_before, qstr_after = run
     return {**objects, "modules_bytes": imported - base,
-            "steady_bytes": imported - base + objects["objects_after_polls"]}
+            "steady_bytes": imported - base + objects["objects_after_polls"],
+            "qstr_pool_bytes": qstr_after - qstr_before}
 
 
 def mpy_sizes() -> dict[str, int]:
@@ -186,6 +196,7 @@ def mpy_sizes() -> dict[str, int]:
 def main() -> None:
     source, mpy = figures(run_vm("py")), figures(run_vm("mpy"))
     romfs = romfs_figures(run_vm("romfs"), mpy)
+    frozen = romfs["steady_bytes"] - romfs["qstr_pool_bytes"]
     sizes = mpy_sizes()
     total = sum(sizes.values())
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -214,9 +225,12 @@ def main() -> None:
               f"from .mpy into RAM the total is {kib(mpy['steady_bytes'])} "
               f"({verdict(mpy['steady_bytes'], HEAP_TARGET)}); with the modules in a ROMFS "
               f"partition (bytecode executed in place) it is {kib(romfs['steady_bytes'])} "
-              f"({verdict(romfs['steady_bytes'], HEAP_TARGET)}). Frozen into the firmware "
-              "image (firmware/manifest.py) the modules' code and constants live in flash "
-              "too (not measured: that needs a firmware build).", "",
+              f"({verdict(romfs['steady_bytes'], HEAP_TARGET)}), of which "
+              f"{kib(romfs['qstr_pool_bytes'])} is the pool of interned names the .mpy "
+              "files bring. Frozen into the firmware image (firmware/manifest.py) those "
+              "names are in the firmware's static pool too, so the estimate for frozen "
+              f"modules is {kib(frozen)} ({verdict(frozen, HEAP_TARGET)}, an estimate: "
+              "measuring it needs a firmware build).", "",
               f"Total .mpy size of firmware/ ({len(sizes)} files): {kib(total)} — target ≤ 64 "
               f"KiB {verdict(total, MPY_TARGET)}.", "",
               "| file | .mpy bytes |", "|---|---|"]
@@ -225,6 +239,7 @@ def main() -> None:
     (REPORTS / "memory.md").write_text(text)
     (REPORTS / "memory.json").write_text(json.dumps({"source": source, "mpy": mpy,
                                                      "romfs": romfs,
+                                                     "frozen_estimate_bytes": frozen,
                                                      "mpy_files": sizes, "mpy_total": total},
                                                     indent=1) + "\n")
     print(text)
