@@ -11,7 +11,7 @@ import hashlib
 import time
 
 import pytest
-from test_http_client import Hello, RawHTTPServer, RealServer, response, url
+from test_http_client import Hello, RawHTTPServer, RealServer, response, slow_server, url
 from test_outbox import DedupServer
 
 from synack import tasks
@@ -195,20 +195,6 @@ def test_malformed_status_line_is_a_clear_error_and_the_client_recovers():
 
 
 def test_read_and_total_timeouts():
-    def slow(req, conn, n):
-        if req.target == "/silent":
-            conn.recv(1)   # says nothing; closes when the client does
-            return None
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n")
-        conn.settimeout(0.1)
-        for _ in range(20):   # a byte every 100 ms: never a read timeout
-            try:
-                if conn.recv(1) == b"":
-                    return None
-            except TimeoutError:
-                conn.sendall(b".")
-        return None
-
     async def main(server):
         c = new_client(read_timeout_ms=300)
         t0 = time.monotonic()
@@ -226,7 +212,7 @@ def test_read_and_total_timeouts():
         assert 0.6 < time.monotonic() - t0 < 1.2
         assert c.pooled() == [] and c._open == []
 
-    with RawHTTPServer(slow) as server:
+    with RawHTTPServer(slow_server) as server:
         run(main(server))
 
 

@@ -483,21 +483,25 @@ def test_status_error_and_limits_carry_the_status():
         c.close()
 
 
-def test_read_and_total_timeouts():
-    def slow(req, conn, n):
-        if req.target == "/silent":
-            conn.recv(1)   # says nothing; closes when the client does
-            return None
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n")
-        conn.settimeout(0.1)
-        for _ in range(20):   # a byte every 100 ms: never a read timeout
-            try:
-                if conn.recv(1) == b"":
-                    return None   # the client gave up
-            except TimeoutError:
-                conn.sendall(b".")
+def slow_server(req, conn, n):
+    """``/silent`` says nothing; anything else trickles a 20-byte body, a byte every
+    100 ms: never a read timeout, but a total timeout."""
+    if req.target == "/silent":
+        conn.recv(1)   # says nothing; closes when the client does
         return None
-    with RawHTTPServer(slow) as server:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n")
+    conn.settimeout(0.1)
+    for _ in range(20):
+        try:
+            if conn.recv(1) == b"":
+                return None   # the client gave up
+        except TimeoutError:
+            conn.sendall(b".")
+    return None
+
+
+def test_read_and_total_timeouts():
+    with RawHTTPServer(slow_server) as server:
         c = new_client(read_timeout_ms=300)
         t0 = time.monotonic()
         with pytest.raises(OSError) as exc:
