@@ -14,6 +14,8 @@ import pytest
 from test_http_client import Hello, RawHTTPServer, RealServer, response, slow_server, url
 from test_outbox import DedupServer
 
+from hanging import HangingListener, closed_port
+
 from synack import tasks
 from synack.http.aclient import AsyncClient, AsyncResponse
 from synack.http.errors import ConnectionClosed, ProtocolError, TooManyRedirects
@@ -274,6 +276,85 @@ def test_quick_requests_complete_while_a_long_poll_is_held():
     assert 1.0 <= elapsed < 1.5
 
 
+# -- connecting does not block the event loop ------------------------------------------------
+class RecordingNative(NativeBackend):
+    """The native backend, remembering the sockets it was asked to connect."""
+
+    def __init__(self):
+        super().__init__()
+        self.socks = []
+
+    def connect_start(self, sock, host, port):
+        self.socks.append(sock)
+        return super().connect_start(sock, host, port)
+
+
+async def connect_while_ticking(c, target):
+    """Request ``target`` (which must fail) while a task ticks every 50 ms: (the error,
+    seconds the request took, ticks meanwhile)."""
+    ticks = []
+    stop = []
+
+    async def ticker():
+        while not stop:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.05)
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    t0 = time.monotonic()
+    try:
+        await c.get(target)
+    except OSError as e:
+        error = e
+    else:
+        raise AssertionError("the connect did not fail")
+    took = time.monotonic() - t0
+    stop.append(1)
+    await t
+    return error, took, sum(t0 <= tick <= t0 + took for tick in ticks)
+
+
+def test_connect_to_a_hanging_port_leaves_the_loop_free_and_times_out():
+    backend = RecordingNative()
+
+    async def main(port):
+        c = new_client(connect_timeout_ms=1500, backend=backend)
+        result = await connect_while_ticking(c, "http://127.0.0.1:%d/" % port)
+        c.close()
+        return c, result
+
+    with HangingListener() as port:
+        c, (error, took, ticks) = run(main(port))
+    assert error.errno == errno.ETIMEDOUT and "1500 ms" in str(error)
+    assert 1.45 <= took < 2.5, took
+    assert ticks >= 20, ticks           # ~30 expected: the loop ran all along
+    assert c.connections == 0 and c.pooled() == []
+    sock = backend.socks[0]
+    assert sock.tcp.states() == ["CLOSED", "SYN_SENT", "CLOSED"] and sock._closed
+
+
+def test_connect_refused_and_cancelled_while_connecting():
+    backend = RecordingNative()
+
+    async def main(port):
+        c = new_client(connect_timeout_ms=5000, backend=backend)
+        with pytest.raises(OSError) as exc:
+            await c.get("http://127.0.0.1:%d/" % closed_port())
+        assert exc.value.errno == errno.ECONNREFUSED
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(c.get("http://127.0.0.1:%d/" % port), 0.3)
+        assert c.connections == 0 and c._open == [] and len(c._spare) == 1
+        c.close()
+
+    with HangingListener() as port:
+        run(main(port))
+    refused, cancelled = backend.socks
+    assert refused.tcp.states() == ["CLOSED", "SYN_SENT", "CLOSED"]
+    assert cancelled.tcp.states() == ["CLOSED", "SYN_SENT", "CLOSED"]  # closed: CLOSE
+    assert cancelled._closed and cancelled._handle is None
+
+
 # -- the outbox, delivered by asyncio -------------------------------------------------------
 def test_outbox_of_50_messages_delivered_exactly_once_by_id():
     box = Outbox(MemoryStore(), max_messages=100, max_bytes=65536)
@@ -372,3 +453,23 @@ def test_keep_alive_chunked_body_and_a_free_loop_over_the_virtual_modem():
         assert ticks >= 10     # the ticker ran while the client awaited the response
     finally:
         rig.close()
+
+
+def test_connect_over_the_virtual_modem_leaves_the_loop_free_and_times_out():
+    """The same over the modem: AT+CIPOPEN answers OK at once, the +CIPOPEN URC is
+    awaited; at the limit the client aborts the link (AT+CIPCLOSE)."""
+    from modemrig import Rig
+
+    async def main(rig, port):
+        c = AsyncClient(backend=rig.modem, connect_timeout_ms=1500, read_timeout_ms=5000,
+                        poll_ms=50)
+        result = await connect_while_ticking(c, "http://127.0.0.1:%d/" % port)
+        c.close()
+        return result
+
+    with Rig() as rig, HangingListener() as port:
+        error, took, ticks = run(main(rig, port))
+        assert all(link is None for link in rig.modem.links)   # the link was closed
+    assert error.errno == errno.ETIMEDOUT and "no +CIPOPEN within 1500 ms" in str(error)
+    assert 1.45 <= took < 2.5, took
+    assert ticks >= 20, ticks

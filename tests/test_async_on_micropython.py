@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hanging import HangingListener, closed_port
 from test_http_client import Hello, RealServer
 from test_outbox import DedupServer
 
@@ -104,3 +105,86 @@ def test_async_outbox_delivery_exactly_once(tmp_path):
     assert out.split() == ["delivered", "30", "0", "1"], out
     assert sorted(server.messages) == sorted(set(server.wire)) and len(server.wire) == 30
     assert server.messages[min(server.messages)] == b"reading 0"
+
+
+NONBLOCKING_CONNECT = """
+import errno
+
+def start(port, limit_ms):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_timeout_ms = limit_ms
+    try:
+        s.connect(('127.0.0.1', port))
+        print('connected at once')
+    except OSError as e:
+        print('started', errno.errorcode.get(e.args[0]), s.state)
+    return s
+
+def finish(s):
+    t0 = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), t0) < 5000:
+        try:
+            if s.connect_done():
+                return 'done'
+        except OSError as e:
+            return errno.errorcode.get(e.args[0])
+        time.sleep_ms(5)
+    return 'still pending'
+
+for name, port, limit in (('ok', %(ok)d, None), ('refused', %(closed)d, None),
+                          ('hanging', %(hanging)d, 700)):
+    s = start(port, limit)
+    t0 = time.ticks_ms()
+    outcome = finish(s)
+    took = time.ticks_diff(time.ticks_ms(), t0)
+    print(name, outcome, '-'.join(s.tcp.states()), took >= 650 if name == 'hanging' else '')
+    s.close()
+
+async def main():
+    ticks = []
+    stop = []
+
+    async def ticker():
+        while not stop:
+            ticks.append(time.ticks_ms())
+            await asyncio.sleep_ms(50)
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep_ms(0)
+    c = AsyncClient(connect_timeout_ms=1500, read_timeout_ms=5000, poll_ms=20)
+    t0 = time.ticks_ms()
+    try:
+        await c.get('http://127.0.0.1:%(hanging)d/')
+        print('async connected?!')
+    except OSError as e:
+        took = time.ticks_diff(time.ticks_ms(), t0)
+        during = len([x for x in ticks if time.ticks_diff(x, t0) >= 0])
+        print('async', errno.errorcode.get(e.args[0]), 1450 <= took < 2500, during >= 20)
+        print('measured', took, during)
+    stop.append(1)
+    await t
+    r = await c.get(%(hello)r)
+    print('then', r.status, await r.read())
+    c.close()
+
+asyncio.run(main())
+"""
+
+
+def test_nonblocking_connect_on_the_unix_port(tmp_path):
+    """EINPROGRESS, then connect_done(): established, refused (found with a second
+    connect(), the port has no getsockopt), and a hanging port timing out at its limit;
+    the AsyncClient's connect to the hanging port leaves the loop ticking every 50 ms."""
+    with RealServer(Hello) as hello, HangingListener() as hanging:
+        out = run_micropython(NONBLOCKING_CONNECT % {
+            "ok": hello.port, "closed": closed_port(), "hanging": hanging,
+            "hello": f"http://127.0.0.1:{hello.port}/x"}, tmp_path)
+    lines = out.splitlines()
+    assert lines[:6] == [
+        "started EINPROGRESS SYN_SENT", "ok done CLOSED-SYN_SENT-ESTABLISHED ",
+        "started EINPROGRESS SYN_SENT", "refused ECONNREFUSED CLOSED-SYN_SENT-CLOSED ",
+        "started EINPROGRESS SYN_SENT", "hanging ETIMEDOUT CLOSED-SYN_SENT-CLOSED True",
+    ], out
+    assert lines[6] == "async ETIMEDOUT True True", out
+    assert lines[8] == "then 200 b'hello /x'", out

@@ -1,12 +1,19 @@
 """Socket backend over the platform's own TCP/IP stack (lwIP over Wi-Fi on ESP32, the
 OS on the unix port and on CPython).
 
-The lifecycle the native stack lets us observe: the handshake completing (connect()
-returns), the peer's FIN (recv() returns b''), our FIN (shutdown, where the port has
+Connecting is always non-blocking underneath: ``connect()`` on a non-blocking socket
+starts the handshake (EINPROGRESS), ``select.poll`` with POLLOUT tells when it is over,
+and SO_ERROR (CPython) or a second ``connect()`` (MicroPython, which has no getsockopt)
+tells how. A blocking synack connect waits in that poll; a non-blocking one looks with
+``poll(0)``, so asyncio code can await in between.
+
+The lifecycle the native stack lets us observe: the handshake completing (the socket
+turns writable), the peer's FIN (recv() returns b''), our FIN (shutdown, where the port has
 it) and the peer's FIN after it (the linger read in close()).
 """
 
 import errno
+import select
 import time
 
 from micropython import const
@@ -21,6 +28,12 @@ except ImportError:
 
 _LINGER_MS = const(2000)  # how long close() waits for the peer's FIN after ours
 _SHUT_WR = const(1)
+# What a non-blocking connect() raises while the handshake runs: EINPROGRESS on CPython,
+# the unix port and lwIP; EALREADY and EAGAIN are taken the same way, to be safe.
+_IN_PROGRESS = (errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN)
+# How a connect fails (what a second connect() may tell after poll said it failed).
+_CONNECT_ERRORS = (errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT,
+                   errno.EHOSTUNREACH, errno.ECONNABORTED)
 
 
 def _code(e):
@@ -73,24 +86,79 @@ class NativeBackend:
     def _timeout(self, s, timeout_ms):
         s.settimeout(None if timeout_ms is None else timeout_ms / 1000)
 
-    def connect(self, sock, host, port, timeout_ms):
+    # -- connect: start, poll, abort (synack.socket drives them) ---------------------
+    def connect_start(self, sock, host, port):
+        """Start the handshake on a non-blocking socket; True if it completed at once."""
         s = self.mod.socket(2, 1)
         sock._handle = s
         if sock.keepalive_mechanism == _ka.TCP:
             self._apply_keepalive(s, sock._keepalive)
-        self._timeout(s, timeout_ms)
+        s.setblocking(False)
         sock.tcp.fire(tcp.CONNECT)
+        addr = None
         try:
-            s.connect(bytes(host) if isinstance(host, (bytes, bytearray))
-                      else self.getaddrinfo(host, port)[0][-1])
+            addr = (bytes(host) if isinstance(host, (bytes, bytearray))
+                    else self.getaddrinfo(host, port)[0][-1])
+            s.connect(addr)
         except OSError as e:
             code = _code(e)
-            s.close()
-            sock._handle = None
-            sock.tcp.fire(tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT
-                          if code == errno.ETIMEDOUT else tcp.RESET)
-            raise OSError(code, "connect to %s:%d failed: %s" % (host, port, e))
+            if addr is None or code not in _IN_PROGRESS:
+                raise self._connect_failed(sock, code, e)
+            poller = select.poll()
+            poller.register(s, select.POLLOUT)
+            sock._connecting = (poller, addr)
+            return False
         sock.tcp.fire(tcp.CONNECTED)
+        return True
+
+    def connect_poll(self, sock, wait_ms):
+        """True once the handshake completed; False if still pending after ``wait_ms``
+        (None: until the stack decides); raises its failure."""
+        poller, addr = sock._connecting
+        events = poller.poll(-1 if wait_ms is None else wait_ms)
+        if not events:
+            return False
+        s = sock._handle
+        code, e = self._connect_error(s, events[0][1], addr)
+        if code:
+            raise self._connect_failed(sock, code, e)
+        sock._connecting = None
+        sock.tcp.fire(tcp.CONNECTED)
+        return True
+
+    def connect_abort(self, sock, limit_ms):
+        """The connect did not complete within ``limit_ms``: drop it; the error to raise."""
+        return self._connect_failed(sock, errno.ETIMEDOUT,
+                                    "not established within %d ms" % limit_ms)
+
+    def _connect_error(self, s, mask, addr):
+        """(errno, reason) of a finished connect; errno 0 if it succeeded."""
+        getsockopt = getattr(s, "getsockopt", None)
+        so_error = getattr(self.mod, "SO_ERROR", None)
+        if getsockopt is not None and so_error is not None:  # CPython
+            code = getsockopt(self.mod.SOL_SOCKET, so_error)
+            return code, errno.errorcode.get(code, code)
+        if not mask & (select.POLLERR | select.POLLHUP):
+            return 0, None
+        # MicroPython's sockets have no getsockopt: a second connect() raises the error
+        # (the unix port does); where it says nothing useful, call it refused.
+        try:
+            s.connect(addr)
+        except OSError as e:
+            if _code(e) in _CONNECT_ERRORS:
+                return _code(e), e
+        return errno.ECONNREFUSED, "connection failed (poll flags 0x%x)" % mask
+
+    def _connect_failed(self, sock, code, why):
+        """Close the half-made connection, record the TCP event; the OSError to raise."""
+        s = sock._handle
+        sock._handle = None
+        sock._connecting = None
+        s.close()
+        sock.tcp.fire(tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT
+                      if code == errno.ETIMEDOUT else tcp.RESET)
+        host, port = sock._peer
+        return OSError(code, "connect to %s:%d failed: %s" % (host, port, why))
 
     def send(self, sock, data, timeout_ms):
         s = sock._handle

@@ -15,12 +15,33 @@ The API is MicroPython's ``socket`` (the calls micropython-lib's ``requests`` an
     s.close()
     print(s.tcp.format_history())
 
+Non-blocking connect, as MicroPython's own sockets do it (asyncio's way to connect
+without stopping the loop)::
+
+    s.setblocking(False)
+    s.connect_timeout_ms = 5000       # the limit of a non-blocking connect
+    try:
+        s.connect(addr)               # starts the handshake: state SYN_SENT
+    except OSError as e:
+        if e.args[0] != errno.EINPROGRESS:
+            raise
+    while not s.connect_done():       # False while pending; raises ECONNREFUSED,
+        await asyncio.sleep_ms(10)    # ETIMEDOUT ... as a blocking connect would
+
+Backends that can split the handshake have ``connect_start(sock, host, port)`` (True:
+already established), ``connect_poll(sock, wait_ms)`` (wait up to ``wait_ms``, None: as
+long as the stack takes; True once established, raises on failure) and
+``connect_abort(sock, limit_ms)`` (give up: returns the ETIMEDOUT to raise). The
+blocking connect is the same three calls, waiting in ``connect_poll``. A backend with
+only ``connect(sock, host, port, timeout_ms)`` connects blocking even when asked not to.
+
 Errors are ``OSError`` with the errno a native socket gives (ETIMEDOUT, ECONNREFUSED,
 ECONNRESET, ENOTCONN, EHOSTUNREACH). Small reads are served from a receive buffer so
 that byte-at-a-time readers (MQTT clients) do not cost one modem round trip per byte.
 """
 
 import errno
+import time
 
 from micropython import const
 
@@ -76,7 +97,7 @@ class socket:
     def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0, backend=None):
         if type != SOCK_STREAM:
             raise OSError(errno.EOPNOTSUPP, "only SOCK_STREAM (TCP) sockets are supported")
-        self._backend = backend or current_backend()
+        self._backend = backend or current_backend()  # type: Any
         self.tcp = tcp.Connection()
         self._handle = None  # type: Any  # the backend's handle (link number, native socket)
         self._timeout_ms = None   # None: blocking; 0: non-blocking
@@ -86,6 +107,14 @@ class socket:
         self._closed = False
         self._keepalive = None    # a keepalive.Keepalive once keepalive() was called
         self.keepalive_mechanism = None  # type: str | None
+        # The longest a connect may take when the socket has no timeout of its own
+        # (non-blocking, or blocking without settimeout); None: the backend's limit.
+        self.connect_timeout_ms = None  # type: int | None
+        self._peer = None  # type: Any  # (host, port) of the last connect()
+        self._connecting = None  # type: Any  # backend state of a pending connect
+        self._connect_t0 = 0
+        self._connect_limit = None  # type: int | None
+        self._connect_pending = False  # started, outcome not known yet
 
     @property
     def state(self):
@@ -131,14 +160,72 @@ class socket:
 
     # -- connect / close ---------------------------------------------------------
     def connect(self, address):
+        """Connect to ``address``. Blocking: returns once established, or raises.
+        Non-blocking (``setblocking(False)``/``settimeout(0)``): starts the handshake
+        and raises OSError(EINPROGRESS); ``connect_done()`` then tells how it went."""
         if self._closed:
             raise _closed()
         if self.tcp.state != tcp.CLOSED or self._handle is not None:
             raise OSError(errno.EALREADY, "socket already used (state %s)" % self.state)
         if isinstance(address, (bytes, bytearray)):  # a raw sockaddr (MicroPython unix port)
-            self._backend.connect(self, address, 0, self._timeout_ms)
+            host, port = address, 0
         else:
-            self._backend.connect(self, address[0], address[1], self._timeout_ms)
+            host, port = address[0], address[1]
+        self._peer = (host, port)
+        backend = self._backend
+        limit = self._timeout_ms
+        if not limit:  # no timeout of its own (None), or non-blocking (0)
+            limit = self.connect_timeout_ms
+            if limit is None:
+                limit = getattr(backend, "connect_limit_ms", None)
+        start = getattr(backend, "connect_start", None)
+        if start is None:  # a backend that can only connect blocking: it returns done
+            backend.connect(self, host, port, limit)
+            return
+        self._connect_t0 = time.ticks_ms()
+        self._connect_limit = limit
+        if start(self, host, port):
+            return
+        self._connect_pending = True
+        if self._timeout_ms == 0:
+            raise OSError(errno.EINPROGRESS, "connect to %s:%d in progress" % (host, port))
+        while not self._connect_step(True):
+            pass
+
+    def connect_done(self):
+        """After a non-blocking ``connect()``: False while the handshake is pending,
+        True once established; raises the OSError a blocking connect would have raised
+        (ECONNREFUSED, ETIMEDOUT ...: the state is CLOSED then). A pending connect
+        times out after ``connect_timeout_ms`` (or the backend's own limit)."""
+        if self._closed:
+            raise _closed()
+        if self._handle is None:
+            raise OSError(errno.ENOTCONN, "no connect in progress (state %s)" % self.state)
+        if self._connect_pending:
+            return self._connect_step(False)
+        return True  # established (and maybe closed by the peer since)
+
+    def _connect_step(self, block):
+        """Ask the backend how the connect goes, waiting (``block``) at most until the
+        deadline; raise ETIMEDOUT (the backend abandons the attempt) once it passed."""
+        limit = self._connect_limit
+        left = None
+        if limit is not None:
+            left = limit - time.ticks_diff(time.ticks_ms(), self._connect_t0)
+        wait = left if block else 0
+        try:
+            done = self._backend.connect_poll(self, 0 if wait is not None and wait < 0
+                                              else wait)
+        except OSError:
+            self._connect_pending = False  # failed: the backend released the handle
+            raise
+        if done:
+            self._connect_pending = False
+            return True
+        if limit is not None and time.ticks_diff(time.ticks_ms(), self._connect_t0) >= limit:
+            self._connect_pending = False
+            raise self._backend.connect_abort(self, limit)
+        return False
 
     def close(self):
         if self._closed:
@@ -147,6 +234,8 @@ class socket:
         if self._handle is not None:
             self._backend.close(self, self._timeout_ms)
             self._handle = None
+        self._connecting = None
+        self._connect_pending = False
         self._rbuf = None
 
     # -- sending -----------------------------------------------------------------

@@ -17,16 +17,20 @@ up to ``poll_ms``, until the read timeout. Why polling rather than
 ``asyncio.open_connection`` streams: the stream API exists only for the platform's own
 sockets, while a synack socket over a cellular modem is AT commands on a UART that
 neither select.poll nor asyncio can wait on. Polling through ``synack.socket`` is one
-code path for both backends, keeps the TCP lifecycle (``sock.state``, ``sock.tcp``)
-and the errno mapping of synack.socket, and needs no change to the backends. The cost:
+code path for both backends and keeps the TCP lifecycle (``sock.state``, ``sock.tcp``)
+and the errno mapping of synack.socket. The cost:
 a response can be seen up to ``poll_ms`` late, and on a modem every poll is one AT
 round trip (``AT+CIPRXGET``), so give a modem a larger ``poll_ms`` (100-200 ms).
 
-What still blocks the event loop, bounded: connecting (name lookup and the handshake,
-at most ``connect_timeout_ms``; once per connection with keep-alive), each AT command
-of a modem backend (one send of up to 1460 bytes, one read), and closing a native
-connection (its four-way close waits up to 2 s for the peer's FIN; servers answer at
-once).
+Connecting does not block either: the socket connects non-blocking (``connect()``
+raises EINPROGRESS, then ``connect_done()`` is polled with the same pauses; on a modem
+that poll only reads the UART for the ``+CIPOPEN`` URC, no AT round trip) for at most
+``connect_timeout_ms``; a cancelled connect closes its socket.
+
+What still blocks the event loop, bounded: the name lookup of a new connection (the
+native stack's getaddrinfo), each AT command of a modem backend (``AT+CIPOPEN`` until
+its OK, one send of up to 1460 bytes, one read), and closing a native connection (its
+four-way close waits up to 2 s for the peer's FIN; servers answer at once).
 """
 
 import errno
@@ -159,7 +163,10 @@ class AsyncClient(BaseClient):
         resp = None
         try:
             for attempt in (0, 1):
-                sock, reused = self._checkout(plan.host, plan.port, plan.deadline, rx.mv)
+                sock = self._take_pooled(plan.host, plan.port, rx.mv)
+                reused = sock is not None
+                if sock is None:
+                    sock = await self._connect_async(plan.host, plan.port, plan.deadline)
                 sock.settimeout(0)  # from now on every wait is an await
                 self.requests += 1
                 rx.reader.start(plan.method)
@@ -178,6 +185,31 @@ class AsyncClient(BaseClient):
         finally:
             if resp is None:
                 self._spare.append(rx)  # no response owns it
+
+    async def _connect_async(self, host, port, deadline):
+        """A new connection to (host, port), connected non-blocking: the handshake is
+        polled with ``connect_done()`` and awaited in between (pauses as in ``_wait``),
+        for at most ``connect_timeout_ms`` (or what is left of the total). A failed or
+        cancelled connect closes its socket."""
+        sock = self._new_socket()
+        sock.setblocking(False)
+        sock.connect_timeout_ms = self._left_ms(self.connect_timeout_ms, deadline)
+        try:
+            try:
+                sock.connect((host, port))  # the backend resolves the name (see _connect)
+            except OSError as e:
+                if e.args[0] != errno.EINPROGRESS:
+                    raise
+            pause = 1
+            while not sock.connect_done():  # raises ETIMEDOUT once the limit has passed
+                await tasks.sleep_ms(pause)
+                if pause < self.poll_ms:
+                    pause = min(pause * 2, self.poll_ms)
+        except (OSError, _CANCELLED):
+            close_quietly(sock)
+            raise
+        self.connections += 1
+        return sock
 
     async def _read_head(self, sock, rx, deadline, read_ms):
         reader = rx.reader

@@ -259,8 +259,16 @@ class BaseClient:
 
     # -- the connection pool ----------------------------------------------------------
     def _checkout(self, host, port, deadline, mv):
-        """A connection to (host, port): a live pooled one, or a new one. ``mv``: a
-        buffer for the liveness probe."""
+        """A connection to (host, port): a live pooled one, or a new one (blocking
+        connect). ``mv``: a buffer for the liveness probe."""
+        sock = self._take_pooled(host, port, mv)
+        if sock is not None:
+            return sock, True
+        return self._connect(host, port, deadline), False
+
+    def _take_pooled(self, host, port, mv):
+        """The pooled connection to (host, port) if it is still alive (counted in
+        ``reused``), else None; a dead one is closed."""
         for i in range(len(self._pool)):
             entry = self._pool[i]
             if entry[0] == host and entry[1] == port:
@@ -268,10 +276,10 @@ class BaseClient:
                 sock = entry[2]
                 if self._alive(sock, entry[3], mv):
                     self.reused += 1
-                    return sock, True
+                    return sock
                 close_quietly(sock)
                 break
-        return self._connect(host, port, deadline), False
+        return None
 
     def _alive(self, sock, since, mv):
         if sock.state != "ESTABLISHED":
@@ -287,8 +295,11 @@ class BaseClient:
             return e.args[0] == errno.EAGAIN
         return False
 
+    def _new_socket(self):
+        return socket.socket(backend=self.backend or socket.current_backend())
+
     def _connect(self, host, port, deadline):
-        sock = socket.socket(backend=self.backend or socket.current_backend())
+        sock = self._new_socket()
         sock.settimeout(seconds(self._left_ms(self.connect_timeout_ms, deadline)))
         try:
             # The backend resolves the name itself (getaddrinfo on the native stack, the

@@ -5,8 +5,11 @@ modem until read with ``AT+CIPRXGET=2,<link>,<max>``, which answers with a lengt
 binary payload. Ten links (0-9). The data URC ``+CIPRXGET: 1,<link>`` can be lost on a
 busy UART, so a reader that hears nothing still polls the modem every ``poll_ms``.
 
-The modem is a socket *backend* for synack.socket: ``connect/send/recv_into/close`` take
-the synack socket and report the TCP lifecycle on its ``tcp`` Connection.
+The modem is a socket *backend* for synack.socket: ``connect_start/connect_poll/
+connect_abort``, ``send``, ``recv_into`` and ``close`` take the synack socket and report
+the TCP lifecycle on its ``tcp`` Connection. A connect is ``AT+CIPOPEN`` (which answers
+OK at once) and then the ``+CIPOPEN: <link>,<err>`` URC, so a non-blocking socket can
+poll for it without holding the caller.
 """
 
 import errno
@@ -218,39 +221,67 @@ class SIM7600:
             self.at.command(("AT+CTCPKA=" + args).encode(), timeout_ms=_CMD_MS)
             self._ctcpka = args
 
-    def connect(self, sock, host, port, timeout_ms):
+    # -- connect: start, poll, abort (synack.socket drives them) -------------------
+    connect_limit_ms = _CONNECT_MS  # a connect without a timeout of the socket's
+
+    def connect_start(self, sock, host, port):
+        """Open a link with ``AT+CIPOPEN`` (this waits for its OK only); the outcome
+        comes later as the ``+CIPOPEN: <link>,<err>`` URC."""
         if sock.keepalive_mechanism == _ka.MODEM:
             try:
                 self._set_keepalive(sock._keepalive)
             except CommandError as e:
                 raise OSError(errno.EINVAL, "modem rejected AT+CTCPKA: " + str(e))
         n = self._free_link()
-        link = self.links[n] = Link(sock.tcp)
+        self.links[n] = Link(sock.tcp)
         sock._handle = n
-        conn = sock.tcp
-        conn.fire(tcp.CONNECT)
+        sock.tcp.fire(tcp.CONNECT)
         try:
             self.at.command(('AT+CIPOPEN=%d,"TCP","%s",%d' % (n, host, port)).encode(),
                             timeout_ms=_CMD_MS)
         except CommandError as e:
             self._release(n, tcp.RESET)
+            sock._handle = None
             raise OSError(errno.EIO, "modem rejected the connect: " + str(e))
-        limit = _CONNECT_MS if timeout_ms is None else timeout_ms
-        self.at.wait_for(lambda: link.open_err is not None, limit)
+        return False
+
+    def connect_poll(self, sock, wait_ms):
+        """Process URCs for up to ``wait_ms`` (0: what has arrived; None: the modem's
+        own limit) until ``+CIPOPEN`` tells the outcome; True once established, False
+        while pending; raises the failure."""
+        n = sock._handle
+        link = self.links[n]
+        conn = sock.tcp
+        if link is None or conn.state == tcp.CLOSED:  # network lost (RESET) meanwhile
+            self._release(n, tcp.RESET)
+            sock._handle = None
+            raise OSError(errno.ECONNRESET, "connect to %s:%d: the network went away"
+                          % sock._peer)
+        if link.open_err is None:
+            self.at.wait_for(lambda: link.open_err is not None,
+                             _CONNECT_MS if wait_ms is None else wait_ms)
+            if link.open_err is None:
+                return False
         err = link.open_err
-        if err is None:
-            self._abort_link(n)
-            self._release(n, tcp.TIMEOUT)
-            raise OSError(errno.ETIMEDOUT, "connect to %s:%d: no +CIPOPEN within %d ms"
-                          % (host, port, limit))
         if err != 0:
             code, text = _OPEN_ERRORS.get(err, (errno.ECONNABORTED, "error"))
             self._release(n, tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT)
+            sock._handle = None
             raise OSError(code, "connect to %s:%d failed: +CIPOPEN: %d,%d (%s)"
-                          % (host, port, n, err, text))
+                          % (sock._peer[0], sock._peer[1], n, err, text))
         conn.fire(tcp.CONNECTED)
         if link.close_event is not None:
             conn.fire(link.close_event)
+        return True
+
+    def connect_abort(self, sock, limit_ms):
+        """No ``+CIPOPEN`` within ``limit_ms``: close the link; the error to raise."""
+        n = sock._handle
+        self._abort_link(n)
+        self._release(n, tcp.TIMEOUT)
+        sock._handle = None
+        return OSError(errno.ETIMEDOUT, "connect to %s:%d: no +CIPOPEN within %d ms"
+                       % (sock._peer[0], sock._peer[1], limit_ms))
 
     def send(self, sock, data, timeout_ms):
         """Send up to MAX_SEND bytes of ``data``; returns how many the modem accepted."""
