@@ -160,6 +160,16 @@ def test_launch_failure_is_reported():
     with pytest.raises(LaunchError) as exc:
         start_modem("--dialect", "sim7600", "--fault", "x")
     assert "bad --fault" in str(exc.value)
+    assert str(exc.value).startswith("virtual modem did not start: ")
+
+
+def test_board_launch_failure_names_the_board():
+    from synack_host.sim.launch_board import start_board
+
+    with pytest.raises(LaunchError) as exc:
+        start_board("--fs", "/no/such/dir")
+    assert str(exc.value) == ("virtual board did not start: "
+                              "synack: --fs /no/such/dir: no such directory"), exc.value
 
 
 def test_selftest_command_passes():

@@ -132,20 +132,29 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     return report
 
 
+def _test_log(hil: HilConfig, node: pytest.Item) -> Path:
+    """A fresh device log for the test ``node``, named in its failure report."""
+    log = hil.logdir / (node.name.replace("/", "_") + ".log")
+    log.unlink(missing_ok=True)
+    node.hil_log = log      # type: ignore[attr-defined]
+    return log
+
+
+def _drop_log_unless_failed(log: Path, node: pytest.Item) -> None:
+    failed = any(getattr(getattr(node, f"hil_report_{w}", None), "failed", False)
+                 for w in ("setup", "call"))
+    if not failed:
+        log.unlink(missing_ok=True)
+
+
 @pytest.fixture
 def board(_device: Device, hil: HilConfig, request: pytest.FixtureRequest):
-    log = hil.logdir / (request.node.name.replace("/", "_") + ".log")
-    log.unlink(missing_ok=True)
-    _device.log_path = log
-    request.node.hil_log = log
+    log = _device.log_path = _test_log(hil, request.node)
     _device.soft_reset()
     _device.bring_up()
     yield _device
     _device.log_path = hil.logdir / "session.log"
-    failed = any(getattr(getattr(request.node, f"hil_report_{w}", None), "failed", False)
-                 for w in ("setup", "call"))
-    if not failed:
-        log.unlink(missing_ok=True)
+    _drop_log_unless_failed(log, request.node)
 
 
 @pytest.fixture
@@ -263,15 +272,10 @@ def netdevice(hil: HilConfig, _netdevice_flash: Path, request: pytest.FixtureReq
     net = request.getfixturevalue("network")
     from .netrig import start_device
 
-    log = hil.logdir / (request.node.name.replace("/", "_") + ".log")
-    log.unlink(missing_ok=True)
-    request.node.hil_log = log
+    log = _test_log(hil, request.node)
     dev = start_device(net, network=hil.modem, engine=hil.engine, baud=hil.baud,
                        keepalive_minute_s=hil.keepalive_minute_s, fs=_netdevice_flash,
                        log_path=log, apn=hil.apn, ssid=hil.wifi_ssid, key=hil.wifi_key)
     yield dev
     dev.close()
-    failed = any(getattr(getattr(request.node, f"hil_report_{w}", None), "failed", False)
-                 for w in ("setup", "call"))
-    if not failed:
-        log.unlink(missing_ok=True)
+    _drop_log_unless_failed(log, request.node)

@@ -23,30 +23,113 @@ STOP_GRACE_S = 3.0
 
 
 class LaunchError(RuntimeError):
-    """The modem process did not come up; the message carries its stderr."""
+    """A virtual modem or board did not come up; the message carries its stderr."""
 
 
-class RunningModem:
-    """A ``synack sim modem`` process; ``port`` is the pty to open like a serial port.
+class SimProcess:
+    """A ``synack sim <kind>`` process that prints its pty path on its first stdout
+    line: ``port`` is the pty to open like a serial port. It can be paused (SIGSTOP: it
+    stops answering), resumed and stopped; its stderr is kept in a file."""
 
-    Faults go to the modem's control socket (see faults.py), e.g. ``reboot()``,
-    ``drop_registration(5)``, ``close_link(0)``, ``lose_data_urcs(1)``,
-    ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``, ``status()``.
-    """
+    kind = "process"
 
     def __init__(self, args: list[str], ready_timeout: float = 10.0,
                  prefix: Sequence[str] = ()):
         self.args = args
-        self._dir = tempfile.TemporaryDirectory(prefix="synack-modem-")
-        self.control_path = os.path.join(self._dir.name, "control")
-        cmd = [*prefix, sys.executable, "-m", "synack_host.cli", "sim", "modem",
-               "--control", self.control_path, *args]
+        cmd = [*prefix, sys.executable, "-m", "synack_host.cli", "sim", self.kind,
+               *self._extra_args(), *args]
         self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
         self._stderr = ""
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
         self.port = self._read_port(ready_timeout)
 
-    # -- faults (answered by the modem's loop; FaultError says why one was refused) ---
+    def _extra_args(self) -> list[str]:
+        return []
+
+    def _read_port(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        line = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while not line.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    break
+                byte = os.read(fd, 1)
+                if not byte:
+                    break
+                line += byte
+        path = line.decode(errors="replace").strip()
+        if not path.startswith("/"):
+            self.stop()
+            why = self.stderr().strip() or (f"no pty path on stdout within {timeout:g} s"
+                                             if not line else f"unexpected output {path!r}")
+            raise LaunchError(f"virtual {self.kind} did not start: {why}")
+        return path
+
+    def stderr(self) -> str:
+        """What the process wrote on stderr so far (a --verbose trace, errors)."""
+        if not self.log.closed:
+            self.log.seek(0)
+            self._stderr = self.log.read().decode(errors="replace")
+        return self._stderr
+
+    def pause(self) -> None:
+        """SIGSTOP: it stops answering; its pty stays open."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it answers again (what arrived meanwhile is processed)."""
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 3 s; returns the exit status. ``stderr()`` stays
+        available afterwards."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)   # a paused process cannot exit
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_GRACE_S)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.stderr()
+        self.log.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class RunningModem(SimProcess):
+    """A ``synack sim modem`` process with a control socket for faults (faults.py):
+    ``reboot()``, ``drop_registration(5)``, ``close_link(0)``, ``lose_data_urcs(1)``,
+    ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``, ``heal()``,
+    ``status()``; a refused fault raises FaultError with the modem's reason."""
+
+    kind = "modem"
+
+    def _extra_args(self) -> list[str]:
+        self._dir = tempfile.TemporaryDirectory(prefix="synack-modem-")
+        self.control_path = os.path.join(self._dir.name, "control")
+        return ["--control", self.control_path]
+
+    def stop(self) -> int | None:
+        code = super().stop()
+        self._dir.cleanup()
+        return code
+
+    def network_lost(self) -> None:
+        """SIGUSR1: ``+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY``, every link dropped."""
+        self.proc.send_signal(signal.SIGUSR1)
+
     def fault(self, request: str) -> str:
         from .faults import FaultClient
 
@@ -80,73 +163,6 @@ class RunningModem:
         import json
 
         return json.loads(self.fault("status"))
-
-    def _read_port(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        line = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(left):
-                    break
-                byte = os.read(fd, 1)
-                if not byte:
-                    break
-                line += byte
-        path = line.decode(errors="replace").strip()
-        if not path.startswith("/"):
-            self.stop()
-            why = self.stderr().strip() or (f"no pty path on stdout within {timeout:g} s"
-                                             if not line else f"unexpected output {path!r}")
-            raise LaunchError(f"virtual modem did not start: {why}")
-        return path
-
-    def stderr(self) -> str:
-        """What the modem wrote on stderr so far (its --verbose trace, errors)."""
-        if not self.log.closed:
-            self.log.seek(0)
-            self._stderr = self.log.read().decode(errors="replace")
-        return self._stderr
-
-    def pause(self) -> None:
-        """SIGSTOP: the modem stops answering; its pty stays open."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """SIGCONT: the modem answers again (what arrived meanwhile is processed)."""
-        self.proc.send_signal(signal.SIGCONT)
-
-    def network_lost(self) -> None:
-        """SIGUSR1: ``+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY``, every link dropped."""
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 3 s; returns the exit status. ``stderr()`` stays
-        available afterwards."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)   # a paused process cannot exit
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_GRACE_S)
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.stderr()
-        self.log.close()
-        if getattr(self, "_dir", None):   # a RunningBoard has no control socket
-            self._dir.cleanup()
-        return self.proc.returncode
-
-    def __enter__(self) -> RunningModem:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start_modem(*args: str, ready_timeout: float = 10.0,

@@ -7,37 +7,18 @@ the path from the first stdout line, bounded waits, stderr capture, SIGTERM then
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 
-from .launch import LaunchError, RunningModem
+from .launch import LaunchError, SimProcess
 
 __all__ = ["LaunchError", "RunningBoard", "start_board"]
 
 
-class RunningBoard(RunningModem):
+class RunningBoard(SimProcess):
     """A ``synack sim board`` process; ``port`` is the pty to open like a serial port.
-    (pause/resume from the base class work too: a board that hangs.)"""
+    (pause/resume work too: a board that hangs.)"""
 
-    def __init__(self, args: list[str], ready_timeout: float = 10.0,
-                 prefix: Sequence[str] = ()):
-        self.args = args
-        cmd = [*prefix, sys.executable, "-m", "synack_host.cli", "sim", "board", *args]
-        self.log = tempfile.TemporaryFile()   # a stderr pipe could fill up and stall it
-        self._stderr = ""
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
-        try:
-            self.port = self._read_port(ready_timeout)
-        except LaunchError as e:
-            raise LaunchError(str(e).replace("virtual modem", "virtual board")) from None
-
-    def network_lost(self) -> None:
-        raise NotImplementedError("a board has no network to lose; see the modem")
-
-    def __enter__(self) -> RunningBoard:
-        return self
+    kind = "board"
 
 
 def start_board(*args: str, ready_timeout: float = 10.0,
