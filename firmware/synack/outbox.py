@@ -13,10 +13,17 @@ complete one, never half of one; leftover ``.tmp`` files are removed when the ou
 opened (their put() never returned an id). A record that fails its checks is renamed to
 ``bad-<name>`` (quarantined, kept for inspection) and reported as ``CorruptRecord``.
 
-Ids are monotonic across reboots: the next id is persisted in ``next``, leased in
-blocks of ``lease`` ids so the flash is not rewritten for every message (a reboot skips
-the rest of the block; ids stay unique and increasing). The server deduplicates by id:
-a crash after the server's ack but before the record's removal resends that message.
+Ids are monotonic across reboots and power cuts, also when every record was acked and
+removed: the highest id that may have been handed out is kept in the *name* of an empty
+lease marker file (``n`` + 8 hex digits), leased in blocks of ``lease`` ids so the flash
+is not rewritten for every message (a reboot skips the rest of the block; ids stay
+unique and increasing). A new marker is in place before the old one is removed, and a
+name is never half-written, so after any power cut the next id is max(every record and
+marker id seen) + 1. (Outboxes written by older versions kept the next id in the file
+``next``: it is read once and replaced by a marker.) Records are flushed to the medium
+(fsync / os.sync where the port has them) before they are renamed into place, so a
+put() that returned survives a power cut. The server deduplicates by id: a crash after
+the server's ack but before the record's removal resends that message.
 
 Storage is an object with ``names() size(name) read(name) write(name, data)
 remove(name) rename(old, new)``: ``FileStore`` (os/open, works on MicroPython's VFS)
@@ -30,7 +37,9 @@ import os
 from micropython import const
 
 _MAGIC = b"SYOB1"
-_NEXT = "next"
+_NEXT = "next"          # the id counter of older versions: read once, then removed
+_MARK = "n"             # lease marker: "n%08x" names the highest id that may be handed out
+_RECORD = "m"
 _TMP = ".tmp"
 _BAD = "bad-"
 _MAX_HEADER = const(64)
@@ -57,13 +66,14 @@ class CorruptRecord(OutboxError):
         self.reason = reason
 
 
-def _name(msg_id):
-    return "m%08x" % msg_id
+def _name(msg_id, prefix=_RECORD):
+    return "%s%08x" % (prefix, msg_id)
 
 
-def _id_of(name):
-    """The id in a record name, or -1 if ``name`` is not a record's."""
-    if len(name) != 9 or name[0] != "m":
+def _id_of(name, prefix=_RECORD):
+    """The id in a record name (a lease marker's with ``prefix`` "n"), or -1 if ``name``
+    is not one."""
+    if len(name) != 9 or name[0] != prefix:
         return -1
     try:
         return int(name[1:], 16)
@@ -163,17 +173,17 @@ class FileStore:
         tmp = path + _TMP
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
+            _sync_file(f)       # the data is on the medium before the name points to it
         try:
             os.rename(tmp, path)
         except OSError as e:
             # A filesystem that will not rename onto an existing file (plain FatFs):
-            # remove, then rename. In between only the complete .tmp exists, and
-            # Outbox reads it back (see _load_next).
+            # remove, then rename. In between only the complete .tmp exists.
             if not self._exists(path):
                 raise e
             os.remove(path)
             os.rename(tmp, path)
+        _sync_dir(self.dir)
 
     def _exists(self, path):
         try:
@@ -189,6 +199,39 @@ class FileStore:
         os.rename(self._path(old), self._path(new))
 
 
+def _sync_file(f):
+    """Push what was written to ``f`` to the medium. On MicroPython's VFS flush() commits
+    the file (LittleFS, FatFs) and os.sync(), where the port has it, flushes the block
+    device; CPython needs os.fsync (MicroPython has none)."""
+    f.flush()
+    fsync = getattr(os, "fsync", None)
+    if fsync is not None:
+        fsync(f.fileno())
+        return
+    sync = getattr(os, "sync", None)
+    if sync is not None:
+        sync()
+
+
+def _sync_dir(path):
+    """Make a rename in directory ``path`` durable where that takes an fsync of the
+    directory (CPython on POSIX); MicroPython's VFS commits renames itself."""
+    fsync = getattr(os, "fsync", None)
+    opener = getattr(os, "open", None)
+    if fsync is None or opener is None:
+        return
+    try:
+        fd = opener(path, 0)    # O_RDONLY
+    except OSError:
+        return
+    try:
+        fsync(fd)
+    except OSError:
+        pass                    # a filesystem that cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
 class Outbox:
     def __init__(self, store, max_messages=100, max_bytes=16384, lease=32):
         if max_messages < 1 or max_bytes < 1 or lease < 1:
@@ -202,13 +245,17 @@ class Outbox:
         self.delivered = 0
         self._ids = []           # type: list[int]  # pending, oldest first
         self._sizes = []         # type: list[int]  # record bytes, parallel to _ids
+        self._marks = []         # type: list[str]  # lease marker names on the store
+        self._legacy = []        # type: list[str]  # "next" / "next.tmp" of older versions
         self.bytes_used = 0
-        top = -1
+        top = 0                  # the highest id seen in any name: never handed out again
         for name in store.names():
+            if name == _NEXT or name == _NEXT + _TMP:
+                self._legacy.append(name)
+                continue
             if name.endswith(_TMP):
-                if name != _NEXT + _TMP:
-                    store.remove(name)
-                    self.cleaned += 1
+                store.remove(name)
+                self.cleaned += 1
                 continue
             if name.startswith(_BAD):
                 self.quarantined.append(name)
@@ -218,31 +265,44 @@ class Outbox:
             if mid >= 0:
                 self._ids.append(mid)
                 top = max(top, mid)
+                continue
+            mark = _id_of(name, _MARK)
+            if mark >= 0:
+                self._marks.append(name)
+                top = max(top, mark)
         self._ids.sort()
         for mid in self._ids:
             size = store.size(_name(mid))
             self._sizes.append(size)
             self.bytes_used += size
-        self._next = max(top + 1, self._load_next(), 1)
+        self._next = max(top + 1, self._load_legacy())
         self._leased = self._next
         self._lease_more()
 
-    def _load_next(self):
+    def _load_legacy(self):
+        """The next id kept in ``next`` (or a complete ``next.tmp``) by older versions."""
         best = 0
-        for name in (_NEXT, _NEXT + _TMP):
+        for name in self._legacy:
             try:
                 best = max(best, int(self.store.read(name).strip()))
             except (OSError, ValueError):
-                pass  # missing or a half-written .tmp: the other one (or the records) rule
+                pass  # missing, empty or half-written: the other one (or the names) rule
         return best
 
     def _lease_more(self):
+        """Reserve ids up to ``_next + lease - 1``: the new marker is written before the
+        old ones are removed, so a power cut in between leaves both (the larger rules)."""
         self._leased = self._next + self.lease
-        self.store.write(_NEXT, b"%d\n" % self._leased)
-        try:
-            self.store.remove(_NEXT + _TMP)
-        except OSError:
-            pass  # normally absent
+        name = _name(min(self._leased - 1, _MAX_ID), _MARK)
+        self.store.write(name, b"")   # the name is the value: nothing to half-write
+        for old in self._marks + self._legacy:
+            if old != name:
+                try:
+                    self.store.remove(old)
+                except OSError:
+                    pass  # already gone
+        self._marks = [name]
+        self._legacy = []
 
     def __len__(self):
         return len(self._ids)

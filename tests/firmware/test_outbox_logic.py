@@ -1,5 +1,6 @@
 """Outbox logic over the in-memory store: order, bounds, ack-only removal, ids that
-survive a reboot, lease writes, corrupt records quarantined, crash leftovers."""
+survive a reboot (also with every record acked and every file's data lost), lease
+markers, corrupt records quarantined, crash leftovers, the older ``next`` counter."""
 
 from portable import eq, raises
 
@@ -16,6 +17,10 @@ class CountingStore(ob.MemoryStore):
     def write(self, name, data):
         self.writes[name] = self.writes.get(name, 0) + 1
         super().write(name, data)
+
+
+def markers(store):
+    return sorted(n for n in store.names() if len(n) == 9 and n[0] == "n")
 
 
 def test_fifo_ids_and_ack_only_removal():
@@ -97,7 +102,29 @@ def test_id_counter_is_leased_not_written_per_message():
     box = ob.Outbox(store, lease=32)
     for _ in range(100):
         box.put(b"x")
-    eq(store.writes["next"], 4)               # at open, then at ids 33, 65, 97
+    # at open, then at ids 33, 65, 97; each marker names the last id of its block
+    eq(sorted(n for n in store.writes if n[0] == "n"),
+       ["n00000020", "n00000040", "n00000060", "n00000080"])
+    eq(markers(store), ["n00000080"])         # the old ones are removed
+    eq(store.files["n00000080"], b"")         # the name is the value
+
+
+def test_ids_never_repeat_when_all_acked_and_file_data_lost():
+    """The power-cut case of the old counter file: every record acked and removed, then
+    the data of every file lost (written, renamed, never flushed). Names survive."""
+    store = ob.MemoryStore()
+    box = ob.Outbox(store, lease=4)
+    for i in range(6):
+        box.put(b"%d" % i)
+    eq(box.flush(lambda m, p: True), 6)
+    for name in store.names():
+        store.files[name] = b""
+    box2 = ob.Outbox(store, lease=4)
+    eq(len(box2), 0)
+    eq(box2.put(b"after") > 6, True)
+    # a cut between writing the new marker and removing the old one: both, larger rules
+    store.files["n00000003"] = b""
+    eq(ob.Outbox(store, lease=4).put(b"again") > 7, True)
 
 
 def test_corrupt_record_is_quarantined_with_a_clear_error():
@@ -138,19 +165,39 @@ def test_decode_errors_name_the_problem():
     eq("id 7" in str(raises(ValueError, ob.decode_record, 8, good)), True)
 
 
-def test_crash_leftovers_are_cleaned_and_half_written_counter_recovered():
+def test_crash_leftovers_are_cleaned():
     store = ob.MemoryStore()
     box = ob.Outbox(store, lease=10)
     box.put(b"one")
-    # A crash while writing the next record: only its .tmp exists (put never returned).
+    # A crash while writing the next record or marker: only a .tmp (put never returned).
     store.files["m00000002.tmp"] = b"SYOB1 2 3 0"
-    # A crash in FileStore.write's FAT path: "next" removed, the complete .tmp remains.
-    store.files["next.tmp"] = store.files.pop("next").replace(b"11", b"500")
+    store.files["n00000013.tmp"] = b""
     box2 = ob.Outbox(store, lease=10)
-    eq(box2.cleaned, 1)
-    eq("m00000002.tmp" in store.files or "next.tmp" in store.files, False)
+    eq(box2.cleaned, 2)
+    eq(sorted(n for n in store.files if n.endswith(".tmp")), [])
     eq(box2.ids(), [1])
-    eq(box2.put(b"two"), 500)
+    eq(box2.put(b"two"), 11)                  # the first block (1..10) is skipped
+    eq(markers(store), ["n00000014"])
+
+
+def test_counter_file_of_older_versions_is_read_once_and_replaced():
+    store = ob.MemoryStore()
+    store.files["next"] = b"500\n"
+    box = ob.Outbox(store, lease=10)
+    eq(box.put(b"x"), 500)
+    eq(sorted(store.files), ["m000001f4", "n000001fd"])
+    # the FAT crash of an older version: "next" removed, only a complete next.tmp
+    store = ob.MemoryStore()
+    store.files["next.tmp"] = b"77\n"
+    box = ob.Outbox(store)
+    eq((box.cleaned, box.put(b"y")), (0, 77))
+    eq("next.tmp" in store.files, False)
+    # an empty (power-cut) "next" with a record: the record's id rules
+    store = ob.MemoryStore()
+    store.files["next"] = b""
+    store.files["m00000009"] = ob.encode_record(9, b"old")
+    box = ob.Outbox(store)
+    eq((box.ids(), box.put(b"z")), ([9], 10))
 
 
 def test_empty_payload_and_memory_store_errors():

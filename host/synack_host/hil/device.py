@@ -10,7 +10,10 @@ usable on its own::
     dev.start("run_poller()"); dev.expect(r"poll 10 "); dev.finish(timeout=60)
 
 Everything sent and received is appended to ``log_path`` (when given), so a failed test
-leaves the device's side of the story next to the host's.
+leaves the device's side of the story next to the host's. Secrets (the Wi-Fi key) never
+appear there, nor in the errors raised: they are sent by ``set_secret`` - assigned to a
+variable on the device, logged as ``***`` - and the bring-up code names the variable; and
+every log write and error message is masked (synack_host.secrets).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from .. import deploy as deployer
+from .. import secrets
 from ..transport import RawRepl, TransportError, open_link
 
 NETWORKS = ("sim7600", "wifi")
@@ -44,7 +48,8 @@ print('network up: sim7600')
 """,
     "wifi": _PREAMBLE + """
 from synack.link.wifi import WifiLink
-link = WifiLink(%(ssid)r, %(key)r or None, timeout_ms=20000)   # what a Supervisor keeps up
+link = WifiLink(%(ssid)r, _synack_wifi_key or None, timeout_ms=20000)   # what a Supervisor keeps up
+del _synack_wifi_key
 link.up()
 socket.use(None)
 print('network up: wifi', link.address())
@@ -64,7 +69,10 @@ class Device:
             raise ValueError(f"network must be one of {', '.join(NETWORKS)}")
         self.port = port
         self.network = network
-        self.settings = {"apn": apn, "ssid": ssid, "key": key}
+        self.settings = {"apn": apn, "ssid": ssid}
+        # sent with set_secret before the bring-up code, which names the variable
+        self.secrets = {"_synack_wifi_key": key} if network == "wifi" else {}
+        secrets.register(key)
         self.log_path = log_path
         self.link = open_link(port, baud)
         self.repl = RawRepl(self.link)
@@ -78,7 +86,11 @@ class Device:
         if isinstance(text, bytes):
             text = text.decode(errors="replace")
         with open(self.log_path, "a") as f:
-            f.write(f"[{time.strftime('%H:%M:%S')}] {kind}:\n{text.rstrip()}\n")
+            f.write(secrets.mask(f"[{time.strftime('%H:%M:%S')}] {kind}:\n{text.rstrip()}\n"))
+
+    def _failed(self, e: Exception) -> None:
+        secrets.scrub_exception(e)
+        self.log(f"failed ({type(e).__name__})", f"{e}\nunread: {self.repl.buf!r}")
 
     # -- running code ----------------------------------------------------------------
     def exec(self, code: str, timeout: float = 30.0) -> str:
@@ -86,20 +98,38 @@ class Device:
         try:
             out = self.repl.exec(code, timeout)
         except Exception as e:
-            self.log(f"failed ({type(e).__name__})", f"{e}\nunread: {self.repl.buf!r}")
+            self._failed(e)
             raise
         self.log("output", out)
         return out.decode(errors="replace")
 
     def eval(self, expr: str, timeout: float = 30.0):
         self.log("eval", expr)
-        return self.repl.eval(expr, timeout)
+        try:
+            value = self.repl.eval(expr, timeout)
+        except Exception as e:
+            self._failed(e)
+            raise
+        self.log("value", repr(value))
+        return value
+
+    def set_secret(self, name: str, value: str, timeout: float = 30.0) -> None:
+        """Assign ``value`` to the global ``name`` on the device without it reaching any
+        log: the log says ``name = ***``; the value is registered for masking."""
+        secrets.register(value)
+        self.log("exec", f"{name} = {secrets.MASK}")
+        try:
+            self.repl.exec(f"{name} = {value!r}", timeout)
+        except Exception as e:
+            self._failed(e)
+            raise
 
     def start(self, code: str) -> None:
         """Run ``code`` without waiting; watch it with expect(), collect with finish()."""
         self.log("start", code)
-        self.watched = b""
         self.repl.start(code)
+        # output that arrived with the end of the paste handshake is already read
+        self.watched, self.repl.buf = self.repl.buf, b""
 
     def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[bytes]:
         """Wait until the running code has printed something matching ``pattern``."""
@@ -111,12 +141,17 @@ class Device:
                 return m
             if b"\x04" in self.watched or time.monotonic() > deadline:
                 self.log("expect failed", self.watched)
-                raise DeviceTimeout(f"device did not print /{pattern}/ within {timeout:g} s; "
-                                    f"it printed: {self.watched[-600:]!r}")
+                raise DeviceTimeout(secrets.mask(
+                    f"device did not print /{pattern}/ within {timeout:g} s; "
+                    f"it printed: {self.watched[-600:]!r}"))
             self.watched += self.link.read_available(0.01)
 
     def finish(self, timeout: float = 60.0) -> str:
-        out = self.repl.finish(timeout, pending=self.watched)
+        try:
+            out = self.repl.finish(timeout, pending=self.watched)
+        except Exception as e:
+            self._failed(e)
+            raise
         self.watched = b""
         self.log("output", out)
         return out.decode(errors="replace")
@@ -135,6 +170,8 @@ class Device:
         self.log("soft reset", "")
 
     def bring_up(self, timeout: float = 60.0) -> str:
+        for name, value in self.secrets.items():
+            self.set_secret(name, value, timeout)
         return self.exec(BRING_UP[self.network] % self.settings, timeout)
 
     def close(self) -> None:

@@ -18,22 +18,30 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
 - ``blackhole``: ``blackhole(port)`` makes a server port silent (needs root and nft).
 - ``network``: device/router/server network namespaces with impairments (needs root).
 - ``netdevice``: the virtual device as its own host, in ``network``'s device namespace.
+
+Secret options (``SECRET_OPTIONS``: ``--wifi-key``) are registered with
+synack_host.secrets when pytest starts: device logs, failure reports, captured output,
+log records, the JUnit XML and the terminal show ``***`` in their place.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from .. import secrets
 from .device import NETWORKS, Device
 from .http_server import HttpServer
 from .servers import EchoServer
 
 ENGINES = ("cpython", "micropython", "unix")
+# options whose values are secrets: masked (***) in everything the run logs or reports
+SECRET_OPTIONS = ("--wifi-key",)
 # the rig's modem counts an AT+CTCPKA minute as this many seconds, so keepalive tests
 # finish in seconds; a real modem's minute is 60 s
 VIRTUAL_KEEPALIVE_MINUTE_S = 1.0
@@ -49,7 +57,7 @@ class HilConfig:
     server_host: str
     apn: str = "internet"
     wifi_ssid: str = "synack-virtual"
-    wifi_key: str = ""
+    wifi_key: str = field(default="", repr=False)
 
     @property
     def virtual(self) -> bool:
@@ -122,9 +130,72 @@ def _device(hil: HilConfig, rig):
     dev.close()
 
 
+# -- secrets: registered at start, masked in every report, log record and the JUnit XML
+class _MaskSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if secrets.registered():
+            message = record.getMessage()
+            if secrets.contains(message):
+                record.msg, record.args = secrets.mask(message), ()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = secrets.mask(record.exc_text)
+        return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    secrets.register(*(config.getoption(o, None) for o in SECRET_OPTIONS))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    logging_plugin = session.config.pluginmanager.get_plugin("logging-plugin")
+    for name in ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler"):
+        handler = getattr(logging_plugin, name, None)
+        if isinstance(handler, logging.Handler):
+            handler.addFilter(_MaskSecrets())
+
+
+def _mask_report(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not secrets.registered():
+        return
+    longrepr = report.longrepr
+    if longrepr is not None:
+        report.longrepr = secrets.scrub(longrepr)  # type: ignore[assignment]
+        if not isinstance(longrepr, (str, tuple)) and secrets.contains(str(longrepr)):
+            report.longrepr = secrets.mask(str(longrepr))  # not a dataclass: as text
+    report.sections[:] = [(secrets.mask(t), secrets.mask(c)) for t, c in report.sections]
+    props = getattr(report, "user_properties", None)
+    if props:
+        props[:] = [(n, secrets.scrub(v)) for n, v in props]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield
+    _mask_report(report)
+    return report
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The JUnit XML once more, after pytest wrote it (also record_xml_attribute and
+    record_testsuite_property values, which bypass the reports)."""
+    xml = getattr(config.option, "xmlpath", None)
+    if not xml or not secrets.registered() or not os.path.isfile(xml):
+        return
+    with open(xml, encoding="utf-8") as f:
+        text = f.read()
+    masked = secrets.mask_xml(text)
+    if masked != text:
+        with open(xml, "w", encoding="utf-8") as f:
+            f.write(masked)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
+    _mask_report(report)
     setattr(item, f"hil_report_{report.when}", report)
     log = getattr(item, "hil_log", None)
     if report.failed and log is not None:
