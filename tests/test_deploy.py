@@ -107,6 +107,62 @@ def test_config_file_is_validated(tmp_path, board_fs):
     assert (fs / "synack_config.json").read_bytes() == b'{"apn":"internet","wifi":{"ssid":"lab"}}'
 
 
+GOOD_CONFIG = ('{"apn": "internet", "pin": "1234", "wifi": {"ssid": "lab", "key": "pw"}, '
+               '"server_host": "10.0.0.2", "endpoints": {"poll": "http://10.0.0.2:8080/c"}, '
+               '"keepalive": {"idle": 60, "interval": 10, "count": 5}, '
+               '"heartbeat": {"idle_ms": 30000, "timeout_ms": 10000, "misses": 3}, '
+               '"poll": {"interval_ms": 30000, "jitter_ms": 0}}')
+
+
+def test_config_schema_accepts_every_documented_key():
+    assert deploy.parse_config(GOOD_CONFIG)["keepalive"]["count"] == 5
+    assert deploy.parse_config("{}") == {}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1]", "the top level must be an object, got a list"),
+    ('"apn"', "the top level must be an object, got a string"),
+    ('{"apn": NaN}', "NaN is not a JSON number"),
+    ('{"keepalive": {"idle": -Infinity}}', "-Infinity is not a JSON number"),
+    ('{"apn": ["x"]}', "apn must be a string, got a list"),
+    ('{"wifi": {"key": "k"}}', "wifi.ssid is missing"),
+    ('{"wifi": {"ssid": ""}}', "wifi.ssid must be 1..32 characters, got 0"),
+    ('{"wifi": "lab"}', "wifi must be an object, got a string"),
+    ('{"pin": "12a4"}', "pin must be digits only"),
+    ('{"keepalive": {"idle": 1.5}}', "keepalive.idle must be a whole number, got a number"),
+    ('{"keepalive": {"count": 101}}', "keepalive.count must be 1..100, got 101"),
+    ('{"endpoints": {"poll": "ftp://x/y"}}', "endpoints.poll must start with http://"),
+    ('{"endpoints": {"": "http://x/y"}}', "a key of endpoints must be 1..32 characters"),
+    ('{"Apn": "x"}', "unknown key 'Apn' (known: apn,"),
+    ('{"poll": {"interval": 5}}', "unknown key 'poll.interval'"),
+    ('{"apn": "a", "apn": "b"}', "duplicate key 'apn'"),
+    ('{"a": {"b": {"c": {"d": {"e": 1}}}}}', "nested deeper than 4 levels"),
+    ("[" * 100_000, "nested deeper than 4 levels"),
+    ('{"apn": "x",}', "invalid JSON"),
+])
+def test_config_schema_refuses_with_the_key_named(text, message):
+    with pytest.raises(ValueError) as exc:
+        deploy.parse_config(text)
+    assert message in str(exc.value)
+
+
+def test_config_file_must_be_a_small_regular_utf8_file(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.json"
+    big.write_text('{"apn": "%s"}' % ("x" * deploy.CONFIG_MAX_BYTES))
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"apn": "\xe9"}')
+    for path, message in [(fifo, "not a regular file (a FIFO)"), (tmp_path, "is a directory"),
+                          (big, "too large"), (latin, "not UTF-8 text"),
+                          (tmp_path / "none.json", "no such file or directory")]:
+        with pytest.raises(deploy.DeployError) as exc:
+            deploy.load_config(path)   # returns at once: a FIFO is refused, not opened
+        assert str(exc.value).startswith(f"config {path}: ") and message in str(exc.value)
+
+
 def test_compressed_transfer_inflates_on_the_board(board_fs):
     board, fs = board_fs
     version, can_inflate = deploy.probe(board)

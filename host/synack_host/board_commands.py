@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import deploy
-from .command import CommandError, State
+from .command import CommandError, State, baud_rate, read_text_input
 from .transport import DeviceError, RawRepl, TransportError, open_link
 
 
 def _port_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--port", default=os.environ.get("SYNACK_PORT"),
                    help="serial port or pyserial URL (default: $SYNACK_PORT)")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--baud", type=baud_rate, default=115200,
+                   help="baud rate (default 115200)")
     p.add_argument("--reset", action="store_true",
                    help="hard-reset the board through RTS/EN when opening the port")
 
@@ -60,6 +61,17 @@ def session(state: State, args: argparse.Namespace) -> Iterator[RawRepl]:
             link.close()
 
 
+def write_output(state: State, data: bytes) -> None:
+    """The board's output as it came (bytes to a byte stream; else decoded)."""
+    out = getattr(state.out, "buffer", None)
+    if out is not None:
+        state.out.flush()
+        out.write(data)
+        out.flush()
+    else:
+        state.out.write(data.decode(errors="replace"))
+
+
 def _exec_args(p):
     _port_args(p)
     p.add_argument("code", help="Python code to run on the board")
@@ -67,7 +79,7 @@ def _exec_args(p):
 
 def cmd_exec(state: State, args) -> None:
     with session(state, args) as repl:
-        state.out.write(repl.exec(args.code).decode(errors="replace"))
+        write_output(state, repl.exec(args.code))
 
 
 def _eval_args(p):
@@ -81,7 +93,15 @@ def cmd_eval(state: State, args) -> None:
 
     with session(state, args) as repl:
         value = repl.eval(args.expr)
-    print(json.dumps(value) if args.json else repr(value), file=state.out)
+    if args.json:
+        try:
+            text = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as e:
+            raise CommandError(f"the value of {args.expr!r} has no JSON form ({e}); "
+                               "leave out --json to see its repr") from None
+        print(text, file=state.out)
+    else:
+        print(repr(value), file=state.out)
 
 
 def _run_args(p):
@@ -90,12 +110,9 @@ def _run_args(p):
 
 
 def cmd_run(state: State, args) -> None:
-    try:
-        code = args.file.read_text()
-    except OSError as e:
-        raise CommandError(f"cannot read {args.file}: {e}") from None
+    code = read_text_input(args.file)
     with session(state, args) as repl:
-        state.out.write(repl.exec(code, timeout=3600).decode(errors="replace"))
+        write_output(state, repl.exec(code, timeout=3600))
 
 
 def _deploy_args(p):
@@ -123,6 +140,12 @@ def progress_bar(total: int, err) -> Callable[[int], None]:
 def cmd_deploy(state: State, args) -> None:
     import json
 
+    config = None
+    if args.config:   # a bad config fails before anything is sent
+        try:
+            config = deploy.load_config(args.config)
+        except deploy.DeployError as e:
+            raise CommandError(str(e)) from None
     with session(state, args) as repl:
         try:
             plan = deploy.plan(repl, args.dest)
@@ -139,8 +162,8 @@ def cmd_deploy(state: State, args) -> None:
                     print(f"  {item.target} ({len(item.data)} bytes)", file=state.out)
             if not args.dry_run:
                 _send(state, repl, plan)
-                if args.config:
-                    n = deploy.write_config(repl, args.config)
+                if config is not None:
+                    n = deploy.write_config(repl, config)
                     report["config_bytes"] = n
                     if not args.json:
                         print(f"config: {n} bytes to /synack_config.json", file=state.out)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from .board_commands import device_errors
-from .command import CommandError, State
+from .command import CommandError, State, baud_rate
 from .transport import RawRepl, open_link
 
 SEPARATOR = "+"
@@ -22,7 +22,8 @@ SEPARATOR = "+"
 
 def _connect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("port", help="serial port or pyserial URL of the board")
-    p.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    p.add_argument("--baud", type=baud_rate, default=115200,
+                   help="baud rate (default 115200)")
     p.add_argument("--reset", action="store_true",
                    help="hard-reset the board through RTS/EN when opening the port")
     p.add_argument("chain", nargs=argparse.REMAINDER, metavar="COMMAND ...",

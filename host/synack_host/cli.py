@@ -4,6 +4,11 @@ Each entry of COMMANDS is ``"word word": (handler, add_arguments, help)``; the w
 become nested subcommands. A handler takes ``(state, args)`` and raises CommandError for
 anything the user should read; main() prints ``synack: <message>`` on stderr and returns
 1. To add a command, write its two functions and add one line to the table.
+
+Every failure is one line on stderr starting ``synack: ``: usage errors
+(``synack: exec: argument --baud: ...``, status 2), CommandError (status 1), Ctrl-C
+(``synack: interrupted``, 130) and, as a backstop, any other exception
+(``synack: internal error: ...``, status 2; SYNACK_DEBUG=1 shows its traceback).
 """
 
 from __future__ import annotations
@@ -19,7 +24,45 @@ from .board_commands import BOARD_COMMANDS
 from .chain import CHAIN_COMMANDS
 from .fs_commands import FS_COMMANDS
 from .terminal import REPL_COMMANDS
-from .command import CommandError, State
+from .command import (CommandError, State, baud_rate, describe_os_error, float_range,
+                      int_range)
+
+DEBUG_ENV = "SYNACK_DEBUG"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, ``synack: <command>: <message>``
+    (subparsers are made of the same class)."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        where = " ".join(self.prog.split()[1:])
+        if where:
+            line = f"synack: {where}: {message} (see 'synack {where} --help')"
+        else:
+            usage = " ".join(self.format_usage().split())
+            line = f"synack: {message}; {usage}"
+        self.exit(2, line + "\n")
+
+    def parse_args(self, args=None, namespace=None):   # type: ignore[override]
+        """As argparse's, but leftover arguments are blamed on the subcommand that was
+        given them: ``synack: exec: unrecognized arguments: --bogus``."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            words = [getattr(parsed, "command", None)]
+            words += [getattr(parsed, f"sub{i}", None) for i in range(3)]
+            sub = self
+            for word in filter(None, words):
+                sub = _subparser(sub, word) or sub
+            sub.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _subparser(parser: argparse.ArgumentParser, word: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(word)
+    return None
 
 
 Handler = Callable[[State, argparse.Namespace], None]
@@ -29,14 +72,15 @@ Handler = Callable[[State, argparse.Namespace], None]
 def _modem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
                    help="AT dialect to emulate (default: sim7600)")
-    p.add_argument("--baud", type=int, help="pace both directions like a UART at this "
-                   "baud rate (8N1: baud/10 bytes/s); default: unpaced")
+    p.add_argument("--baud", type=baud_rate, help="pace both directions like a UART at "
+                   "this baud rate (8N1: baud/10 bytes/s); default: unpaced")
     p.add_argument("--sim", choices=["ready", "absent", "pin"], default="ready",
                    help="SIM card state (pin: locked, PIN 1234)")
     p.add_argument("--registration", default="home",
                    choices=["home", "roaming", "searching", "denied", "none"],
                    help="network registration state reported by +CREG/+CEREG")
-    p.add_argument("--rssi", type=int, default=20, help="AT+CSQ rssi value 0..31")
+    p.add_argument("--rssi", type=int, default=20,
+                   help="AT+CSQ rssi value 0..31, or 99: not known (default 20)")
     p.add_argument("--pdp-fail", action="store_true", help="AT+NETOPEN fails (+NETOPEN: 1)")
     p.add_argument("--host", action="append", default=[], metavar="NAME=IP",
                    help="name for AT+CDNSGIP / AT+CIPOPEN to resolve (repeatable)")
@@ -47,9 +91,11 @@ def _modem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="PREFIX|RESPONSE[|N]",
                    help="answer the next N commands starting with PREFIX with RESPONSE "
                    "(SILENT: no answer), e.g. 'AT+CIPOPEN|+CME ERROR: 3'")
-    p.add_argument("--connect-timeout", type=float, default=20.0,
+    p.add_argument("--connect-timeout", type=float_range(0, 3600, "connect timeout"),
+                   default=20.0,
                    help="seconds before +CIPOPEN: <n>,10 (default 20)")
-    p.add_argument("--keepalive-minute", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--keepalive-minute", type=float_range(0, 3600, "keepalive minute"),
+                   default=60.0, metavar="SECONDS",
                    help="how long one AT+CTCPKA minute lasts (default 60; tests shorten "
                    "it to see keepalive work in seconds)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
@@ -114,16 +160,17 @@ def cmd_sim_fault(state: State, args: argparse.Namespace) -> None:
 def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fs", metavar="DIR", help="the board's flash: a host directory "
                    "(default: a new temporary directory)")
-    p.add_argument("--baud", type=int, help="pace both directions like a UART at this "
-                   "baud rate (8N1: baud/10 bytes/s); default: unpaced")
+    p.add_argument("--baud", type=baud_rate, help="pace both directions like a UART at "
+                   "this baud rate (8N1: baud/10 bytes/s); default: unpaced")
     p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
                    help="what runs the code (default: cpython)")
     p.add_argument("--micropython", metavar="PATH", help="the MicroPython unix-port "
                    "binary of --engine unix")
     p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
                    "e.g. a virtual modem's pty")
-    p.add_argument("--flash-size", type=int, metavar="BYTES", help="size of the flash "
-                   "filesystem: writes beyond it fail with ENOSPC (default 2 MiB)")
+    p.add_argument("--flash-size", type=int_range(1, 1 << 30, "flash size"), metavar="BYTES",
+                   help="size of the flash filesystem: writes beyond it fail with ENOSPC "
+                   "(default 2 MiB)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
     p.add_argument("--verbose", "-v", action="store_true", help="trace REPL traffic on stderr")
 
@@ -138,6 +185,8 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
         root = args.fs or tmp
         if not os.path.isdir(root):
             raise CommandError(f"--fs {root}: no such directory")
+        if args.uart1:
+            _check_serial_path("--uart1", args.uart1)
         if args.flash_size:   # the engine process reads it when it sets up the flash
             from .sim.shims.device import FLASH_SIZE_ENV
             os.environ[FLASH_SIZE_ENV] = str(args.flash_size)
@@ -162,8 +211,8 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
 def _rig_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
                    help="what runs the board's code (default: cpython)")
-    p.add_argument("--baud", type=int, help="pace the board's REPL and the modem's UART "
-                   "at this baud rate (default: unpaced)")
+    p.add_argument("--baud", type=baud_rate, help="pace the board's REPL and the modem's "
+                   "UART at this baud rate (default: unpaced)")
     p.add_argument("--fs", metavar="DIR", help="the board's flash (default: a new "
                    "temporary directory)")
     p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
@@ -207,7 +256,7 @@ def _hil_args(p: argparse.ArgumentParser) -> None:
                    help="what runs the virtual board's code (default cpython)")
     p.add_argument("--modem", default="sim7600", choices=["sim7600", "wifi"],
                    help="how the device reaches the network (default sim7600)")
-    p.add_argument("--baud", type=int, help="serial speed / virtual UART pacing")
+    p.add_argument("--baud", type=baud_rate, help="serial speed / virtual UART pacing")
     p.add_argument("--server-host", default="127.0.0.1",
                    help="address the device uses to reach this host (default 127.0.0.1)")
     p.add_argument("--apn", help="a real modem's APN (default $SYNACK_APN or 'internet')")
@@ -228,6 +277,15 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
     tests = args.tests or run.DEFAULT_TESTS
     if not tests.is_dir():
         raise CommandError(f"no HIL tests at {tests} (give --tests DIR)")
+    if args.k:
+        _check_k_expression(args.k)
+    _check_output_file("--junit", args.junit)
+    try:
+        args.logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"--logdir {args.logdir}: {describe_os_error(e)}") from None
+    if not os.access(args.logdir, os.W_OK | os.X_OK):
+        raise CommandError(f"--logdir {args.logdir}: not writable")
     options = ["--board", args.board, "--engine", args.engine, "--modem", args.modem,
                "--server-host", args.server_host, "--hil-logdir", str(args.logdir)]
     if args.baud:
@@ -242,7 +300,10 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
     code = run.run_pytest(tests, args.junit, options, state.err)
     if not args.junit.exists():
         raise CommandError(f"the HIL run produced no report (pytest exit status {code})")
-    outcomes = run.read_junit(args.junit)
+    try:
+        outcomes = run.read_junit(args.junit)
+    except run.ReportError as e:
+        raise CommandError(str(e)) from None
     where = "the virtual rig" if args.board == "virtual" else args.board
     print(run.format_report(outcomes, f"synack hil on {where} over {args.modem}"),
           file=state.out)
@@ -255,9 +316,10 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
 
 # -- synack sim selftest ----------------------------------------------------------
 def _selftest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--baud", type=int, default=115200,
+    p.add_argument("--baud", type=_baud_or_zero, default=115200,
                    help="pace the virtual UART (default 115200; 0 = unpaced)")
-    p.add_argument("--bytes", type=int, default=8192, help="bytes to echo (default 8192)")
+    p.add_argument("--bytes", type=int_range(1, 1 << 20, "byte count"), default=8192,
+                   help="bytes to echo (default 8192)")
 
 
 def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
@@ -270,6 +332,54 @@ def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
     except Exception as e:  # a firmware exception: name it, it is what the user debugs
         raise CommandError(f"selftest failed: {type(e).__name__}: {e}") from None
     print("selftest passed", file=state.out)
+
+
+def _baud_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else baud_rate(text)
+
+
+def _check_serial_path(option: str, path: str) -> None:
+    """``path`` must be a terminal device (a pty, a serial port), else CommandError."""
+    import stat
+
+    from .command import file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise CommandError(f"{option} {path}: {describe_os_error(e)}") from None
+    if not stat.S_ISCHR(mode):
+        kind = "regular file" if stat.S_ISREG(mode) else file_kind(mode)
+        raise CommandError(f"{option} {path}: a {kind}, not a serial port")
+
+
+def _check_output_file(option: str, path: Path) -> None:
+    """``path`` can be written: an existing regular file, or a new file in an existing,
+    writable directory (checked by creating it: /proc and read-only mounts say no)."""
+    if path.exists() and not path.is_file():
+        raise CommandError(f"{option} {path}: not a regular file")
+    existed = path.exists()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        os.close(fd)
+    except OSError as e:
+        raise CommandError(f"{option} {path}: cannot write: {describe_os_error(e)}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def _check_k_expression(expr: str) -> None:
+    """A -k expression pytest would refuse, refused here in one line."""
+    try:
+        from _pytest.mark import expression
+    except ImportError:    # a pytest without it: pytest itself will say
+        return
+    refused = (SyntaxError, getattr(expression, "ParseError", SyntaxError))
+    try:
+        expression.Expression.compile(expr)
+    except refused as e:
+        why = getattr(e, "msg", None) or str(e)
+        raise CommandError(f"-k {expr!r} is not a valid pytest expression: {why}") from None
 
 
 COMMANDS: dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]] = {
@@ -296,7 +406,7 @@ COMMANDS = {**CHAIN_COMMANDS, **BOARD_SESSION_COMMANDS, **COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="synack", description="synack host tools")
+    parser = Parser(prog="synack", description="synack host tools")
     parser.add_argument("--version", action="version", version=f"synack {__version__}")
     groups: dict[str, argparse._SubParsersAction] = {}
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -317,16 +427,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)   # bad usage: argparse says why, exits 2
     state = State()
     try:
+        args = build_parser().parse_args(argv)   # bad usage: one line, exit status 2
         args.handler(state, args)
     except CommandError as e:
         print(f"synack: {e}", file=state.err)
         return 1
     except KeyboardInterrupt:
+        print("\nsynack: interrupted", file=state.err)
         return 130
+    except BrokenPipeError:    # e.g. synack cat ... | head: the reader left, stop quietly
+        _silence_stdout()
+        return 141
+    except Exception as e:     # a bug: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        text = " ".join(str(e).split())[:500]
+        print(f"synack: internal error: {type(e).__name__}: {text} (rerun with "
+              f"{DEBUG_ENV}=1 for the traceback)", file=state.err)
+        return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush
+    does not raise again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
-"""What every ``synack`` command handler shares: the error it raises for the user and
-the state it is handed."""
+"""What every ``synack`` command handler shares: the error it raises for the user, the
+state it is handed, argument types that check their range, and a reader for local input
+files that refuses anything but a regular file (a FIFO would block ``open()`` forever)."""
 
 from __future__ import annotations
 
+import argparse
+import errno
+import math
+import os
+import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -19,3 +27,103 @@ class State:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     repl: Any = None   # a transport.RawRepl while a chain runs
+
+
+# -- argument types: argparse reports their ArgumentTypeError as a usage error ---------
+def int_range(lo: int, hi: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer in lo..hi (``what`` names it in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be an integer {lo}..{hi}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be {lo}..{hi}, got {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def float_range(lo: float, hi: float, what: str, lo_open: bool = True
+                ) -> Callable[[str], float]:
+    """An argparse type: a finite number in (lo, hi] (``lo_open``) or [lo, hi]."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+            low = f"more than {lo:g}" if lo_open else f"at least {lo:g}"
+            raise argparse.ArgumentTypeError(
+                f"{what} must be {low} and at most {hi:g}, got {text!r}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+MAX_BAUD = 12_000_000      # the fastest USB-serial bridges (FT232H); termios takes an int
+baud_rate = int_range(300, MAX_BAUD, "baud rate")
+
+
+# -- local input files ----------------------------------------------------------------
+def read_regular_file(path: str | os.PathLike, limit: int | None = None) -> bytes:
+    """The bytes of a regular file. Anything else (a FIFO, a device, a directory) is an
+    OSError with a readable ``strerror``, raised before a read could block; so is a file
+    larger than ``limit`` bytes."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"not a regular file (a {file_kind(mode)})", str(path))
+        size = os.fstat(fd).st_size
+        if limit is not None and size > limit:
+            raise OSError(errno.EFBIG, f"too large ({size} bytes; at most {limit})", str(path))
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if limit is not None and sum(map(len, chunks)) > limit:
+                raise OSError(errno.EFBIG, f"too large (more than {limit} bytes)", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symlink")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def describe_os_error(e: OSError) -> str:
+    """An OSError as a short lower-case phrase, without errno numbers or the path."""
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def read_input(path: Path, what: str = "", limit: int | None = None) -> bytes:
+    """read_regular_file as CommandError: ``cannot read PATH: <why>``."""
+    try:
+        return read_regular_file(path, limit)
+    except OSError as e:
+        raise CommandError(f"cannot read {what}{path}: {describe_os_error(e)}") from None
+
+
+def read_text_input(path: Path, what: str = "", limit: int | None = None) -> str:
+    """A regular file's UTF-8 text (what MicroPython and JSON read), or CommandError."""
+    data = read_input(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise CommandError(f"{what}{path} is not UTF-8 text (byte 0x{data[e.start]:02x} "
+                           f"on line {line})") from None

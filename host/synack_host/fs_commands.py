@@ -10,13 +10,41 @@ binary-safe.
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import json
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import deploy
-from .board_commands import _port_args, progress_bar, session
-from .command import CommandError, State
+from .board_commands import _port_args, progress_bar, session, write_output
+from .command import CommandError, State, describe_os_error, read_input
+from .transport import DeviceError
+
+
+@contextlib.contextmanager
+def board_path_errors(path: str) -> Iterator[None]:
+    """An OSError on the board about ``path`` (no such file, is a directory ...) as one
+    line, ``:PATH: no such file or directory on the board``, instead of the device's
+    traceback; other device exceptions pass through."""
+    try:
+        yield
+    except DeviceError as e:
+        if e.exc_type != "OSError":
+            raise
+        m = re.search(r"\[Errno (\d+)\]|^(\d+)$|\b(E[A-Z]+)\b", e.message)
+        if not m:
+            raise
+        if m.group(3):
+            code = getattr(errno, m.group(3), None)
+        else:
+            code = int(m.group(1) or m.group(2))
+        if code is None:
+            raise
+        why = describe_os_error(OSError(code, os.strerror(code)))
+        raise CommandError(f":{path}: {why} on the board") from None
 
 
 def _path_args(p):
@@ -35,8 +63,10 @@ print(repr(sorted(_out)))
 
 
 def cmd_ls(state: State, args) -> None:
-    with session(state, args) as repl:
+    with session(state, args) as repl, board_path_errors(args.path):
         entries = repl.eval_code(_LS % args.path)
+    if not isinstance(entries, list):
+        raise CommandError(f"unexpected answer from the board to ls: {str(entries)[:200]!r}")
     if args.json:
         print(json.dumps([{"name": n, "dir": d, "size": sz} for n, d, sz in entries]),
               file=state.out)
@@ -76,19 +106,13 @@ def _cat_args(p):
 
 
 def cmd_cat(state: State, args) -> None:
-    with session(state, args) as repl:
+    with session(state, args) as repl, board_path_errors(args.path):
         data = read_board_file(repl, args.path)
-    out = getattr(state.out, "buffer", None)
-    if out is not None:
-        state.out.flush()
-        out.write(data)
-        out.flush()
-    else:
-        state.out.write(data.decode(errors="replace"))
+    write_output(state, data)
 
 
 def cmd_rm(state: State, args) -> None:
-    with session(state, args) as repl:
+    with session(state, args) as repl, board_path_errors(args.path):
         repl.exec(f"import os\nos.remove({args.path!r})")
 
 
@@ -114,10 +138,7 @@ def cmd_cp(state: State, args) -> None:
 
 
 def _upload(state: State, args, local: Path, target: str) -> None:
-    try:
-        data = local.read_bytes()
-    except OSError as e:
-        raise CommandError(f"cannot read {local}: {e}") from None
+    data = read_input(local)
     with session(state, args) as repl:
         info = repl.eval_code(_STAT % target)
         if target.endswith("/") or (info is not None and info[0]):
@@ -151,7 +172,7 @@ def _download(state: State, args, source: str, local: Path) -> None:
         os.replace(tmp, local)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise CommandError(f"cannot write {local}: {e}") from None
+        raise CommandError(f"cannot write {local}: {describe_os_error(e)}") from None
     print(f":{source} -> {local} ({len(data)} bytes)", file=state.out)
 
 

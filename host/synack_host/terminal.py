@@ -73,7 +73,10 @@ def cmd_repl(state: State, args) -> None:
     out = getattr(state.out, "buffer", None)
     if out is None:
         raise CommandError("repl needs a byte stream for its output")
-    in_fd = sys.stdin.fileno()
+    try:
+        in_fd = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):   # stdin closed
+        raise CommandError("repl needs a standard input") from None
     chained = state.repl
     with device_errors():
         if chained is not None:

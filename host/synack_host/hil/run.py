@@ -48,9 +48,17 @@ def run_pytest(tests: Path, junit: Path, options: list[str], out) -> int:
     return proc.returncode
 
 
+class ReportError(Exception):
+    """The JUnit report cannot be read; the message names the file."""
+
+
 def read_junit(path: Path) -> list[Outcome]:
     outcomes = []
-    for case in ET.parse(path).getroot().iter("testcase"):
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise ReportError(f"cannot read the JUnit report {path}: {e}") from None
+    for case in root.iter("testcase"):
         module = case.get("classname", "").rsplit(".", 1)[-1]
         name = f"{module}::{case.get('name')}"
         result, message = "passed", ""
@@ -61,7 +69,11 @@ def read_junit(path: Path) -> list[Outcome]:
                 message = (node.get("message") or "").partition("\n")[0][:160]
         figures = {p.get("name", ""): p.get("value", "")
                    for p in case.iter("property")}
-        outcomes.append(Outcome(name, result, float(case.get("time", 0)), figures, message))
+        try:
+            seconds = float(case.get("time", 0))
+        except ValueError:
+            seconds = 0.0
+        outcomes.append(Outcome(name, result, seconds, figures, message))
     return outcomes
 
 

@@ -8,6 +8,8 @@ level *before* the port opens, and a reset happens only when asked for.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 
 import serial
@@ -58,6 +60,8 @@ class Link:
 
 def open_link(url: str, baudrate: int = 115200, reset: bool = False) -> Link:
     """Open ``url`` exclusively, DTR/RTS idle; ``reset=True`` pulses EN like esptool."""
+    if "://" not in url:
+        _check_device(url)
     try:
         port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, do_not_open=True)
         if hasattr(port, "exclusive") and url.startswith("/"):
@@ -65,12 +69,38 @@ def open_link(url: str, baudrate: int = 115200, reset: bool = False) -> Link:
         port.dtr = False
         port.rts = False
         port.open()
-    except (serial.SerialException, OSError, ValueError) as e:
-        raise TransportError(f"cannot open {url}: {e}") from None
+    except (serial.SerialException, OSError, ValueError, OverflowError) as e:
+        raise TransportError(f"cannot open {url}: {_clean(e, url)}") from None
     link = Link(port, url)
     if reset:
         link.hard_reset()
     return link
+
+
+def _check_device(path: str) -> None:
+    """A local port must be a terminal device: a regular file, a directory or a FIFO
+    would fail later with an obscure ioctl error (or block)."""
+    from ..command import describe_os_error, file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise TransportError(f"cannot open {path}: {describe_os_error(e)}") from None
+    if not stat.S_ISCHR(mode):
+        kind = "regular file" if stat.S_ISREG(mode) else file_kind(mode)
+        raise TransportError(f"cannot open {path}: a {kind}, not a serial port")
+
+
+def _clean(e: Exception, url: str) -> str:
+    """pyserial's message without the repeated ``[Errno N] could not open port URL:``."""
+    text = str(e)
+    if "Inappropriate ioctl" in text:
+        return "not a serial port (not a terminal device)"
+    for noise in (f"could not open port {url}: ", f"Could not open port {url}: "):
+        text = text.replace(noise, "")
+    while text.startswith("[Errno"):
+        text = text.partition("] ")[2]
+    return text.replace(f": {url!r}", "")
 
 
 def pulse_reset(port: serial.SerialBase) -> None:

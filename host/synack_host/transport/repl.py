@@ -103,7 +103,8 @@ class RawRepl:
     def start(self, code: str | bytes, timeout: float = 30.0) -> None:
         """Send code and return once the board runs it; its output is then readable from
         the link until finish() collects the rest (for watching long-running code)."""
-        data = code.encode() if isinstance(code, str) else code
+        # surrogateescape: bytes that came in undecodable (argv, files) go out unchanged
+        data = code.encode("utf-8", "surrogateescape") if isinstance(code, str) else code
         if self.raw_paste:
             self.link.write(b"\x05A\x01")
             answer = self._read_exact(2, timeout)
@@ -156,8 +157,8 @@ class RawRepl:
     def eval_code(self, code: str, timeout: float = 30.0):
         """Run code that prints one repr(); return the value (or the text if it is not a
         Python literal)."""
-        out = self.exec(code, timeout).decode().strip()
+        out = self.exec(code, timeout).decode(errors="replace").strip()
         try:
             return ast.literal_eval(out)
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             return out
