@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from synack_host import deploy
+from synack_host import config, deploy
 from synack_host.packaging import FIRMWARE_DIR, firmware_files
 from synack_host.sim.launch_board import start_board
 
@@ -115,8 +115,8 @@ GOOD_CONFIG = ('{"apn": "internet", "pin": "1234", "wifi": {"ssid": "lab", "key"
 
 
 def test_config_schema_accepts_every_documented_key():
-    assert deploy.parse_config(GOOD_CONFIG)["keepalive"]["count"] == 5
-    assert deploy.parse_config("{}") == {}
+    assert config.parse_config(GOOD_CONFIG)["keepalive"]["count"] == 5
+    assert config.parse_config("{}") == {}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -142,7 +142,7 @@ def test_config_schema_accepts_every_documented_key():
 ])
 def test_config_schema_refuses_with_the_key_named(text, message):
     with pytest.raises(ValueError) as exc:
-        deploy.parse_config(text)
+        config.parse_config(text)
     assert message in str(exc.value)
 
 
@@ -152,14 +152,14 @@ def test_config_file_must_be_a_small_regular_utf8_file(tmp_path):
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
     big = tmp_path / "big.json"
-    big.write_text('{"apn": "%s"}' % ("x" * deploy.CONFIG_MAX_BYTES))
+    big.write_text('{"apn": "%s"}' % ("x" * config.CONFIG_MAX_BYTES))
     latin = tmp_path / "latin.json"
     latin.write_bytes(b'{"apn": "\xe9"}')
     for path, message in [(fifo, "not a regular file (a FIFO)"), (tmp_path, "is a directory"),
                           (big, "too large"), (latin, "not UTF-8 text"),
                           (tmp_path / "none.json", "no such file or directory")]:
         with pytest.raises(deploy.DeployError) as exc:
-            deploy.load_config(path)   # returns at once: a FIFO is refused, not opened
+            config.load_config(path)   # returns at once: a FIFO is refused, not opened
         assert str(exc.value).startswith(f"config {path}: ") and message in str(exc.value)
 
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import config as board_config
 from . import deploy
 from .command import CommandError, State, baud_rate, read_text_input
 from .transport import DeviceError, RawRepl, TransportError, open_link
@@ -143,7 +144,7 @@ def cmd_deploy(state: State, args) -> None:
     config = None
     if args.config:   # a bad config fails before anything is sent
         try:
-            config = deploy.load_config(args.config)
+            config = board_config.load_config(args.config)
         except deploy.DeployError as e:
             raise CommandError(str(e)) from None
     with session(state, args) as repl:
