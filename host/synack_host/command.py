@@ -29,6 +29,12 @@ class State:
     repl: Any = None   # a transport.RawRepl while a chain runs
 
 
+# One command: its handler, the function that adds its arguments, its help line. Tables of
+# these (board_commands, fs_commands, sim_commands ...) are merged into cli.COMMANDS.
+Handler = Callable[[State, argparse.Namespace], None]
+CommandTable = dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]]
+
+
 # -- argument types: argparse reports their ArgumentTypeError as a usage error ---------
 def int_range(lo: int, hi: int, what: str) -> Callable[[str], int]:
     """An argparse type: an integer in lo..hi (``what`` names it in the error)."""

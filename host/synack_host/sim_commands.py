@@ -1,0 +1,245 @@
+"""``synack sim ...``: the virtual rig from the command line (modem, faults, board, both
+wired together, a self-test). Entries of SIM_COMMANDS as in cli.COMMANDS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .command import (CommandError, CommandTable, State, baud_rate, describe_os_error,
+                      float_range, int_range)
+
+
+# -- synack sim modem -------------------------------------------------------------
+def _modem_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
+                   help="AT dialect to emulate (default: sim7600)")
+    p.add_argument("--baud", type=baud_rate, help="pace both directions like a UART at "
+                   "this baud rate (8N1: baud/10 bytes/s); default: unpaced")
+    p.add_argument("--sim", choices=["ready", "absent", "pin"], default="ready",
+                   help="SIM card state (pin: locked, PIN 1234)")
+    p.add_argument("--registration", default="home",
+                   choices=["home", "roaming", "searching", "denied", "none"],
+                   help="network registration state reported by +CREG/+CEREG")
+    p.add_argument("--rssi", type=int, default=20,
+                   help="AT+CSQ rssi value 0..31, or 99: not known (default 20)")
+    p.add_argument("--pdp-fail", action="store_true", help="AT+NETOPEN fails (+NETOPEN: 1)")
+    p.add_argument("--host", action="append", default=[], metavar="NAME=IP",
+                   help="name for AT+CDNSGIP / AT+CIPOPEN to resolve (repeatable)")
+    p.add_argument("--allow", action="append", default=[], metavar="CIDR",
+                   help="also allow connections to this network (default: 127.0.0.0/8)")
+    p.add_argument("--drop-data-urcs", action="store_true",
+                   help="never send +CIPRXGET: 1 (tests that the driver polls)")
+    p.add_argument("--fault", action="append", default=[], metavar="PREFIX|RESPONSE[|N]",
+                   help="answer the next N commands starting with PREFIX with RESPONSE "
+                   "(SILENT: no answer), e.g. 'AT+CIPOPEN|+CME ERROR: 3'")
+    p.add_argument("--connect-timeout", type=float_range(0, 3600, "connect timeout"),
+                   default=20.0,
+                   help="seconds before +CIPOPEN: <n>,10 (default 20)")
+    p.add_argument("--keepalive-minute", type=float_range(0, 3600, "keepalive minute"),
+                   default=60.0, metavar="SECONDS",
+                   help="how long one AT+CTCPKA minute lasts (default 60; tests shorten "
+                   "it to see keepalive work in seconds)")
+    p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
+    p.add_argument("--control", metavar="PATH", help="listen on a Unix socket at PATH for "
+                   "faults to inject while running ('synack sim fault PATH help')")
+    p.add_argument("--verbose", "-v", action="store_true", help="trace AT traffic on stderr")
+
+
+def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
+    from .sim.sim7600 import SIM7600
+
+    hosts = {}
+    for item in args.host:
+        name, sep, ip = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--host wants NAME=IP, got {item!r}")
+        hosts[name] = ip
+    trace = None
+    if args.verbose:
+        def trace(text: str) -> None:
+            print(text, file=state.err, flush=True)
+    try:
+        modem = SIM7600(sim=args.sim, registration=args.registration, rssi=args.rssi,
+                        pdp_fail=args.pdp_fail, hosts=hosts, allow=tuple(args.allow),
+                        drop_data_urcs=args.drop_data_urcs,
+                        connect_timeout=args.connect_timeout, baud=args.baud,
+                        keepalive_minute=args.keepalive_minute,
+                        faults=tuple(args.fault), link_path=args.link, trace=trace,
+                        control_path=args.control)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    except OSError as e:
+        raise CommandError(f"cannot set up the modem: {e}") from None
+    print(modem.port, file=state.out, flush=True)   # first line: what launchers wait for
+    modem.run_until_signalled()
+
+
+# -- synack sim fault -------------------------------------------------------------
+def _fault_args(p: argparse.ArgumentParser) -> None:
+    from .sim.faults import FAULTS
+    from .sim.sim7600 import SIM7600
+
+    table = {**FAULTS, **SIM7600.fault_table}
+    p.epilog = "faults: " + "; ".join(f.usage for f in table.values())
+    p.add_argument("control", metavar="PATH",
+                   help="the modem's control socket (its --control PATH)")
+    p.add_argument("request", nargs="+", metavar="FAULT",
+                   help="the fault and its arguments, e.g. 'drop-registration 5'")
+
+
+def cmd_sim_fault(state: State, args: argparse.Namespace) -> None:
+    from .sim.faults import FaultClient, FaultError
+
+    try:
+        detail = FaultClient(args.control).send(" ".join(args.request))
+    except FaultError as e:
+        raise CommandError(str(e)) from None
+    print(detail or "ok", file=state.out)
+
+
+# -- synack sim board -------------------------------------------------------------
+def _board_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fs", metavar="DIR", help="the board's flash: a host directory "
+                   "(default: a new temporary directory)")
+    p.add_argument("--baud", type=baud_rate, help="pace both directions like a UART at "
+                   "this baud rate (8N1: baud/10 bytes/s); default: unpaced")
+    p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
+                   help="what runs the code (default: cpython)")
+    p.add_argument("--micropython", metavar="PATH", help="the MicroPython unix-port "
+                   "binary of --engine unix")
+    p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
+                   "e.g. a virtual modem's pty")
+    p.add_argument("--flash-size", type=int_range(1, 1 << 30, "flash size"), metavar="BYTES",
+                   help="size of the flash filesystem: writes beyond it fail with ENOSPC "
+                   "(default 2 MiB)")
+    p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
+    p.add_argument("--verbose", "-v", action="store_true", help="trace REPL traffic on stderr")
+
+
+def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
+    import tempfile
+
+    from .sim.board import Board
+    from .sim.engines import make_engine
+
+    with tempfile.TemporaryDirectory(prefix="synack-flash-") as tmp:
+        root = args.fs or tmp
+        if not os.path.isdir(root):
+            raise CommandError(f"--fs {root}: no such directory")
+        if args.uart1:
+            _check_serial_path("--uart1", args.uart1)
+        if args.flash_size:   # the engine process reads it when it sets up the flash
+            from .sim.shims.device import FLASH_SIZE_ENV
+            os.environ[FLASH_SIZE_ENV] = str(args.flash_size)
+        try:
+            engine = make_engine(args.engine, root, args.uart1, args.micropython)
+        except NotImplementedError as e:
+            raise CommandError(str(e)) from None
+        trace = None
+        if args.verbose:
+            def trace(text: str) -> None:
+                print(text, file=state.err, flush=True)
+        try:
+            board = Board(engine, baud=args.baud, link_path=args.link, trace=trace)
+        except OSError as e:
+            engine.close()
+            raise CommandError(f"cannot set up the board: {e}") from None
+        print(board.port, file=state.out, flush=True)   # first line: what launchers wait for
+        board.run_until_signalled()
+
+
+# -- synack sim rig ---------------------------------------------------------------
+def _rig_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["cpython", "micropython", "unix"], default="cpython",
+                   help="what runs the board's code (default: cpython)")
+    p.add_argument("--baud", type=baud_rate, help="pace the board's REPL and the modem's "
+                   "UART at this baud rate (default: unpaced)")
+    p.add_argument("--fs", metavar="DIR", help="the board's flash (default: a new "
+                   "temporary directory)")
+    p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
+                   help="AT dialect of the modem (default: sim7600)")
+    p.add_argument("--modem-arg", action="append", default=[], metavar="ARG",
+                   help="extra argument for 'synack sim modem' (repeatable), e.g. "
+                   "--modem-arg=--host=example.com=127.0.0.1")
+    p.add_argument("--json", action="store_true", help="print the pty paths as JSON")
+
+
+def cmd_sim_rig(state: State, args: argparse.Namespace) -> None:
+    import json
+
+    from .sim import rig
+
+    if args.fs and not os.path.isdir(args.fs):
+        raise CommandError(f"--fs {args.fs}: no such directory")
+    try:
+        running = rig.start_rig(engine=args.engine, baud=args.baud, fs=args.fs,
+                                dialect=args.dialect, modem_args=tuple(args.modem_arg))
+    except rig.LaunchError as e:
+        raise CommandError(str(e)) from None
+    with running:
+        if args.json:
+            print(json.dumps(running.describe()), file=state.out, flush=True)
+        else:
+            print(f"board: {running.board.port}\nmodem: {running.modem.port}\n"
+                  f"faults: synack sim fault {running.modem.control_path} FAULT\n"
+                  f"(the board's machine.UART(1) is the modem; Ctrl-C stops both)",
+                  file=state.out, flush=True)
+        why = rig.run_until_signalled(running)
+    if why:
+        raise CommandError(why)
+
+
+# -- synack sim selftest ----------------------------------------------------------
+def _selftest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baud", type=_baud_or_zero, default=115200,
+                   help="pace the virtual UART (default 115200; 0 = unpaced)")
+    p.add_argument("--bytes", type=int_range(1, 1 << 20, "byte count"), default=8192,
+                   help="bytes to echo (default 8192)")
+
+
+def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
+    from .sim import selftest
+
+    try:
+        selftest.run(args.baud or None, args.bytes)
+    except (selftest.SelftestError, OSError) as e:
+        raise CommandError(f"selftest failed: {e}") from None
+    except Exception as e:  # a firmware exception: name it, it is what the user debugs
+        raise CommandError(f"selftest failed: {type(e).__name__}: {e}") from None
+    print("selftest passed", file=state.out)
+
+
+def _baud_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else baud_rate(text)
+
+
+def _check_serial_path(option: str, path: str) -> None:
+    """``path`` must be a terminal device (a pty, a serial port), else CommandError."""
+    import stat
+
+    from .command import file_kind
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise CommandError(f"{option} {path}: {describe_os_error(e)}") from None
+    if not stat.S_ISCHR(mode):
+        kind = "regular file" if stat.S_ISREG(mode) else file_kind(mode)
+        raise CommandError(f"{option} {path}: a {kind}, not a serial port")
+
+
+SIM_COMMANDS: CommandTable = {
+    "sim modem": (cmd_sim_modem, _modem_args,
+                  "run a virtual modem on a pseudo-terminal (prints its path first)"),
+    "sim fault": (cmd_sim_fault, _fault_args,
+                  "inject a fault into a running virtual modem ('synack sim fault PATH "
+                  "help' lists them)"),
+    "sim board": (cmd_sim_board, _board_args,
+                  "run a virtual MicroPython board on a pseudo-terminal (prints its path "
+                  "first)"),
+    "sim rig": (cmd_sim_rig, _rig_args,
+                "run a virtual board wired to a virtual modem (prints both pty paths)"),
+    "sim selftest": (cmd_sim_selftest, _selftest_args,
+                     "run the firmware against a virtual SIM7600 and a local echo server"),
+}
