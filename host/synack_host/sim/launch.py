@@ -111,7 +111,9 @@ class SimProcess:
 class RunningModem(SimProcess):
     """A ``synack sim modem`` process with a control socket for faults (faults.py):
     ``reboot()``, ``drop_registration(5)``, ``close_link(0)``, ``lose_data_urcs(1)``,
-    ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``, ``heal()``,
+    ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``,
+    ``cme_error("AT+CIPOPEN", 3)``, ``lose_ok()``, ``send_fail()``, ``truncate_read()``,
+    ``ipclose_during_send()``, ``malformed_urc()``, ``heal()``,
     ``status()``; a refused fault raises FaultError with the modem's reason."""
 
     kind = "modem"
@@ -158,6 +160,26 @@ class RunningModem(SimProcess):
 
     def inject_garbage(self, data: bytes) -> str:
         return self.fault("garbage " + "".join(f"\\x{b:02x}" for b in data))
+
+    def cme_error(self, prefix: str, code: int, count: int = 1) -> str:
+        """The next ``count`` commands starting with ``prefix`` answer CME error ``code``."""
+        return self.fault(f"cme-error {prefix} {code} {count}")
+
+    def lose_ok(self, count: int = 1) -> str:
+        return self.fault(f"lose-ok {count}")
+
+    def send_fail(self, count: int = 1) -> str:
+        return self.fault(f"send-fail {count}")
+
+    def truncate_read(self, count: int = 1) -> str:
+        return self.fault(f"truncate-read {count}")
+
+    def ipclose_during_send(self, reason: int = 1) -> str:
+        return self.fault(f"ipclose-during-send {reason}")
+
+    def malformed_urc(self, text: str | None = None) -> str:
+        """``text`` as one URC line (``\\xNN`` escapes), default two malformed URCs."""
+        return self.fault("malformed-urc" + ("" if text is None else f" {text}"))
 
     def status(self) -> dict:
         import json

@@ -21,8 +21,9 @@ import ipaddress
 import selectors
 import socket
 import time
+from dataclasses import dataclass
 
-from .faults import FAULTS, Fault, FaultError, number
+from .faults import FAULTS, Fault, FaultError, number, unescape
 from .modem import BASE_COMMANDS, ArgError, Command, Modem, int_arg
 
 LINKS = 10
@@ -38,6 +39,14 @@ NETOPEN_DELAY_S = 0.05
 NETCLOSE_DELAY_S = 0.02
 LOCAL_IP = "10.64.0.2"
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+@dataclass
+class CmeFault:
+    """The cme-error fault: the next ``count`` commands starting with ``prefix``."""
+    prefix: str
+    code: int
+    count: int
 
 
 class Link:
@@ -119,6 +128,12 @@ class SIM7600(Modem):
         self.pdp = {1: ("IP", "")}
         self.links: dict[int, Link] = {}
         self._abandoned: list[socket.socket] = []
+        # faults armed through the control socket (see the fault table at the end)
+        self.cme_faults: list[CmeFault] = []
+        self.oks_to_lose = 0
+        self.sends_to_fail = 0
+        self.reads_to_truncate = 0
+        self.send_interruptions: list[int] = []   # +IPCLOSE reasons, one per AT+CIPSEND
         super().__init__(**options)
 
     # -- power and network hooks -------------------------------------------------------
@@ -142,7 +157,21 @@ class SIM7600(Modem):
 
     def status(self) -> dict:
         return {**super().status(), "registration": self._stat(), "bearer": self.net,
-                "links": {n: link.state for n, link in sorted(self.links.items())}}
+                "links": {n: link.state for n, link in sorted(self.links.items())},
+                "pending": self.pending_faults()}
+
+    def pending_faults(self) -> dict[str, int]:
+        """Armed faults not yet carried out, by fault name (what ``status`` reports)."""
+        pending = {
+            "cme-error": sum(f.count for f in self.cme_faults),
+            "lose-ok": self.oks_to_lose,
+            "send-fail": self.sends_to_fail,
+            "truncate-read": self.reads_to_truncate,
+            "ipclose-during-send": len(self.send_interruptions),
+            "lose-urc": 0 if self.drop_data_urcs else int(self.urcs_to_lose),
+            "delay": self._delay_count,
+        }
+        return {name: n for name, n in pending.items() if n}
 
     # -- injected faults (faults.py) ---------------------------------------------------
     def drop_registration(self, seconds: float | None) -> None:
@@ -157,6 +186,9 @@ class SIM7600(Modem):
     def heal(self) -> None:
         super().heal()
         self.urcs_to_lose = float("inf") if self.drop_data_urcs else 0
+        self.cme_faults.clear()
+        self.oks_to_lose = self.sends_to_fail = self.reads_to_truncate = 0
+        self.send_interruptions.clear()
         if self.reg_lost_until is not None:
             self.restore_registration()
 
@@ -188,6 +220,31 @@ class SIM7600(Modem):
         for sock in self._abandoned:
             sock.close()
         self._abandoned.clear()
+
+    def fail_commands(self, prefix: str, code: int, count: int) -> None:
+        """The next ``count`` commands starting with ``prefix`` are not executed but
+        answered with CME error ``code`` (as AT+CMEE says: ERROR, the number or text)."""
+        self.cme_faults.append(CmeFault(prefix.upper(), code, count))
+
+    def _execute(self, text: str) -> None:
+        upper = text.upper()
+        for fault in self.cme_faults:
+            if upper.startswith(fault.prefix):
+                fault.count -= 1
+                if not fault.count:
+                    self.cme_faults.remove(fault)
+                return self.error(fault.code)
+        super()._execute(text)
+
+    def ok(self) -> None:
+        """The final OK, unless the lose-ok fault swallows it (information lines, a
+        payload and URCs still come)."""
+        if self.oks_to_lose:
+            self.oks_to_lose -= 1
+            if self.trace:
+                self.trace("<- (OK lost: lose-ok fault)")
+            return
+        super().ok()
 
     # -- helpers -----------------------------------------------------------------------
     def _stat(self) -> int:
@@ -286,10 +343,11 @@ class SIM7600(Modem):
             else:
                 self.urc(f"+CIPRXGET: 1,{link.n}")
 
-    def _peer_closed(self, link: Link, reason: int = 1) -> None:
-        """+IPCLOSE reasons: 1 the peer closed (FIN or RST), 2 timeout."""
+    def _peer_closed(self, link: Link, reason: int = 1, abandon: bool = False) -> None:
+        """+IPCLOSE reasons (SIMCom): 0 closed by local, 1 closed by the remote (FIN or
+        RST), 2 closed for sending timeout. ``abandon``: the peer hears nothing."""
         self._fail_unconfirmed(link)
-        self._release(link)
+        self._release(link, abandon)
         link.state = "closed"
         self.urc(f"+IPCLOSE: {link.n},{reason}")
 
@@ -501,10 +559,23 @@ class SIM7600(Modem):
             return self.reply("ERROR")
         self.send(b"\r\n> ")
         self.expect_data(size, lambda data: self._cipsend_data(link, data))
+        if self.send_interruptions:
+            # ipclose-during-send: the network ends the link while the payload comes
+            # in; +IPCLOSE waits for the end of the payload like every URC
+            self._peer_closed(link, self.send_interruptions.pop(0))
 
     def _cipsend_data(self, link: Link, data: bytes) -> None:
         if self.links.get(link.n) is not link or link.state != "open":
             return self.reply("ERROR")   # the link closed while the payload came in
+        if self.sends_to_fail:
+            # send-fail: accepted, never sent; cnfSendLength -1 = the connection is
+            # disconnected, then +IPCLOSE reason 2 (closed for sending timeout); the
+            # peer hears nothing, as when the radio path stops carrying the data
+            self.sends_to_fail -= 1
+            self.ok()
+            link.tx_accepted += len(data)
+            link.unconfirmed.append((link.tx_accepted, len(data)))
+            return self._peer_closed(link, reason=2, abandon=True)
         self.ok()
         link.tx += data
         link.tx_accepted += len(data)
@@ -533,7 +604,13 @@ class SIM7600(Modem):
         self._rewatch(link)      # resumes reading a socket paused at RX_CAP
         body = chunk if mode == 2 else chunk.hex().upper().encode()
         header = f"\r\n+CIPRXGET: {mode},{n},{len(chunk)},{len(link.rx)}\r\n"
-        self.send(header.encode() + body + b"\r\nOK\r\n")
+        if self.reads_to_truncate:
+            # truncate-read: the header announces every byte, half of them come, then
+            # nothing (no CR LF, no OK); the rest is lost, as on a UART that dropped it
+            self.reads_to_truncate -= 1
+            return self.send(header.encode() + body[:len(body) // 2])
+        self.send(header.encode() + body)
+        self.ok()
 
     def _ciprxget_read(self, args):
         self.reply("+CIPRXGET: 1")
@@ -617,6 +694,60 @@ def _lose_urc(modem: SIM7600, args: list[str]) -> str:
     return f"the next {count} data URC(s) will be lost"
 
 
+def _count(args: list[str], i: int) -> int:
+    return int(number(args, i, "count", default=1, lo=1, hi=1000))
+
+
+def _cme_error(modem: SIM7600, args: list[str]) -> str:
+    if not args or not args[0].upper().startswith("AT"):
+        raise FaultError("the command PREFIX (e.g. AT+CIPOPEN) is missing")
+    code = number(args, 1, "CME error code", lo=0, hi=65535)
+    if code != int(code):
+        raise FaultError(f"CME error code must be a whole number, got {args[1]!r}")
+    count = _count(args, 2)
+    modem.fail_commands(args[0], int(code), count)
+    return (f"the next {count} command(s) starting with {args[0].upper()} answered "
+            f"with CME error {int(code)}")
+
+
+def _lose_ok(modem: SIM7600, args: list[str]) -> str:
+    count = _count(args, 0)
+    modem.oks_to_lose = count
+    return f"the next {count} final OK(s) will be lost"
+
+
+def _send_fail(modem: SIM7600, args: list[str]) -> str:
+    count = _count(args, 0)
+    modem.sends_to_fail = count
+    return f"the next {count} AT+CIPSEND(s) will fail: +CIPSEND: <link>,<n>,-1"
+
+
+def _truncate_read(modem: SIM7600, args: list[str]) -> str:
+    count = _count(args, 0)
+    modem.reads_to_truncate = count
+    return f"the next {count} AT+CIPRXGET read(s) will be cut short"
+
+
+def _ipclose_during_send(modem: SIM7600, args: list[str]) -> str:
+    reason = int(number(args, 0, "reason", default=1, lo=0, hi=2))
+    modem.send_interruptions.append(reason)
+    return (f"the next AT+CIPSEND loses its link while the payload comes in "
+            f"(+IPCLOSE: <link>,{reason})")
+
+
+# What a modem with a firmware bug or a noisy UART might say: a URC with its last
+# field missing, a link number that is a letter.
+MALFORMED_URCS = ("+IPCLOSE: 0,", "+CIPRXGET: 1,O")
+
+
+def _malformed_urc(modem: SIM7600, args: list[str]) -> str:
+    lines = [unescape(" ".join(args)).decode("latin-1")] if args else list(MALFORMED_URCS)
+    if any(c in line for line in lines for c in "\r\n"):
+        raise FaultError("a URC is one line: no CR or LF in TEXT (use 'garbage' for that)")
+    modem.urc(*lines)
+    return "queued: " + ", ".join(repr(line) for line in lines)
+
+
 SIM7600.fault_table = {
     **FAULTS,
     "drop-registration": Fault(_drop_registration, "drop-registration [SECONDS]",
@@ -627,4 +758,16 @@ SIM7600.fault_table = {
                         "the network closes a link: FIN to the peer, +IPCLOSE to the host"),
     "lose-urc": Fault(_lose_urc, "lose-urc [COUNT]",
                       "the next COUNT +CIPRXGET: 1 URCs are never sent"),
+    "cme-error": Fault(_cme_error, "cme-error PREFIX CODE [COUNT]",
+                       "the next COUNT commands starting with PREFIX answer +CME ERROR: CODE"),
+    "lose-ok": Fault(_lose_ok, "lose-ok [COUNT]",
+                     "the next COUNT final OKs are never sent"),
+    "send-fail": Fault(_send_fail, "send-fail [COUNT]",
+                       "the next COUNT sends: +CIPSEND: <link>,<n>,-1, +IPCLOSE: <link>,2"),
+    "truncate-read": Fault(_truncate_read, "truncate-read [COUNT]",
+                           "the next COUNT AT+CIPRXGET=2/3 payloads are cut short"),
+    "ipclose-during-send": Fault(_ipclose_during_send, "ipclose-during-send [REASON]",
+                                 "the next AT+CIPSEND's link closes during its payload"),
+    "malformed-urc": Fault(_malformed_urc, "malformed-urc [TEXT]",
+                           "a malformed URC line (default: '+IPCLOSE: 0,', '+CIPRXGET: 1,O')"),
 }
