@@ -99,3 +99,114 @@ def test_stale_final_and_noise_are_counted_not_delivered():
     eng.begin(b"AT+CSQ", b"+CSQ:", now=0)
     eng.receive(b"\r\nSMS DONE\r\n\r\n+CSQ: 5,99\r\n\r\nOK\r\n")
     eq(eng.finish().lines, [b"+CSQ: 5,99"])
+
+
+def _strict_ipclose(line):
+    # a handler that parses like the SIM7600 one did: int() of each field
+    link, reason = line[9:].split(b",")
+    return int(link), int(reason)
+
+
+def test_malformed_urc_is_contained_and_engine_stays_usable():
+    # Issue 10 defect 1: a garbled URC used to raise out of receive() and leave the
+    # engine busy for good ("AT command in flight" for every later command).
+    eng = Engine(Parser(urcs=(b"+IPCLOSE:",)))
+    eng.on_urc(b"+IPCLOSE:", _strict_ipclose)
+    eng.receive(b"\r\n+IPCLOSE: 0,\r\n")  # idle
+    eq(eng.malformed, 1)
+    eq(eng.last_malformed, b"+IPCLOSE: 0,")
+    eng.begin(b"AT+CSQ", b"+CSQ:", now=0)
+    eng.receive(b"\r\n+CSQ: 9,99\r\n\r\n+IPCLOSE: x,1\r\n\r\nOK\r\n")  # mid-reply
+    eq(eng.malformed, 2)
+    eq(eng.last_malformed, b"+IPCLOSE: x,1")
+    eq(eng.finish().lines, [b"+CSQ: 9,99"])
+    eq(eng.busy, False)
+    eng.begin(b"AT", now=0)
+    eng.receive(b"\r\n+IPCLOSE: 1,1\r\n\r\nOK\r\n")  # a good one still dispatches
+    eq(eng.finish().lines, [])
+    eq(eng.malformed, 2)
+
+
+def test_reply_lines_are_capped_and_the_overflow_reported():
+    # Issue 10 defect 4: a command's reply lines grew without bound.
+    eng = Engine(Parser())
+    eng.begin(b"AT+COPS=?", now=0)
+    for i in range(1000):
+        eng.receive(b"\r\nline %d\r\n" % i)
+    eng.receive(b"\r\nOK\r\n")
+    reply = eng.finish()
+    eq(len(reply.lines), 16)
+    eq(reply.lines[0], b"line 0")
+    eq(reply.dropped, 984)
+    eq(eng.overflow, 984)
+    eng.begin(b"AT+X", b"+X:", now=0)
+    for i in range(20):
+        eng.receive(b"\r\n+X: %d\r\n" % i)
+    eng.receive(b"\r\nERROR\r\n")
+    e = raises(CommandError, eng.finish)
+    eq(len(e.lines), 16)
+    eq(e.dropped, 4)
+    eq("4 more lines dropped" in str(e), True)
+    eng.begin(b"AT", now=0)
+    eng.receive(b"\r\nOK\r\n")
+    eq(eng.finish().dropped, 0)
+
+
+def test_abort_returns_to_idle_from_every_state():
+    eng, _ = make()
+    for payload, data in ((None, b""), (b"x", b""), (b"x", b"\r\n> "),
+                          (None, b"\r\n+CIPRXGET: 2,0,9,0\r\nab"), (None, b"\r\nOK\r\n")):
+        eng.begin(b"AT+X", payload=payload, now=0)
+        eng.receive(data)
+        eng.abort()
+        eq(eng.busy, False)
+        eng.begin(b"AT", now=0)
+        eng.receive(b"\r\nOK\r\n")
+        eq(eng.finish().lines, [])
+
+
+class _FlakyUart:
+    """Answers OK to every command line; readinto raises once when ``fail`` is set."""
+
+    def __init__(self):
+        self.rx = bytearray()
+        self.tx = bytearray()
+        self.fail = False
+        self.hold = False  # keep replies back (a command waiting)
+
+    def write(self, data):
+        self.tx += data
+        while b"\r" in self.tx:
+            i = self.tx.find(b"\r")
+            if not self.hold:
+                self.rx += b"\r\nOK\r\n"
+            self.tx = self.tx[i + 1:]
+        return len(data)
+
+    def any(self):
+        return 1 if self.fail else len(self.rx)
+
+    def readinto(self, buf):
+        if self.fail:
+            self.fail = False
+            raise OSError(5, "UART error")
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+
+def test_driver_aborts_a_command_when_its_wait_raises():
+    from synack.at.driver import Channel
+
+    uart = _FlakyUart()
+    chan = Channel(uart, Parser())
+    eq(chan.command(b"AT").lines, [])
+    uart.hold = True
+    uart.fail = True
+    raises(OSError, chan.command, b"AT+CSQ")
+    eq(chan.engine.busy, False)  # not wedged: the next command goes out (after a resync)
+    eq(chan.needs_resync, True)
+    uart.hold = False
+    eq(chan.command(b"AT+CGMM").lines, [])
+    eq(chan.engine.busy, False)

@@ -1,7 +1,7 @@
 """AT parser: every case fed whole, one byte at a time and split at every boundary
 must give identical events. Runs on CPython and on the MicroPython VM."""
 
-from portable import eq, feed_variants
+from portable import eq, feed_variants, raises
 
 from synack.at.parser import FINAL, LINE, NOISE, PAYLOAD, PROMPT, URC, Parser, fields
 
@@ -11,8 +11,8 @@ URCS = (b"+CIPRXGET: 1,", b"+IPCLOSE:", b"+CIPOPEN:", b"RDY")
 FRAMED = ((b"+CIPRXGET: 2,", 1),)
 
 
-def parse(chunks, prefix=None):
-    p = Parser(urcs=URCS, framed=FRAMED)
+def parse(chunks, prefix=None, max_line=256):
+    p = Parser(urcs=URCS, framed=FRAMED, max_line=max_line)
     p.response_prefix = prefix
     out = []
     for chunk in chunks:
@@ -28,9 +28,9 @@ def parse(chunks, prefix=None):
     return out
 
 
-def check(data, expected, prefix=None):
+def check(data, expected, prefix=None, max_line=256):
     for chunks in feed_variants(data):
-        eq(parse(chunks, prefix), expected, "fed as %d chunks" % len(chunks))
+        eq(parse(chunks, prefix, max_line), expected, "fed as %d chunks" % len(chunks))
 
 
 def test_reply_with_echo():
@@ -134,3 +134,73 @@ def test_reset_drops_truncated_payload():
 def test_fields_honours_quotes():
     eq(fields(b'+CDNSGIP: 1,"a,b.example","10.0.0.1"', 9), [b"1", b"a,b.example", b"10.0.0.1"])
     eq(fields(b"+CSQ: 20,99", 5), [b"20", b"99"])
+
+
+def test_overlong_line_tail_is_not_a_line_whatever_the_fragmentation():
+    # Issue 10 defect 3: fed in pieces, the tail of an over-long line used to become a
+    # line of its own -- here an OK that would answer the command in flight.
+    check(b"A" * 32 + b"OK\r\n\r\n+CSQ: 1,2\r\n",
+          [(NOISE, b"A" * 32), (LINE, b"+CSQ: 1,2")], max_line=32)
+    # ... or a URC, or a framing header that swallows the next bytes as payload.
+    check(b"Z" * 40 + b"+IPCLOSE: 0,1\r\n\r\nOK\r\n",
+          [(NOISE, b"Z" * 32), (FINAL, b"OK")], max_line=32)
+    check(b"Z" * 33 + b"+CIPRXGET: 2,0,4,0\r\n\r\nOK\r\n\r\n+IPCLOSE: 0,1\r\n",
+          [(NOISE, b"Z" * 32), (FINAL, b"OK"), (URC, b"+IPCLOSE: 0,1")], max_line=32)
+
+
+def test_overlong_line_discarded_up_to_lf_or_cr():
+    check(b"\x01" * 50 + b"\nOK\r\n", [(NOISE, b"\x01" * 32), (FINAL, b"OK")], max_line=32)
+    check(b"Q" * 90 + b"\rRDY\r", [(NOISE, b"Q" * 32), (URC, b"RDY")], max_line=32)
+    p = Parser(max_line=32)
+    p.feed(b"X" * 40)
+    eq(p.next_event(), (NOISE, b"X" * 32))
+    eq(p.next_event(), None)
+    p.feed(b"X" * 100)
+    eq(p.next_event(), None)
+    eq(p.discarded, 108)
+    p.feed(b"\r\nOK\r\n")
+    eq(p.next_event(), (FINAL, b"OK"))
+
+
+def test_line_of_exactly_max_line_is_a_line_whatever_the_fragmentation():
+    line = b"+CSQ: " + b"9" * 26
+    check(line + b"\r\nOK\r\n", [(LINE, line), (FINAL, b"OK")], max_line=32)
+    check(line + b"9\r\nOK\r\n", [(NOISE, line), (FINAL, b"OK")], max_line=32)
+
+
+def test_reset_ends_discarding():
+    p = Parser(max_line=32)
+    p.feed(b"X" * 40)
+    eq(p.next_event(), (NOISE, b"X" * 32))
+    p.reset()
+    p.feed(b"OK\r\n")
+    eq(p.next_event(), (FINAL, b"OK"))
+
+
+def test_payload_length_must_be_plain_digits():
+    for bad in (b"-1", b"+4", b"1_0", b"0x4", b" ", b"4 4"):
+        check(b"\r\n+CIPRXGET: 2,0," + bad + b",0\r\n\r\nOK\r\n",
+              [(NOISE, b"+CIPRXGET: 2,0," + bad + b",0"), (FINAL, b"OK")])
+
+
+def test_command_parameter_validation():
+    # Issue 10 defect 5: what may be written between quotes in a command (at/quote.py).
+    import errno
+
+    from synack.at import quote
+
+    for good in ("example.com", "a-b.example.com.", "10.0.0.1", "x", "a" * 63 + ".io"):
+        eq(quote.is_host(good), True, good)
+    eq(quote.host("Example.COM"), b"Example.COM")
+    for bad in ('x";+CFUN=0;"', "a;b", "a\r\nb", "a b", "", "a..b", "-a", "a-", "a" * 64,
+                "a." * 127 + "com", "ex\u00e4mple.com", "\u0661.2.3.4", None, 5):
+        eq(quote.is_host(bad), False, repr(bad))
+    e = raises(OSError, quote.host, 'x";+CFUN=0;"')
+    eq(e.args[0], errno.EINVAL)
+    eq(quote.is_ipv4("1.2.3.4"), True)
+    eq(quote.is_ipv4("1.2.3.256"), False)
+    eq(quote.is_ipv4("1.2.3"), False)
+    eq(quote.param("internet", "APN"), b"internet")
+    eq(quote.param(b"web.apn", "APN"), b"web.apn")
+    for bad in ('a"b', "a\rb", "a\nb", "a\x00b", "caf\u00e9", "x" * 101):
+        raises(ValueError, quote.param, bad, "APN")

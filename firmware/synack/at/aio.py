@@ -25,8 +25,11 @@ class AsyncChannel(_Pump):
 
     async def _run(self, cmd, prefix, payload, timeout_ms):
         self._begin(cmd, prefix, payload, timeout_ms)
-        while not self._advance():
-            await asyncio.sleep(self.poll_s)
+        try:
+            while not self._advance():
+                await asyncio.sleep(self.poll_s)
+        finally:
+            self._interrupted()  # also when the task is cancelled mid-command
         return self.engine.finish()
 
     async def wait_for(self, predicate, timeout_ms):

@@ -4,7 +4,9 @@ A UART-like object has ``write(bytes)``, ``readinto(buf)`` and either ``any()``
 (machine.UART) or ``in_waiting`` (pyserial). ``Channel`` is the blocking driver;
 at/aio.py has the asyncio one. Both share ``_Pump``: read what is available, feed the
 engine, write what the engine wants written. All waiting is bounded by the command's
-timeout.
+timeout. Whatever interrupts a command (a timeout, a UART error, Ctrl-C, a cancelled
+task), the driver aborts it so the engine is idle again and marks the channel for a
+resync before the next command.
 """
 
 import time
@@ -81,7 +83,23 @@ class _Pump:
                 return False
 
     def _begin(self, cmd, prefix, payload, timeout_ms):
-        self._write(self.engine.begin(cmd, prefix, payload, timeout_ms))
+        out = self.engine.begin(cmd, prefix, payload, timeout_ms)
+        written = False
+        try:
+            self._write(out)
+            written = True
+        finally:
+            if not written:  # the UART failed (or Ctrl-C): do not leave the engine busy
+                self._interrupted()
+
+    def _interrupted(self):
+        """After the command's wait ended: if it ended without the command being done
+        (an exception is on its way out), abort it so that the engine is idle for the
+        next command, which resyncs first."""
+        eng = self.engine
+        if eng.busy and not eng.done:
+            eng.abort()
+            self.needs_resync = True
 
     def _discard_input(self):
         while True:
@@ -103,8 +121,11 @@ class Channel(_Pump):
         if self.needs_resync:
             self.resync()
         self._begin(cmd, prefix, payload, timeout_ms)
-        while not self._advance():
-            time.sleep_ms(self.poll_ms)
+        try:
+            while not self._advance():
+                time.sleep_ms(self.poll_ms)
+        finally:
+            self._interrupted()
         return self.engine.finish()
 
     def wait_for(self, predicate, timeout_ms):

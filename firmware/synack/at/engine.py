@@ -9,12 +9,18 @@ blocking driver, under asyncio, and in tests fed one byte at a time.
 Rules:
 - A URC is handed to its handler the moment it is parsed, also in the middle of a
   command's reply; it never becomes part of that reply. Handlers must only record
-  state (set a flag, fire a TCP event): they run inside ``receive()``.
+  state (set a flag, fire a TCP event): they run inside ``receive()``. A handler that
+  raises (a garbled URC it cannot parse) is contained: the URC is counted in
+  ``malformed`` and kept as ``last_malformed``; the command in flight is unaffected.
+- ``receive()`` never raises, and ``abort()`` always returns the engine to idle.
 - Echo (``AT+CSQ`` coming back while echo is on) is dropped.
 - A reply line without the command's expected prefix is counted as unexpected and
   dropped, so line noise cannot be mistaken for an answer.
 - A final result or payload when no command is in flight (a late reply to a command
   that already timed out) is counted and dropped.
+- A command keeps at most ``_MAX_LINES`` reply lines; more are counted (``overflow``,
+  and ``Reply.dropped`` / the CommandError's text) and dropped, so a modem that
+  streams lines cannot exhaust the heap.
 """
 
 import time
@@ -28,16 +34,19 @@ _IDLE = const(0)
 _WAIT_PROMPT = const(1)   # command sent, payload waiting for the ">" prompt
 _WAIT_FINAL = const(2)    # waiting for the final result code
 _DONE = const(3)          # final result received, not yet collected by finish()
+_MAX_LINES = const(16)    # reply lines kept per command
+_MAX_OTHER = const(4)     # unprefixed lines kept per command (error context)
 
 
 class Reply:
     """What a command returned: its information lines and an optional payload."""
 
-    __slots__ = ("lines", "payload")
+    __slots__ = ("lines", "payload", "dropped")
 
-    def __init__(self, lines, payload):
+    def __init__(self, lines, payload, dropped=0):
         self.lines = lines
         self.payload = payload
+        self.dropped = dropped  # reply lines beyond _MAX_LINES, not kept
 
     def line(self, prefix):
         """The first line starting with ``prefix`` (bytes), or None."""
@@ -60,12 +69,16 @@ class Engine:
         self._payload_in = None
         self._result = None
         self._other = []   # unprefixed lines seen during the command (error context)
+        self._dropped = 0  # reply lines of the command in flight beyond _MAX_LINES
         self._deadline = 0
         self._timeout_ms = 0
         # Diagnostics counters.
         self.noise = 0
         self.unexpected = 0
         self.urcs = 0
+        self.malformed = 0         # URCs whose handler raised (garbled URC)
+        self.last_malformed = None  # the last such URC line, for diagnostics
+        self.overflow = 0          # reply lines dropped beyond _MAX_LINES
 
     # -- URC handlers ----------------------------------------------------------
     def on_urc(self, prefix, handler):
@@ -76,7 +89,11 @@ class Engine:
         self.urcs += 1
         for prefix, handler in self._handlers:
             if line.startswith(prefix):
-                handler(line)
+                try:
+                    handler(line)
+                except Exception:  # a garbled URC must not wedge the engine
+                    self.malformed += 1
+                    self.last_malformed = line
                 return
         self.unexpected += 1
 
@@ -98,6 +115,7 @@ class Engine:
         self._payload_out = payload
         self._lines = []
         self._other = []
+        self._dropped = 0
         self._payload_in = None
         self._result = None
         self._timeout_ms = timeout_ms
@@ -159,11 +177,15 @@ class Engine:
         if line == self.command or line[:2] in (b"AT", b"at"):
             return  # echo
         if self._prefix is None or line.startswith(self._prefix):
-            self._lines.append(line)
+            if len(self._lines) < _MAX_LINES:
+                self._lines.append(line)
+            else:
+                self._dropped += 1
+                self.overflow += 1
         else:
             # e.g. "+IP ERROR: No data" before ERROR: kept (bounded) to explain errors.
             self.unexpected += 1
-            if len(self._other) < 4:
+            if len(self._other) < _MAX_OTHER:
                 self._other.append(line)
 
     def take_output(self):
@@ -189,13 +211,13 @@ class Engine:
         if self._state != _DONE:
             raise RuntimeError("AT command not finished")
         result = self._result
-        reply = Reply(self._lines, self._payload_in)
+        reply = Reply(self._lines, self._payload_in, self._dropped)
         other = self._other
         command = self.command
         self._reset_command()
         if result in self.success:
             return reply
-        raise CommandError(command, result, reply.lines + other)
+        raise CommandError(command, result, reply.lines + other, reply.dropped)
 
     def abort(self):
         """Give up on the command in flight: forget partial input; returns the
@@ -217,6 +239,7 @@ class Engine:
         self._payload_out = None
         self._lines = []
         self._other = []
+        self._dropped = 0
         self._payload_in = None
         self._result = None
         self.parser.response_prefix = None

@@ -24,13 +24,15 @@ class CommandError(ModemError):
     """The modem answered a command with ERROR, +CME ERROR or +CMS ERROR.
 
     ``code`` is the numeric CME/CMS code (None for a bare ERROR or a verbose text),
-    ``result`` the final line as received, ``command`` what was sent.
+    ``result`` the final line as received, ``command`` what was sent, ``dropped`` how
+    many reply lines the engine did not keep (beyond its cap).
     """
 
-    def __init__(self, command, result, lines=None):
+    def __init__(self, command, result, lines=None, dropped=0):
         self.command = command
         self.result = result
         self.lines = lines or []
+        self.dropped = dropped
         self.code = None
         text = result.decode()
         colon = text.find(":")
@@ -45,6 +47,8 @@ class CommandError(ModemError):
                 text = "%s (%s)" % (text, detail)
         for ln in self.lines:  # e.g. "+IP ERROR: Network is already opened"
             text += "; " + ln.decode()
+        if dropped:
+            text += "; %d more lines dropped" % dropped
         super().__init__("%s -> %s" % (command.decode(), text))
 
 

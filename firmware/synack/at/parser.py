@@ -11,14 +11,18 @@ first item is the kind:
 - ``(PAYLOAD, data)``  the raw bytes announced by a length-framed line such as
                        ``+CIPRXGET: 2,<link>,<n>,<rest>``; exactly n bytes, any values
 - ``(NOISE, data)``    bytes that cannot be a line (control bytes, over-long line); the
-                       parser drops them and resynchronises at the next line end
+                       parser drops them and resynchronises at the next line end. An
+                       over-long line gives one NOISE event holding its first
+                       ``max_line`` bytes, whatever the fragmentation, and the rest of
+                       it, up to the next CR or LF, is discarded (counted in
+                       ``discarded``) -- its tail is never read as a line of its own
 
 The parser never touches a UART. The engine above it tells it which response prefix
 the command in flight expects (``response_prefix``): a line with that prefix is a reply
 even when the same prefix is also a URC (``+CIPCLOSE:`` answers ``AT+CIPCLOSE?`` but is
 also sent unsolicited after ``AT+CIPCLOSE=n``).
 
-Memory is bounded: one preallocated buffer of ``max_line + max_payload`` bytes.
+Memory is bounded: one preallocated buffer of ``max_line + 1 + max_payload`` bytes.
 ``feed()`` takes as much as fits and returns the count; drain events, then feed the rest.
 """
 
@@ -68,12 +72,16 @@ class Parser:
         self.max_line = max_line
         self.max_payload = max_payload
         self.response_prefix = None
-        self._buf = bytearray(max_line + max_payload)
+        # One byte more than a line + a payload: an incomplete line of max_line + 1 bytes
+        # proves the line over-long whatever the fragmentation (see next_event).
+        self._buf = bytearray(max_line + 1 + max_payload)
         self._mv = memoryview(self._buf)
         self._start = 0   # first unconsumed byte
         self._end = 0     # one past the last fed byte
         self._want = 0    # payload bytes still to deliver as one PAYLOAD event
         self._skip_lf = False  # the previous line ended in CR; drop one LF that follows
+        self._discard = False  # inside an over-long line: drop bytes up to its CR/LF
+        self.discarded = 0     # bytes dropped that way (diagnostics)
 
     # -- input -------------------------------------------------------------------
     def feed(self, data):
@@ -101,6 +109,7 @@ class Parser:
         self._start = self._end = 0
         self._want = 0
         self._skip_lf = False
+        self._discard = False
         self.response_prefix = None
 
     def _compact(self):
@@ -128,6 +137,18 @@ class Parser:
             self._want = 0
             self._start = j
             return (PAYLOAD, bytes(self._mv[i:j]))
+        if self._discard:
+            # The tail of an over-long line: drop it up to the line end, whatever
+            # fragmentation it arrives in (else it would be read as a line of its own).
+            j = i
+            while j < end and buf[j] != _CR and buf[j] != _LF:
+                j += 1
+            self.discarded += j - i
+            if j >= end:
+                self._start = self._end = 0
+                return None
+            self._discard = False
+            i = j
         # Line mode: skip the CR/LF (and stray spaces) that separate lines.
         while i < end and buf[i] in b"\r\n ":
             i += 1
@@ -147,9 +168,14 @@ class Parser:
         if cr < 0 or (0 <= lf < cr):
             cr = lf
         if cr < 0:
-            if end - i >= self.max_line:
-                self._start = end
-                return (NOISE, bytes(self._mv[i:end]))
+            if end - i > self.max_line:
+                # Over-long for certain: report its first max_line bytes (as a complete
+                # over-long line is reported) and discard the rest up to its line end.
+                j = i + self.max_line
+                self.discarded += end - j
+                self._discard = True
+                self._start = self._end = 0
+                return (NOISE, bytes(self._mv[i:j]))
             return None
         line = bytes(self._mv[i:cr])
         i = cr + 1
@@ -163,7 +189,10 @@ class Parser:
         return self._classify(line)
 
     def _classify(self, line):
-        if len(line) > self.max_line or not _is_text(line):
+        if len(line) > self.max_line:
+            self.discarded += len(line) - self.max_line
+            return (NOISE, line[:self.max_line])
+        if not _is_text(line):
             return (NOISE, line)
         if line in FINAL_EXACT or line in self.extra_finals:
             return (FINAL, line)
@@ -191,10 +220,21 @@ def _field_int(line, start, index):
     parts = line[start:].split(b",")
     if index >= len(parts):
         return -1
-    try:
-        return int(parts[index].strip())
-    except ValueError:
+    return uint(parts[index])
+
+
+def uint(value):
+    """``b" 42"`` -> 42: ASCII digits only (at most 9, spaces around allowed), else -1.
+    Stricter than int(), which also takes signs, underscores and non-ASCII digits."""
+    value = value.strip()
+    if not value or len(value) > 9:
         return -1
+    n = 0
+    for c in value:
+        if c < 48 or c > 57:
+            return -1
+        n = n * 10 + c - 48
+    return n
 
 
 def fields(line, prefix_len):

@@ -8,8 +8,9 @@ import time
 
 from micropython import const
 
+from ..at import quote
 from ..at.errors import CommandError, CommandTimeout, ModemError
-from ..at.parser import fields
+from ..at.parser import fields, uint
 
 # +CREG/+CGREG/+CEREG <stat> values.
 REG_NOT_SEARCHING = const(0)
@@ -57,6 +58,11 @@ class PDPError(BringUpError):
     pass
 
 
+class MalformedReply(BringUpError):
+    """The modem answered, but not in the documented form (line noise, a firmware that
+    differs from the manual)."""
+
+
 def sync(at, attempts=10, timeout_ms=500):
     """Send ``AT`` until the modem answers (it may still be booting or autobauding)."""
     for _ in range(attempts):
@@ -88,7 +94,7 @@ def check_sim(at, pin=None, timeout_ms=10000):
         if status == b"READY":
             return
         if status == b"SIM PIN" and pin:
-            at.command(b'AT+CPIN="' + pin.encode() + b'"', timeout_ms=5000)
+            at.command(b'AT+CPIN="' + quote.param(pin, "PIN") + b'"', timeout_ms=5000)
             pin = None  # never retry a PIN: three wrong ones lock the SIM (PUK)
             continue
         raise SIMLocked("SIM is locked: +CPIN: %s%s" % (
@@ -96,22 +102,33 @@ def check_sim(at, pin=None, timeout_ms=10000):
 
 
 def signal_dbm(at):
-    """Signal strength from AT+CSQ in dBm (-113 .. -51), or None if unknown."""
-    rssi = int(fields(at.command(b"AT+CSQ", b"+CSQ:").lines[0], 5)[0])
+    """Signal strength from AT+CSQ in dBm (-113 .. -51; TD-SCDMA -116 .. -25), or None
+    if unknown. A reply that is not ``+CSQ: <rssi>,<ber>`` raises MalformedReply."""
+    lines = at.command(b"AT+CSQ", b"+CSQ:").lines
+    rssi = uint(fields(lines[0], 5)[0]) if lines else -1
     if rssi == 99:
         return None
-    return -113 + 2 * rssi
+    if 0 <= rssi <= 31:
+        return -113 + 2 * rssi
+    if 100 <= rssi <= 191:  # SIM7600 in TD-SCDMA: 100 = -116 dBm .. 191 = -25 dBm
+        return rssi - 216
+    raise MalformedReply("AT+CSQ: malformed reply %r" % (lines[:1],))
 
 
 def registration(at):
-    """The best registration state of circuit (+CREG) and EPS (+CEREG) domains."""
+    """The best registration state of circuit (+CREG) and EPS (+CEREG) domains. A
+    domain whose reply is missing or malformed counts as REG_UNKNOWN (so a garbled
+    line never raises; wait_registered polls again and names the state on timeout)."""
     best = REG_NOT_SEARCHING
     for cmd, prefix in ((b"AT+CEREG?", b"+CEREG:"), (b"AT+CREG?", b"+CREG:")):
         try:
-            line = at.command(cmd, prefix).lines[0]
-        except (CommandError, IndexError):
+            lines = at.command(cmd, prefix).lines
+        except CommandError:
             continue
-        stat = int(fields(line, len(prefix))[1])
+        values = fields(lines[0], len(prefix)) if lines else ()
+        stat = uint(values[1]) if len(values) > 1 else -1
+        if not 0 <= stat <= REG_ROAMING:
+            stat = REG_UNKNOWN
         if stat in (REG_HOME, REG_ROAMING):
             return stat
         if stat == REG_DENIED or best == REG_NOT_SEARCHING:
@@ -135,5 +152,13 @@ def wait_registered(at, timeout_ms=60000, poll_ms=1000):
 
 
 def parse_ints(line, prefix_len):
-    """``+CIPOPEN: 0,1`` -> [0, 1] (prefix_len = len(b"+CIPOPEN:"))."""
-    return [int(f) for f in fields(line, prefix_len)]
+    """``+CIPOPEN: 0,1`` -> [0, 1] (prefix_len = len(b"+CIPOPEN:")); None when a field
+    is not an integer (a garbled line: callers treat it as absent, never raise)."""
+    out = []
+    for f in fields(line, prefix_len):
+        neg = f[:1] == b"-"  # +CIPSEND: <link>,<req>,-1 reports a failed send
+        n = uint(f[1:] if neg else f)
+        if n < 0:
+            return None
+        out.append(-n if neg else n)
+    return out

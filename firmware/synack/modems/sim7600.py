@@ -10,6 +10,15 @@ connect_abort``, ``send``, ``recv_into`` and ``close`` take the synack socket an
 the TCP lifecycle on its ``tcp`` Connection. A connect is ``AT+CIPOPEN`` (which answers
 OK at once) and then the ``+CIPOPEN: <link>,<err>`` URC, so a non-blocking socket can
 poll for it without holding the caller.
+
+Robustness: URC handlers parse with ``base.parse_ints`` and ignore a garbled URC (the
+engine also contains any handler failure). Host names, the APN and the PIN are
+validated (at/quote.py) before they are written into a command. A ``+CIPRXGET: 2``
+header that does not match the read asked for (other link, a count that is not an
+integer or exceeds the request, a payload of another length) is a lost framing: the
+channel is marked for a resync, the link is marked readable again (the next read asks
+the modem afresh) and the read raises OSError(EIO). The socket stays open and usable;
+the bytes of that one read may be lost, which the EIO tells the application.
 """
 
 import errno
@@ -19,8 +28,9 @@ from micropython import const
 
 from .. import keepalive as _ka
 from .. import tcp
+from ..at import quote
 from ..at.driver import Channel
-from ..at.errors import CommandError
+from ..at.errors import CommandError, CommandTimeout
 from ..at.parser import Parser, fields
 from . import base
 
@@ -66,8 +76,7 @@ class Link:
         self.sent = None  # type: int | None
 
 
-def _ints(line, prefix_len):
-    return [int(f) for f in fields(line, prefix_len)]
+_ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
 class SIM7600:
@@ -77,6 +86,9 @@ class SIM7600:
     name = "sim7600"
 
     def __init__(self, uart, apn="", pin=None, poll_ms=500, channel=None):
+        quote.param(apn, "APN")  # ValueError now, not a hijacked command at start()
+        if pin is not None:
+            quote.param(pin, "PIN", 8)
         self.at = channel or Channel(uart, Parser(urcs=URCS, framed=FRAMED,
                                                   max_payload=MAX_READ))
         self.apn = apn
@@ -103,7 +115,10 @@ class SIM7600:
 
     # -- URC handlers: record only, never issue commands ------------------------
     def _link_of(self, line, prefix_len):
+        """(Link or None, the URC's integers); (None, []) for a garbled URC."""
         values = _ints(line, prefix_len)
+        if not values:
+            return None, []
         n = values[0]
         return (self.links[n] if 0 <= n < LINKS else None), values
 
@@ -132,7 +147,8 @@ class SIM7600:
 
     def _on_close(self, line):
         values = _ints(line, 10)
-        if len(values) == 2:  # +CIPCLOSE: <link>,<err>; the 10-value form answers a query
+        # +CIPCLOSE: <link>,<err>; the 10-value form answers a query
+        if values and len(values) == 2:
             link = self.links[values[0]] if 0 <= values[0] < LINKS else None
             if link:
                 link.close_err = values[1]
@@ -143,7 +159,9 @@ class SIM7600:
             link.sent = values[2]
 
     def _on_netopen(self, line):
-        self._netopen = _ints(line, 9)[0]
+        values = _ints(line, 9)
+        if values:
+            self._netopen = values[0]
 
     def _on_network_lost(self, line):
         self.net_open = False
@@ -168,7 +186,7 @@ class SIM7600:
         base.check_sim(at, self.pin)
         self.rssi_dbm = base.signal_dbm(at)
         base.wait_registered(at, register_timeout_ms)
-        at.command(b'AT+CGDCONT=1,"IP","' + self.apn.encode() + b'"')
+        at.command(b'AT+CGDCONT=1,"IP","' + quote.param(self.apn, "APN") + b'"')
         at.command(b"AT+CIPMODE=0")
         at.command(b"AT+CIPRXGET=1")
         self._net_up()
@@ -194,16 +212,22 @@ class SIM7600:
 
     # -- DNS ---------------------------------------------------------------------
     def getaddrinfo(self, host, port):
-        if _is_ipv4(host):
-            ip = host
-        else:
-            try:
-                line = self.at.command(b'AT+CDNSGIP="' + host.encode() + b'"', b"+CDNSGIP:",
-                                       timeout_ms=_DNS_MS).lines[0]
-                ip = fields(line, 9)[2].decode()
-            except (CommandError, IndexError) as e:
-                raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
-        return [(2, 1, 6, "", (ip, port))]  # AF_INET, SOCK_STREAM, IPPROTO_TCP
+        """Resolve with ``AT+CDNSGIP``; OSError(EINVAL) for a host name that is not one,
+        OSError(EHOSTUNREACH) when the lookup fails or its reply is malformed."""
+        name = quote.host(host)
+        if quote.is_ipv4(name):
+            return [(2, 1, 6, "", (name.decode(), port))]
+        try:
+            lines = self.at.command(b'AT+CDNSGIP="' + name + b'"', b"+CDNSGIP:",
+                                    timeout_ms=_DNS_MS).lines
+        except CommandError as e:
+            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
+        # +CDNSGIP: 1,"<name>","<ip>"[,"<ip2>"]
+        values = fields(lines[0], 9) if lines else []
+        if len(values) < 3 or values[0] != b"1" or not quote.is_ipv4(values[2]):
+            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: malformed reply %r"
+                          % (host, lines[:1]))
+        return [(2, 1, 6, "", (values[2].decode(), port))]  # AF_INET, STREAM, TCP
 
     # -- socket backend ----------------------------------------------------------
     def keepalive_mechanism(self, ka):
@@ -226,7 +250,11 @@ class SIM7600:
 
     def connect_start(self, sock, host, port):
         """Open a link with ``AT+CIPOPEN`` (this waits for its OK only); the outcome
-        comes later as the ``+CIPOPEN: <link>,<err>`` URC."""
+        comes later as the ``+CIPOPEN: <link>,<err>`` URC. OSError(EINVAL) for a host
+        that is not a host name or IPv4 literal, or a port out of range."""
+        name = quote.host(host)
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise OSError(errno.EINVAL, "invalid port %r" % (port,))
         if sock.keepalive_mechanism == _ka.MODEM:
             try:
                 self._set_keepalive(sock._keepalive)
@@ -237,8 +265,8 @@ class SIM7600:
         sock._handle = n
         sock.tcp.fire(tcp.CONNECT)
         try:
-            self.at.command(('AT+CIPOPEN=%d,"TCP","%s",%d' % (n, host, port)).encode(),
-                            timeout_ms=_CMD_MS)
+            self.at.command(('AT+CIPOPEN=%d,"TCP","' % n).encode() + name
+                            + (('",%d' % port).encode()), timeout_ms=_CMD_MS)
         except CommandError as e:
             self._release(n, tcp.RESET)
             sock._handle = None
@@ -291,8 +319,13 @@ class SIM7600:
             raise OSError(errno.ENOTCONN, "send on a connection in state " + sock.tcp.state_name)
         size = min(len(data), MAX_SEND)
         link.sent = None
-        self.at.command(("AT+CIPSEND=%d,%d" % (n, size)).encode(),
-                        payload=bytes(data[:size]), timeout_ms=_SEND_MS)
+        try:
+            self.at.command(("AT+CIPSEND=%d,%d" % (n, size)).encode(),
+                            payload=bytes(data[:size]), timeout_ms=_SEND_MS)
+        except CommandTimeout as e:  # no prompt or no OK: the channel resyncs next time
+            raise OSError(errno.ETIMEDOUT, "link %d: %s" % (n, e))
+        except CommandError as e:    # ERROR: the network closed the link (+IPCLOSE follows)
+            raise OSError(errno.ECONNRESET, "link %d: %s" % (n, e))
         self.at.wait_for(lambda: link.sent is not None, _SEND_MS)
         sent = link.sent
         if sent is None:
@@ -333,17 +366,27 @@ class SIM7600:
         try:
             reply = self.at.command(("AT+CIPRXGET=2,%d,%d" % (n, size)).encode(),
                                     b"+CIPRXGET: 2,", timeout_ms=_CMD_MS)
+        except CommandTimeout as e:  # a payload cut short: resync, the data may be lost
+            link.rx_pending = True
+            raise OSError(errno.ETIMEDOUT, "link %d: %s" % (n, e))
         except CommandError:
             link.rx_pending = False  # "+IP ERROR: No data"
             return 0
-        _, announced, rest = _ints(reply.lines[0], 13)  # +CIPRXGET: 2,<link>,<read>,<rest>
+        # +CIPRXGET: 2,<link>,<read>,<rest>, then exactly <read> bytes.
+        values = _ints(reply.lines[0], 13) if reply.lines else None
         data = reply.payload or b""
         got = len(data)
-        if got != announced:
-            raise OSError(errno.EIO, "link %d: modem announced %d bytes, sent %d"
-                          % (n, announced, got))
+        if (not values or len(values) != 3 or values[0] != n or not 0 <= values[1] <= size
+                or values[2] < 0 or got != values[1]):
+            # Framing lost (line noise in the header or payload): re-pair commands and
+            # replies before the next command and ask the modem again on the next read.
+            self.at.needs_resync = True
+            link.rx_pending = True
+            raise OSError(errno.EIO, "link %d: bad +CIPRXGET framing (asked %d bytes; "
+                          "header %r, %d bytes followed); data may be lost"
+                          % (n, size, reply.lines[:1], got))
         buf[:got] = data
-        link.rx_pending = rest > 0
+        link.rx_pending = values[2] > 0
         return got
 
     def close(self, sock, timeout_ms=None):
@@ -384,16 +427,6 @@ class SIM7600:
             self.at.command(("AT+CIPCLOSE=%d" % n).encode(), timeout_ms=_CMD_MS)
         except CommandError:
             pass
-
-
-def _is_ipv4(host):
-    parts = host.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or int(p) > 255:
-            return False
-    return True
 
 
 def _ctcpka_units(ka):
