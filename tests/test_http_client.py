@@ -40,13 +40,13 @@ def read_request(f):
         line = f.readline()
     if not line:
         return None
-    method, target, version = line.decode().split()
+    method, target, version = line.decode("latin-1").split()
     headers = {}
     while True:
         h = f.readline()
         if h in (b"\r\n", b"\n", b""):
             break
-        name, _, value = h.decode().partition(":")
+        name, _, value = h.decode("latin-1").partition(":")  # the bytes, one char each
         headers[name.strip().lower()] = value.strip()
     body = b""
     if headers.get("transfer-encoding") == "chunked":
@@ -467,6 +467,103 @@ def test_bad_responses_raise_clear_errors_and_close_the_connection(path, error, 
         assert c.get(url(server, "/ok")).read() == b"fine"   # a fresh connection works
         assert server.connections == 2
         c.close()
+
+
+# Server bytes that are not text: a header value, reason phrase or Location that is not
+# UTF-8 (or not ASCII), a non-ASCII digit, a Content-Length of 15 digits. Only an
+# HTTPError (or OSError) may come out, and the client stays usable.
+NOT_TEXT = {
+    "/latin": b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n"
+              b"Content-Length: 2\r\n\r\nok",
+    "/reason": b"HTTP/1.1 404 Nicht gef\xfcnden\r\nContent-Length: 0\r\n\r\n",
+    "/loc-bytes": b"HTTP/1.1 302 Found\r\nLocation: /\xff\xfe\r\nContent-Length: 0\r\n\r\n",
+    "/loc-utf8": b"HTTP/1.1 302 Found\r\nLocation: http://h\xc3\xa9.example/\r\n"
+                 b"Content-Length: 0\r\n\r\n",
+    "/loc-host": b"HTTP/1.1 302 Found\r\nLocation: http://../x\r\nContent-Length: 0\r\n\r\n",
+    "/loc-label": b"HTTP/1.1 302 Found\r\nLocation: http://" + b"a" * 64
+                  + b".example/\r\nContent-Length: 0\r\n\r\n",
+    "/loc-port": b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:+80/\r\n"
+                 b"Content-Length: 0\r\n\r\n",
+}
+
+
+def not_text_app(req, conn, n):
+    if req.target in ("/huge", "/lie"):   # a petabyte (or 1 MB) announced, 3 bytes sent
+        size = b"999999999999999" if req.target == "/huge" else b"1000000"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + size + b"\r\n\r\nabc")
+        return None
+    return NOT_TEXT.get(req.target) or response(body=b"fine")
+
+
+def test_server_bytes_that_are_not_text_raise_only_http_errors():
+    with RawHTTPServer(not_text_app) as server:
+        c = new_client()
+        r = c.get(url(server, "/latin"))
+        # not UTF-8: one character per byte (ISO-8859-1); UTF-8 stays UTF-8
+        assert (r.header("x-name"), r.header("X-Utf8")) == ("caf\xe9", "caf\xe9")
+        assert r.head.header(b"x-name") == b"caf\xe9" and r.read() == b"ok"
+        r = c.get(url(server, "/reason"))
+        with pytest.raises(StatusError) as exc:
+            r.raise_for_status()
+        assert str(exc.value) == f"HTTP 404: Nicht gef\xfcnden ({url(server, '/reason')})"
+        for path, text in (("/loc-bytes", "Location is not a URL: b'/\\xff\\xfe'"),
+                           ("/loc-utf8", "Location is not a URL"),
+                           ("/loc-host", "bad host in URL 'http://../x'"),
+                           ("/loc-label", "bad host in URL"),
+                           ("/loc-port", "bad port in URL 'http://127.0.0.1:+80/'")):
+            with pytest.raises((ProtocolError, LocalProtocolError)) as exc:
+                c.get(url(server, path))
+            assert text in str(exc.value), path
+            assert url(server, path) in str(exc.value)
+            assert c.get(url(server, "/ok")).read() == b"fine"
+        assert c.redirects == 5 and c.connections == 1   # the 302s were drained
+        c.close()
+
+
+@pytest.mark.parametrize("max_body", [None, MiB])
+def test_a_huge_content_length_allocates_nothing_up_front(max_body):
+    # read() grows its buffer with the bytes that arrive: a Content-Length alone, even
+    # one under max_body, allocates nothing (on ESP32 1 MB would be a MemoryError).
+    with RawHTTPServer(not_text_app) as server:
+        c = new_client(max_body=max_body)
+        if max_body is not None:
+            with pytest.raises(LimitError, match="body of 999999999999999 bytes exceeds"):
+                c.get(url(server, "/huge"))
+        path = "/huge" if max_body is None else "/lie"
+        r = c.get(url(server, path))
+        assert r.length == (999999999999999 if max_body is None else 1000000)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ProtocolError, match=f"connection closed after 3 of "
+                               f"{r.length} body bytes"):
+                r.read()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 1024, peak
+        assert c.get(url(server, "/ok")).read() == b"fine"
+        c.close()
+
+
+def test_async_client_huge_content_length_and_bad_location():
+    import asyncio
+
+    from synack.http.aclient import AsyncClient
+
+    async def main(server):
+        c = AsyncClient(read_timeout_ms=5000, backend=NativeBackend(), max_body=None)
+        r = await c.get(url(server, "/huge"))
+        with pytest.raises(ProtocolError, match="connection closed after 3 of"):
+            await r.read()
+        r = await c.get(url(server, "/latin"))
+        assert r.header("x-name") == "caf\xe9" and await r.read() == b"ok"
+        with pytest.raises(ProtocolError, match="Location is not a URL"):
+            await c.get(url(server, "/loc-bytes"))
+        assert await (await c.get(url(server, "/ok"))).read() == b"fine"
+        c.close()
+
+    with RawHTTPServer(not_text_app) as server:
+        asyncio.run(asyncio.wait_for(main(server), 30))
 
 
 def test_status_error_and_limits_carry_the_status():

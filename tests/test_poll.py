@@ -9,7 +9,7 @@ import threading
 import time
 
 from synack.http.client import Client
-from synack.poll import CHANGED, FAILED, Poller
+from synack.poll import CHANGED, FAILED, NOT_MODIFIED, Poller
 from test_http_client import RawHTTPServer, RealServer, new_client, response, url
 
 
@@ -168,6 +168,45 @@ def test_error_messages_of_the_last_failure_are_readable():
         f"malformed status line b'HTTP/1.1 OK 200' ({u})",
         f"HTTP 503: poll answered 503 Busy ({u})",
     ]
+
+
+def test_poller_survives_server_bytes_that_are_not_text():
+    # Each answer once killed poll() with a UnicodeDecodeError or a ValueError: an ETag
+    # and a reason phrase that are not UTF-8, "Retry-After: \u00b2" (a digit to
+    # str.isdigit(), not to int()), a Location that is not ASCII. Now each is a result
+    # or an HTTPError, and the next poll is fine.
+    etag = b'"\xff\xfe-1"'
+    answers = [
+        b"HTTP/1.1 200 OK\r\nETag: " + etag + b"\r\nContent-Length: 1\r\n\r\nA",
+        "conditional",
+        b"HTTP/1.1 503 Besch\xe4ftigt\r\nRetry-After: \xc2\xb2\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 429 \xff\r\nRetry-After: 1\xd9\xa1\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: /\xe9\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nLast-Modified: \xc0\r\nContent-Length: 1\r\n\r\nB",
+    ]
+    seen = []
+
+    def app(req, conn, n):
+        answer = answers[len(server.requests) - 1]
+        if answer == "conditional":   # the ETag comes back byte for byte
+            seen.append(req.header("if-none-match").encode("latin-1"))
+            return response(304, framing="none")
+        return answer
+    with RawHTTPServer(app) as server:
+        p = Poller(url(server, "/t"), lambda r: r.read(), client=new_client(),
+                   interval_ms=0, backoff_ms=10, backoff_cap_ms=1000)
+        results = [p.poll() for _ in range(len(answers))]
+        texts = [str(p.last_error)]
+        p.close()
+    u = url(server, "/t")
+    assert [outcome for outcome, _ in results] == [CHANGED, NOT_MODIFIED, FAILED, FAILED,
+                                                   FAILED, CHANGED]
+    assert [delay for _, delay in results] == [0, 0, 10, 20, 40, 0]   # no Retry-After
+    assert seen == [etag]
+    assert p.etag is None and p.last_modified == "\xc0"
+    assert texts == [f"HTTP 302: Location is not a URL: b'/\\xe9' ({u})"]
+    assert (p.ok, p.not_modified, p.errors) == (2, 1, 3)
+    assert server.connections == 1
 
 
 def test_last_modified_is_sent_back_when_there_is_no_etag():

@@ -33,6 +33,7 @@ import time
 from micropython import const
 
 from .http.errors import HTTPError
+from .http.head import digits, text
 
 CHANGED = const(0)        # 2xx with content: new data
 NOT_MODIFIED = const(1)   # 304, or 204 (a long poll that ended with nothing new)
@@ -52,14 +53,13 @@ def classify(status):
 
 
 def retry_after_ms(value):
-    """A ``Retry-After`` header in delay-seconds form, in ms (0 if absent or a date:
-    a device without a trustworthy clock cannot use an HTTP-date)."""
+    """A ``Retry-After`` header (bytes or str) in delay-seconds form, in ms; 0 if
+    absent, a date (a device without a trustworthy clock cannot use an HTTP-date) or
+    anything but 1 to 9 ASCII digits."""
     if not value:
         return 0
-    value = value.strip()
-    if not value.isdigit() or len(value) > 9:
-        return 0
-    return int(value) * 1000
+    seconds = digits(value.strip(), 10, 9)
+    return seconds * 1000 if seconds > 0 else 0
 
 
 class _Rand:
@@ -169,8 +169,9 @@ class Poller:
         self.schedule = Schedule(interval_ms, jitter_ms, backoff_ms, backoff_cap_ms, rand)
         self.long_poll_ms = long_poll_ms
         self.headers = headers
-        self.etag = None  # type: str | None
-        self.last_modified = None  # type: str | None
+        # The validators of the last 2xx, as the server's bytes: sent back unchanged.
+        self._etag = None  # type: bytes | None
+        self._last_modified = None  # type: bytes | None
         self.polls = 0
         self.ok = 0
         self.not_modified = 0
@@ -179,6 +180,17 @@ class Poller:
         self.last_error = None  # type: Exception | None
         self.delay_ms = 0
         self._stop = False
+
+    @property
+    def etag(self):
+        """The ETag of the last 2xx as str (None if it had none), sent back as
+        If-None-Match (byte for byte, whatever its charset)."""
+        return None if self._etag is None else text(self._etag)
+
+    @property
+    def last_modified(self):
+        """The Last-Modified of the last 2xx as str (None if it had none)."""
+        return None if self._last_modified is None else text(self._last_modified)
 
     @property
     def connections(self):
@@ -193,10 +205,10 @@ class Poller:
         if self.headers:
             headers.extend(self.headers.items() if isinstance(self.headers, dict)
                            else self.headers)
-        if self.etag is not None:
-            headers.append(("If-None-Match", self.etag))
-        elif self.last_modified is not None:
-            headers.append(("If-Modified-Since", self.last_modified))
+        if self._etag is not None:
+            headers.append(("If-None-Match", self._etag))
+        elif self._last_modified is not None:
+            headers.append(("If-Modified-Since", self._last_modified))
         if self.long_poll_ms:
             headers.append(("Prefer", "wait=%d" % ((self.long_poll_ms + 999) // 1000)))
         return headers
@@ -217,16 +229,16 @@ class Poller:
                 outcome = classify(status)
                 if outcome == CHANGED:
                     self.ok += 1
-                    self.etag = resp.header("etag")
-                    self.last_modified = resp.header("last-modified")
+                    self._etag = resp.head.header(b"etag")
+                    self._last_modified = resp.head.header(b"last-modified")
                     if self.on_change is not None:
                         self.on_change(resp)
                 elif outcome == NOT_MODIFIED:
                     self.not_modified += 1
                 else:
-                    retry_after = retry_after_ms(resp.header("retry-after"))
+                    retry_after = retry_after_ms(resp.head.header(b"retry-after"))
                     self.last_error = HTTPError("poll answered %d %s"
-                                                % (status, resp.reason.decode()), status,
+                                                % (status, text(resp.reason)), status,
                                                 self.url)
                 resp.drain()
             finally:

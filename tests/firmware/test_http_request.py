@@ -90,6 +90,25 @@ def test_parse_url():
     eq(str(err), "unsupported URL scheme 'https' (only http)")
 
 
+def test_parse_url_reads_ports_and_hosts_strictly():
+    # int() takes a sign, spaces and underscores, and on CPython other scripts' digits;
+    # a port is 1 to 5 ASCII digits. A host the resolver would choke on (CPython's
+    # raises UnicodeError for an empty or 64-character label) is refused here.
+    for bad in ("http://h:+80/", "http://h: 80/", "http://h:8_0/", "http://h:\u0668\u0660/",
+                "http://h:\u00b2/", "http://h:080808/", "http://../x", "http://a..b/",
+                "http://.h/", "http://" + "a" * 64 + ".com/", "http://h\u00e9.example/",
+                "http://" + "a." * 127 + "b/", "http://h\x7f/", b"http://h\xff/"):
+        err = raises(LocalProtocolError, parse_url, bad)
+        eq("bad " in str(err), True, str(err))
+    eq(parse_url("http://" + "a" * 63 + ".example.:08080/x"),
+       ("a" * 63 + ".example.", 8080, "/x"))
+
+
+def test_redirect_location_bytes_never_fail_to_decode():
+    eq(join_url("h", 80, "/a", b"/\xff"), "http://h/\xff")
+    eq(join_url("h", 80, "/a", b"caf\xc3\xa9"), "http://h/caf\u00e9")
+
+
 def test_host_header_and_redirect_targets():
     eq(host_header("h", 80), "h")
     eq(host_header("h", 8080), "h:8080")

@@ -5,6 +5,8 @@ Runs on CPython and on the MicroPython VM."""
 from portable import eq, feed_variants, raises
 
 from synack.http.errors import ConnectionClosed, LimitError, ProtocolError
+from synack.http.head import decimal, digits, hex_size
+from synack.http.head import text as as_text
 from synack.http.response import DATA, END, NEED_DATA, RESPONSE, Reader
 
 PORTABLE = True
@@ -198,6 +200,38 @@ def test_malformed_headers_and_framing():
         eq(text in str(err), True, "%r: %s" % (rest, err))
     err = fails(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", ProtocolError)
     eq("101" in str(err), True)
+
+
+def test_numbers_are_ascii_digits_only():
+    eq([digits(t) for t in (b"0", b"007", b"123456789012345", "42")], [0, 7, 123456789012345, 42])
+    eq([digits(t, 16, 8) for t in (b"ff", b"FfFf", b"7fffffff", b"0")], [255, 65535, 2**31 - 1, 0])
+    for t in (b"", b"+1", b"-1", b" 1", b"1 ", b"1_0", b"1.0", b"0x1", b"\xb2", b"\xd9\xa1",
+              "\u00b2", "\u0661", "1\u0661", "", b"1234567890123456"):
+        eq(digits(t), -1, repr(t))
+    eq(digits(b"a"), -1)
+    eq(digits(b"123", 10, 2), -1)
+    eq((decimal(b"10"), decimal(b"1e3"), hex_size(b"1F"), hex_size(b"123456789")), (10, -1, 31, -1))
+    # a status code or Content-Length that is not ASCII digits is malformed
+    for line in (b"HTTP/1.1 2\xb2\xb2 OK", b"HTTP/1.1 +20 OK", b"HTTP/1.1 2_0 OK"):
+        raises(ProtocolError, parse, [line + b"\r\n\r\n"])
+    for value in (b"+5", b"\xd9\xa5", b"5_0", b" 5 5"):
+        err = raises(ProtocolError, parse, [b"HTTP/1.1 200 OK\r\nContent-Length: " + value
+                                            + b"\r\n\r\nabcde"])
+        eq("bad Content-Length" in str(err), True, str(err))
+
+
+def test_header_text_never_fails_to_decode():
+    eq(as_text(b"plain"), "plain")
+    eq(as_text(b"caf\xc3\xa9"), "caf\u00e9")        # UTF-8 stays UTF-8
+    eq(as_text(b"caf\xe9"), "caf\u00e9")             # not UTF-8: ISO-8859-1
+    eq(as_text(b"\xff\xfe\x80"), "\u00ff\u00fe\u0080")
+    eq(as_text(b""), "")
+    # the reader itself decodes nothing: the reason and values stay bytes
+    check(b"HTTP/1.1 200 \xc4rger\r\nX-A: \xff\x80\r\nContent-Length: 0\r\n\r\n",
+          [("head", 200, 11, b"\xc4rger", [(b"x-a", b"\xff\x80"), (b"content-length", b"0")],
+            True), ("end", [])])
+    err = fails(b"HTTP/1.1 200 OK\r\nX-\xff: 1\r\n\r\n", ProtocolError)
+    eq(str(err), "HTTP 200: malformed header line b'X-\\xff: 1'")
 
 
 def test_errors_carry_the_status_once_known():

@@ -6,7 +6,9 @@ import time
 
 from portable import eq, raises
 
-from synack.poll import (CHANGED, FAILED, NOT_MODIFIED, Schedule, _Rand, classify,
+from synack import tcp
+from synack.http.client import Client
+from synack.poll import (CHANGED, FAILED, NOT_MODIFIED, Poller, Schedule, _Rand, classify,
                          retry_after_ms)
 
 PORTABLE = True
@@ -69,6 +71,16 @@ def test_retry_after_lengthens_but_never_passes_the_cap():
         eq(retry_after_ms(value), 0, repr(value))
 
 
+def test_retry_after_takes_ascii_digits_only():
+    # "\u00b2" is a digit to str.isdigit() and not to int(); "\u0661" is one to both on
+    # CPython; "+5" and "1_0" are numbers to int(). None of them is delay-seconds.
+    for value in ("\u00b2", "1\u0661", "\u0661", "+5", "1_0", "0x10", b"\xc2\xb2", b"+5",
+                  b"\xff", "0"):
+        eq(retry_after_ms(value), 0, repr(value))
+    eq((retry_after_ms(b"120"), retry_after_ms(b" 7\t"), retry_after_ms("999999999")),
+       (120000, 7000, 999999999000))
+
+
 def test_status_outcomes():
     eq([classify(s) for s in (200, 201, 203, 204, 304)],
        [CHANGED, CHANGED, CHANGED, NOT_MODIFIED, NOT_MODIFIED])
@@ -101,3 +113,54 @@ def test_default_jitter_source_stays_in_range():
     for _ in range(50):
         d = s.next_delay(0, 0, CHANGED)
         eq(100 <= d <= 150, True, str(d))
+
+
+class Scripted:
+    """A socket backend without a network: each connection reads the next response of
+    ``responses`` in pieces of ``piece`` bytes, then the end of the stream."""
+
+    name = "scripted"
+
+    def __init__(self, responses, piece=7):
+        self.responses = list(responses)
+        self.piece = piece
+        self.sent = []
+
+    def connect(self, sock, host, port, limit):
+        sock._handle = [self.responses.pop(0) if self.responses else b"", 0]
+        sock.tcp.fire(tcp.CONNECT)
+        sock.tcp.fire(tcp.CONNECTED)
+
+    def send(self, sock, mv, timeout_ms):
+        self.sent.append(bytes(mv))
+        return len(mv)
+
+    def recv_into(self, sock, mv, timeout_ms):
+        data, pos = sock._handle
+        n = min(len(mv), self.piece, len(data) - pos)
+        mv[:n] = data[pos:pos + n]
+        sock._handle[1] = pos + n
+        return n
+
+    def close(self, sock, timeout_ms):
+        pass
+
+
+def test_poller_survives_server_bytes_that_are_not_text():
+    # Each of these once raised UnicodeError or ValueError out of poll(): an ETag and a
+    # reason phrase that are not UTF-8, a Retry-After of non-ASCII digits, a Location
+    # that is not ASCII. Each is now an outcome, the ETag goes back byte for byte.
+    etag = b'"\xff-1"'
+    backend = Scripted([
+        b"HTTP/1.1 200 OK\r\nETag: " + etag + b"\r\nContent-Length: 1\r\n\r\nA",
+        b"HTTP/1.1 304 Not Modified\r\n\r\n",
+        b"HTTP/1.1 503 Besch\xe4ftigt\r\nRetry-After: \xc2\xb2\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 302 Found\r\nLocation: /\xe9\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nLast-Modified: \xc0\r\n\r\nB",
+    ])
+    p = Poller("http://h/t", client=Client(backend=backend), interval_ms=0, backoff_ms=10)
+    outcomes = [p.poll()[0] for _ in range(5)]
+    eq(outcomes, [CHANGED, NOT_MODIFIED, FAILED, FAILED, CHANGED])
+    eq(b"If-None-Match: " + etag + b"\r\n" in backend.sent[1], True, repr(backend.sent[1]))
+    eq((p.etag, p.last_modified, p.schedule.failures, p.connections), (None, "\xc0", 0, 5))
+    eq(str(p.last_error), "HTTP 302: Location is not a URL: b'/\\xe9' (http://h/t)")

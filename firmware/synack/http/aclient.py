@@ -104,19 +104,19 @@ class AsyncResponse(BaseResponse):
         return pending
 
     async def read(self):
-        """The whole body as bytes (bounded by the client's ``max_body``)."""
-        if self.done and not len(self._pending):
-            return b""
-        if self.length is not None:  # known size: one allocation, no regrowing
-            out = bytearray(self._size_left())
-            n = await self.readinto(out)
-            return bytes(out) if n == len(out) else bytes(out[:n])
-        acc = bytearray()
-        while True:
-            piece = await self.chunk()
-            if piece is None:
-                return bytes(acc)
-            acc.extend(piece)
+        """The whole body as bytes (bounded by the client's ``max_body``); the buffer
+        grows with what arrives (``BaseResponse._grow``)."""
+        out = bytearray(0)
+        n = 0
+        while not self.done or len(self._pending):
+            if n == len(out):
+                out = self._grow(out, n)
+                if n == len(out):
+                    break  # all of the Content-Length is in
+            n += await self.readinto(memoryview(out)[n:])
+            if n < len(out):
+                break  # readinto() stops short only at the end of the body
+        return bytes(out) if n == len(out) else bytes(out[:n])
 
     async def drain(self):
         """Read and discard the rest of the body, so that the connection can be reused;

@@ -8,6 +8,7 @@ re-exports it); ``synack.http.aclient.AsyncResponse`` awaits them instead.
 
 from .core import EMPTY, tag
 from .errors import HTTPError, StatusError
+from .head import text
 from .response import DATA, END
 
 
@@ -41,9 +42,11 @@ class BaseResponse:
         self.trailers = []  # type: list
 
     def header(self, name, default=None):
-        """The first value of header ``name`` (case-insensitive) as str, or default."""
+        """The first value of header ``name`` (case-insensitive) as str, or default.
+        A value that is not UTF-8 comes out one character per byte (ISO-8859-1);
+        ``head.header(name)`` gives the bytes themselves."""
         v = self.head.header(name)
-        return default if v is None else v.decode()
+        return default if v is None else text(v)
 
     def __enter__(self):
         return self
@@ -53,7 +56,7 @@ class BaseResponse:
 
     def raise_for_status(self):
         if self.status >= 400:
-            raise StatusError(self.reason.decode() or "request failed", self.status, self.url)
+            raise StatusError(text(self.reason) or "request failed", self.status, self.url)
 
     def close(self):
         """Release the connection: back to the pool if the body was read to its end
@@ -93,9 +96,22 @@ class BaseResponse:
         if not len(self._pending) and self._reader.body_complete and not self.done:
             self._event()
 
-    def _size_left(self):
-        """Body bytes still to come (pending included); only with a Content-Length."""
-        return (self.length or 0) - self._reader.body_bytes + len(self._pending)
+    def _grow(self, out, n):
+        """For read(): a buffer for the body, twice as big as ``out`` (the first, one
+        ``chunk``), with the ``n`` bytes read so far; never bigger than a known body
+        needs. A Content-Length is only the server's word: allocating it up front would
+        let one header line (a petabyte, or just more than the heap) fail the read
+        before a byte arrived. Growing, the buffer stays under twice what arrived."""
+        size = 2 * len(out) if len(out) else self._client.chunk
+        if self.length is not None:
+            left = self.length - self._reader.body_bytes + len(self._pending)
+            if n + left < size:
+                size = n + left
+        if size == len(out):
+            return out
+        new = bytearray(size)
+        new[:n] = memoryview(out)[:n]
+        return new
 
     def _finish(self):
         self._release(self._reusable and self._reader.unconsumed() == 0)
@@ -157,16 +173,18 @@ class Response(BaseResponse):
 
     def read(self):
         """The whole body as bytes (bounded by the client's ``max_body``)."""
-        if self.done and not len(self._pending):
-            return b""
-        if self.length is not None:  # known size: one allocation, no regrowing
-            out = bytearray(self._size_left())
-            n = self.readinto(out)
-            return bytes(out) if n == len(out) else bytes(out[:n])
-        acc = bytearray()
-        for piece in self.iter_chunks():
-            acc.extend(piece)
-        return bytes(acc)
+        out = bytearray(0)
+        n = 0
+        while not self.done or len(self._pending):
+            if n == len(out):
+                out = self._grow(out, n)
+                if n == len(out):
+                    break  # all of the Content-Length is in
+            got = self.readinto(memoryview(out)[n:])
+            n += got
+            if n < len(out):
+                break  # readinto() stops short only at the end of the body
+        return bytes(out) if n == len(out) else bytes(out[:n])
 
     def drain(self):
         """Read and discard the rest of the body, so that the connection can be reused;

@@ -15,7 +15,7 @@ import time
 from micropython import const
 
 from .. import socket
-from .errors import ConnectionClosed, HTTPError, TooManyRedirects
+from .errors import ConnectionClosed, HTTPError, ProtocolError, TooManyRedirects
 from .request import (CRLF, HTTP10, HTTP11, IDEMPOTENT, LAST_CHUNK, build_head,
                       chunk_header, header_pairs, is_buffer, join_url, parse_url,
                       to_bytes)
@@ -229,13 +229,25 @@ class BaseClient:
         return resp.length is None or resp.length <= _DRAIN_CHUNKS * self.chunk
 
     def _follow(self, plan, resp):
-        """Point ``plan`` at the Location of redirect ``resp`` (its body dealt with)."""
-        url = join_url(plan.host, plan.port, plan.target, resp.head.header(b"location"))
+        """Point ``plan`` at the Location of redirect ``resp`` (its body dealt with).
+        A Location that is not a URL (RFC 3986: printable ASCII, no space) is the
+        server's error: ProtocolError; one we cannot follow (https, a bad host or
+        port) raises LocalProtocolError, as the same URL given to request() would."""
+        location = resp.head.header(b"location")
+        for c in location:
+            if c <= 32 or c >= 127:
+                raise ProtocolError("Location is not a URL: %r" % location[:80],
+                                    resp.status, plan.url)
+        try:
+            url = join_url(plan.host, plan.port, plan.target, location)
+            new_host, new_port, _ = parse_url(url)
+        except HTTPError as e:
+            tag(e, plan.url)
+            raise
         if resp.status <= 303 and plan.method != b"HEAD":
             # RFC 9110 15.4: 303 (and in practice 301/302) turn into GET without body
             plan.method = b"GET"
             plan.body = None
-        new_host, new_port, _ = parse_url(url)
         if (new_host, new_port) != (plan.host, plan.port):
             plan.extra = [h for h in plan.extra if to_bytes(h[0]).lower() != b"authorization"]
         plan.url = url

@@ -1,6 +1,11 @@
 """The head of an HTTP/1.x response (status line and header fields) and the parsing of
 its small tokens: the status line, a Content-Length, a chunk size. No I/O and no state:
 ``synack.http.response.Reader`` calls these while it frames the message.
+
+Server bytes never reach ``int()`` or ``bytes.decode()`` unchecked: numbers are read by
+``digits()`` (ASCII digits only; ``int()`` also takes signs, spaces, underscores and
+non-ASCII digits, and not the same ones on every port), and text by ``text()``, which
+cannot fail. Whatever the server sends, the only errors are the HTTPError family.
 """
 
 from micropython import const
@@ -50,6 +55,37 @@ def _lower(name):
     return (name.encode() if isinstance(name, str) else name).lower()
 
 
+def digits(text, base=10, most=15):
+    """The value of ``text`` (bytes or str) if it is 1 to ``most`` ASCII digits in
+    ``base`` (10, or 16 with a-f/A-F), else -1. No sign, space or underscore, and no
+    other script's digits ("\u00b2".isdigit() is True, int("\u00b2") a ValueError)."""
+    if not text or len(text) > most:
+        return -1
+    n = 0
+    for c in text:
+        if isinstance(c, str):
+            c = ord(c)
+        if 48 <= c <= 57:
+            c -= 48
+        elif base == 16 and 97 <= (c | 32) <= 102:
+            c = (c | 32) - 87
+        else:
+            return -1
+        n = n * base + c
+    return n
+
+
+def text(value):
+    """Bytes from the server (a header value, the reason phrase) as str: UTF-8 if they
+    are valid UTF-8 (ASCII always is), else one character per byte (ISO-8859-1, the
+    historical charset of HTTP fields, RFC 9110 5.5). Never raises. MicroPython has
+    neither a latin-1 codec nor decode(errors=...): chr() of each byte is latin-1."""
+    try:
+        return value.decode()
+    except UnicodeError:
+        return "".join([chr(c) for c in value])
+
+
 def parse_status(line):
     """b"HTTP/1.1 200 OK" -> Head, or None if malformed. HTTP/1.x with x > 1 is read
     as 1.1 (RFC 9110 2.5); the reason phrase may be empty or missing."""
@@ -58,27 +94,19 @@ def parse_status(line):
     minor = line[7]
     if not 48 <= minor <= 57:
         return None
-    code = line[9:12]
-    if not code.isdigit() or (len(line) > 12 and line[12] != 32):
+    if len(line) > 12 and line[12] != 32:
         return None
-    status = int(code)
+    status = digits(line[9:12], 10, 3)
     if status < 100:
-        return None
+        return None  # not three digits (-1), or not a status code
     return Head(10 if minor == 48 else 11, status, line[13:])
 
 
-def decimal(text):
-    """A Content-Length value as an int, or -1 if it is not plain decimal digits."""
-    if not text or len(text) > 15 or not text.isdigit():
-        return -1
-    return int(text)
+def decimal(value):
+    """A Content-Length value as an int, or -1 if it is not 1 to 15 decimal digits."""
+    return digits(value, 10, 15)
 
 
-def hex_size(text):
+def hex_size(value):
     """A chunk size as an int, or -1 if it is not 1 to 8 hex digits."""
-    if not text or len(text) > _MAX_CHUNK_DIGITS:
-        return -1
-    for c in text:
-        if not (48 <= c <= 57 or 65 <= c <= 70 or 97 <= c <= 102):
-            return -1
-    return int(text, 16)
+    return digits(value, 16, _MAX_CHUNK_DIGITS)

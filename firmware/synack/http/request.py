@@ -10,6 +10,7 @@ an RFC 9110 token, or a value with CR, LF or NUL in it (header injection), raise
 """
 
 from .errors import LocalProtocolError
+from .head import digits, text
 
 HTTP10 = b"HTTP/1.0"
 HTTP11 = b"HTTP/1.1"
@@ -150,7 +151,7 @@ def parse_url(url):
     """``http://host[:port]/path?query`` -> (host, port, target). Only plain http: this
     client has no TLS (ESP32 heap is too small for it next to a modem stack)."""
     if isinstance(url, bytes):
-        url = url.decode()
+        url = text(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise LocalProtocolError("not an absolute URL: %r" % url)
@@ -173,15 +174,29 @@ def parse_url(url):
     if not colon:
         host, port = hostport, 80
     else:
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise LocalProtocolError("bad port in URL %r" % url)
+        port = digits(port_text, 10, 5)  # int() would take "+80", " 80", "8_0", "\u0668\u0660"
         if not 0 < port < 65536:
             raise LocalProtocolError("bad port in URL %r" % url)
     if not host:
         raise LocalProtocolError("no host in URL %r" % url)
+    _check_host(host, url)
     return host, port, target
+
+
+def _check_host(host, url):
+    """A host name the resolver can take: printable ASCII (an IDN in its xn-- form),
+    dot-separated labels of 1 to 63 characters (one trailing dot allowed), 253 in all.
+    CPython's resolver raises UnicodeError, not OSError, for an empty or long label."""
+    for c in host:
+        if c <= " " or c > "~":
+            raise LocalProtocolError("bad host in URL %r" % url)
+    if host.endswith("."):
+        host = host[:-1]
+    if len(host) > 253:
+        raise LocalProtocolError("bad host in URL %r" % url)
+    for label in host.split("."):
+        if not label or len(label) > 63:
+            raise LocalProtocolError("bad host in URL %r" % url)
 
 
 def host_header(host, port):
@@ -192,7 +207,7 @@ def join_url(host, port, target, location):
     """Resolve a Location header against the request it answered (RFC 3986, the cases
     servers send: absolute URL, absolute path, scheme-relative and relative path)."""
     if isinstance(location, bytes):
-        location = location.decode()
+        location = text(location)
     if "://" in location:
         return location
     if location.startswith("//"):
