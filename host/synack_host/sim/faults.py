@@ -19,8 +19,15 @@ The faults (``FAULTS`` below; dialects add their own with the same shape):
                          after S seconds, or at ``restore-registration``
 ``close-link N [R]``     link N closed by the network: FIN to the peer, ``+IPCLOSE: N,R``
 ``lose-urc [N]``         the next N data-arrival URCs are never sent
+``cme-error P C [N]``    the next N commands starting with P answer CME error C
+``lose-ok [N]``          the next N final ``OK`` are never sent
+``send-fail [N]``        the next N sends: ``+CIPSEND: <link>,<n>,-1``, ``+IPCLOSE: <link>,2``
+``truncate-read [N]``    the next N ``AT+CIPRXGET=2`` payloads are cut short, no ``OK``
+``ipclose-during-send``  ``[R]``: the next send's link closes while its payload comes in
+``malformed-urc``        ``[TEXT]``: a malformed URC (default ``+IPCLOSE: 0,`` and
+                         ``+CIPRXGET: 1,O``)
 ``heal``                 every fault still pending is forgotten, registration restored
-``status``               JSON: registration, bearer, links
+``status``               JSON: registration, bearer, links, armed faults (``pending``)
 =======================  ===============================================================
 
 ``FaultClient(path).send("reboot")`` is the Python side; ``RunningModem`` (launch.py)
@@ -145,14 +152,43 @@ def run_request(modem: Modem, line: str) -> str:
     return f"ok {detail}".rstrip()
 
 
+def _remove_stale_socket(path: str) -> None:
+    """Make room for the control socket at ``path``: only a socket file nobody listens
+    on (left by a killed modem) is removed. Anything else is an OSError that names it:
+    a live socket (another modem uses it), a regular file, a directory, a symlink."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        what = ("a symlink" if stat.S_ISLNK(st.st_mode) else
+                "a directory" if stat.S_ISDIR(st.st_mode) else
+                "a regular file" if stat.S_ISREG(st.st_mode) else "not a socket")
+        raise FileExistsError(f"--control {path}: exists and is {what}"
+                              f"{'' if what == 'not a socket' else ', not a socket'}; "
+                              "give a new path (only a stale socket is replaced)")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)       # a socket file left by a killed modem: stale
+            return
+        except OSError:
+            pass                  # cannot tell (e.g. a full backlog): leave it alone
+    raise FileExistsError(f"--control {path}: already in use (a socket that answers: "
+                          "another modem?)")
+
+
 class ControlServer:
     """The Unix socket a modem listens on for faults; served by the modem's selector."""
 
     def __init__(self, modem: Modem, path: str):
         self.modem = modem
         self.path = path
-        if os.path.exists(path):
-            os.unlink(path)       # a socket file left by a killed modem
+        _remove_stale_socket(path)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(4)

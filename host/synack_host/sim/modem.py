@@ -37,6 +37,7 @@ BOOT_DELAY_S = 0.1        # power-up URCs come this long after power-on
 IDLE_WAIT_S = 0.25        # longest sleep of the loop when nothing is scheduled
 PRECISE_WAIT_S = 0.002    # shorter waits are slept, not selected (see step)
 HOLD_URCS_S = 1.0         # longest a half-typed, echoed command line holds URCs back
+OUT_LIMIT = 64 * 1024     # bytes queued toward a host that does not read; beyond: overrun
 
 CME_TEXT = {3: "operation not allowed", 4: "operation not supported",
             10: "SIM not inserted", 11: "SIM PIN required", 16: "incorrect password",
@@ -172,7 +173,8 @@ class Modem:
         self._delay_s = 0.0
         self._delay_count = 0
         self.trace = trace
-        self.pty = PtyLink(baud, link_path)
+        self.pty = PtyLink(baud, link_path, out_limit=OUT_LIMIT)
+        self._overrunning = False   # an overrun is being reported (trace once per episode)
         self.sel = selectors.DefaultSelector()
         self._waker = Waker()
         self.sel.register(self._waker.fd, selectors.EVENT_READ, self._waker.drain)
@@ -188,7 +190,13 @@ class Modem:
         self._data_done: Callable[[bytes], None] | None = None
         self._running = False
         self._thread: threading.Thread | None = None
-        self.control = ControlServer(self, control_path) if control_path else None
+        try:
+            self.control = ControlServer(self, control_path) if control_path else None
+        except BaseException:
+            self.sel.close()    # nothing started yet: release the pty (and its --link)
+            self.pty.close()
+            self._waker.close()
+            raise
         self.power_on()
 
     @property
@@ -209,7 +217,8 @@ class Modem:
 
     def status(self) -> dict:
         """What the ``status`` fault request reports; dialects add their state."""
-        return {"booted": self.booted, "echo": self.echo, "cmee": self.cmee}
+        return {"booted": self.booted, "echo": self.echo, "cmee": self.cmee,
+                "tx_queued": self.pty.pending_out, "overrun": self.pty.overrun}
 
     # -- injected faults (faults.py) ---------------------------------------------------
     def delay_replies(self, seconds: float, count: int) -> None:
@@ -249,7 +258,17 @@ class Modem:
         """Queue bytes for the host as they are (prompts, payloads)."""
         if self.trace:
             self.trace("<- " + escape(data))
-        self.pty.write(data)
+        self._tx(data)
+
+    def _tx(self, data: bytes) -> None:
+        """Into the output queue; a host that does not read loses what does not fit."""
+        if self.pty.write(data):
+            if self.trace and not self._overrunning:
+                self.trace(f"!! output overrun: the host is not reading; bytes beyond "
+                           f"{OUT_LIMIT} queued are dropped ({self.pty.overrun} so far)")
+            self._overrunning = True
+        elif self._overrunning and not self.pty.pending_out:
+            self._overrunning = False
 
     def reply(self, *lines: str) -> None:
         """Information lines or a final result: ``\\r\\n<line>\\r\\n`` each."""
@@ -355,13 +374,13 @@ class Modem:
                     else:
                         self.pty.discard(1)
                 if self.echo:
-                    self.pty.write(b"\r\n" if nxt == LF else b"\r")
+                    self._tx(b"\r\n" if nxt == LF else b"\r")
                 line, self._line = bytes(self._line), bytearray()
                 if line.strip():
                     self._command(line)
                 continue
             if self.echo:
-                self.pty.write(bytes([b]))
+                self._tx(bytes([b]))
             if b in (BS, DEL):
                 del self._line[-1:]
             elif b != LF and len(self._line) <= MAX_LINE:

@@ -15,6 +15,11 @@ Input is drained eagerly from the master into a bounded buffer and *released* to
 device at the paced rate, which is what a UART with a large host-side kernel buffer looks
 like. Draining eagerly also lets the device ask "has the host already sent the next
 byte?" (``peek``) - used to tell a CR LF line ending from a CR followed by payload data.
+
+Output toward the host may be bounded too (``out_limit``): a host that never reads does
+not make the device queue without end. Bytes that do not fit are dropped and counted in
+``overrun``, as a serial line without flow control loses what the receiver has no room
+for.
 """
 
 from __future__ import annotations
@@ -69,7 +74,8 @@ class PtyLink:
     move.
     """
 
-    def __init__(self, baud: int | None = None, link_path: str | None = None):
+    def __init__(self, baud: int | None = None, link_path: str | None = None,
+                 out_limit: int | None = None):
         self.master, self._slave = os.openpty()
         tty.setraw(self._slave, termios.TCSANOW)
         os.set_blocking(self.master, False)
@@ -85,6 +91,8 @@ class PtyLink:
         self._out = bytearray()
         self._in = bytearray()
         self._tx_blocked = False
+        self.out_limit = out_limit
+        self.overrun = 0          # bytes dropped because the output queue was full
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -137,9 +145,21 @@ class PtyLink:
         self._in.clear()
 
     # -- device -> host ----------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` for the host; ``flush()`` moves it as pacing allows."""
+    def write(self, data: bytes) -> int:
+        """Queue ``data`` for the host; ``flush()`` moves it as pacing allows. With an
+        ``out_limit``, what does not fit is dropped (counted in ``overrun``); returns the
+        number of bytes dropped."""
+        if self.out_limit is not None and len(self._out) + len(data) > self.out_limit:
+            if self._out and not self._tx_blocked:
+                self.flush()     # the kernel may have room by now
+            room = max(0, self.out_limit - len(self._out))
+            if len(data) > room:
+                dropped = len(data) - room
+                self.overrun += dropped
+                self._out += data[:room]
+                return dropped
         self._out += data
+        return 0
 
     def flush(self) -> None:
         while self._out:

@@ -12,6 +12,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from stat import S_ISDIR
+
+from .flash import host_path
+
+# CPython's path functions that MicroPython's os does not have and that the jail does not
+# cover: device code does not see them (on a board they would not exist either)
+_UNJAILED = {"walk", "fwalk", "removedirs", "renames", "link", "symlink", "mkfifo",
+             "mknod", "chown", "lchown", "lchmod", "chroot", "chflags", "lchflags",
+             "getxattr", "setxattr", "listxattr", "removexattr", "pathconf", "statvfs"}
+
 
 def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
     import builtins
@@ -26,35 +36,62 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
     def is_device(g) -> bool:
         return g is ns or str(g.get("__file__") or "").startswith(root + os.sep)
 
-    def path(p):
-        """Device paths: '/x' is the x at the top of the flash directory."""
-        if isinstance(p, str) and p.startswith("/"):
-            return os.path.join(root, p.lstrip("/"))
-        return p
+    def getcwd():
+        rel = os.path.relpath(os.getcwd(), root)
+        return "/" if rel == "." else "/" + rel
+
+    def path(p, follow=True):
+        """A device path -> its host path in the flash directory: '/x' is the x at the
+        top of the flash, '..' stops at the top, and a path that leads outside (through
+        a symlink) does not exist (ENOENT). Descriptors pass through."""
+        if isinstance(p, int):
+            return p
+        p = os.fspath(p)
+        if isinstance(p, bytes):
+            return os.fsencode(host_path(root, getcwd(), os.fsdecode(p), follow))
+        return host_path(root, getcwd(), p, follow)
+
+    def link(p):
+        return path(p, follow=False)    # the last component itself (remove, rename ...)
+
+    def escapes(entry) -> bool:
+        try:
+            entry.is_symlink() and path(entry.path)
+            return False
+        except OSError:
+            return True
 
     dev_os = types.ModuleType("os", "MicroPython os, rooted at the board's flash")
-    dev_os.__dict__.update({k: v for k, v in vars(os).items() if not k.startswith("__")})
+    dev_os.__dict__.update({k: v for k, v in vars(os).items()
+                            if not k.startswith("__") and k not in _UNJAILED})
 
     def stat(p):
         st = os.stat(path(p))
-        mode = 0x4000 if os.path.isdir(path(p)) else 0x8000
+        mode = 0x4000 if S_ISDIR(st.st_mode) else 0x8000
         t = int(st.st_mtime)
         return (mode, 0, 0, 0, 0, 0, st.st_size, t, t, t)
 
     def ilistdir(p="."):
         for e in os.scandir(path(p)):
-            yield (e.name, 0x4000 if e.is_dir() else 0x8000, 0,
-                   0 if e.is_dir() else e.stat().st_size)
-
-    def getcwd():
-        rel = os.path.relpath(os.getcwd(), root)
-        return "/" if rel == "." else "/" + rel
+            if escapes(e):
+                continue     # a symlink out of the flash: not there, as stat says
+            try:
+                size = 0 if e.is_dir() else e.stat().st_size
+            except OSError:
+                size = 0     # a dangling symlink
+            yield (e.name, 0x4000 if e.is_dir() else 0x8000, 0, size)
 
     flash_bytes = int(os.environ.get(FLASH_SIZE_ENV) or DEFAULT_FLASH_BYTES)
 
     def used() -> int:
-        return sum(os.path.getsize(os.path.join(d, f))
-                   for d, _, files in os.walk(root) for f in files)
+        total = 0
+        for d, _, files in os.walk(root):
+            for f in files:
+                try:
+                    total += os.lstat(os.path.join(d, f)).st_size   # not through symlinks
+                except OSError:
+                    pass
+        return total
 
     def statvfs(p="/"):
         blocks, free = flash_bytes // 4096, max(0, flash_bytes - used()) // 4096
@@ -62,16 +99,28 @@ def install_device_shims(root: str, uart1: str | None, ns: dict, send) -> None:
 
     dev_os.__dict__.update(
         stat=stat, ilistdir=ilistdir, getcwd=getcwd, statvfs=statvfs,
-        listdir=lambda p=".": os.listdir(path(p)), remove=lambda p: os.remove(path(p)),
-        mkdir=lambda p: os.mkdir(path(p)), rmdir=lambda p: os.rmdir(path(p)),
-        chdir=lambda p: os.chdir(path(p)), rename=lambda a, b: os.rename(path(a), path(b)),
+        listdir=lambda p=".": [e[0] for e in ilistdir(p)],
+        remove=lambda p: os.remove(link(p)), unlink=lambda p: os.unlink(link(p)),
+        mkdir=lambda p, *a: os.mkdir(link(p), *a), rmdir=lambda p: os.rmdir(link(p)),
+        chdir=lambda p: os.chdir(path(p)),
+        rename=lambda a, b: os.rename(link(a), link(b)),
+        replace=lambda a, b: os.replace(link(a), link(b)),
+        # CPython's own, for code written for both: the same jail
+        open=lambda p, *a, **kw: os.open(path(p), *a, **kw),
+        scandir=lambda p=".": os.scandir(path(p)), lstat=lambda p: os.lstat(link(p)),
+        makedirs=lambda p, *a, **kw: os.makedirs(path(p), *a, **kw),
+        access=lambda p, *a, **kw: os.access(path(p), *a, **kw),
+        truncate=lambda p, n: os.truncate(path(p), n),
+        utime=lambda p, *a, **kw: os.utime(path(p), *a, **kw),
+        chmod=lambda p, *a, **kw: os.chmod(path(p), *a, **kw),
+        readlink=lambda p: os.readlink(link(p)),
         sync=lambda: None, dupterm=lambda *a: None,
         uname=lambda: ("esp32", "esp32", "1.27.0", "v1.27.0", "synack virtual board"))
 
     def device_open(file, *args, **kwargs):
         if not is_device(sys._getframe(1).f_globals):
             return real_open(file, *args, **kwargs)
-        f = real_open(path(file), *args, **kwargs)
+        f = real_open(path(file), *args, **kwargs)   # the jail: ENOENT outside the flash
         mode = args[0] if args else kwargs.get("mode", "r")
         # the free space once, at open (after "w" truncated the file): not a walk per write
         return _BoundedFile(f, flash_bytes - used()) if set(mode) & set("wa+") else f
