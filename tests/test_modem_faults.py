@@ -15,30 +15,8 @@ import time
 import pytest
 
 from atclient import Client
-from synack_host.hil.servers import EchoServer, ScriptedServer
+from synack_host.hil.servers import ScriptedServer
 from synack_host.sim.faults import FaultError
-from synack_host.sim.launch import start_modem
-
-
-@pytest.fixture
-def echo():
-    with EchoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def rig():
-    """A modem process and a booted serial client on it (echo off)."""
-    proc = start_modem("--dialect", "sim7600")
-    c = Client(proc.port)
-    try:
-        c.until(b"PB DONE\r\n")
-        c.cmd("ATE0")
-        c.proc = proc
-        yield c
-    finally:
-        c.s.close()
-        assert proc.stop() == 0
 
 
 def prompt_and_send(c: Client, link: int, data: bytes) -> None:
@@ -47,8 +25,8 @@ def prompt_and_send(c: Client, link: int, data: bytes) -> None:
     c.s.write(data)
 
 
-def test_cme_error_answers_the_next_matching_commands_per_cmee(rig, echo):
-    c = rig
+def test_cme_error_answers_the_next_matching_commands_per_cmee(serial_modem, echo):
+    c = serial_modem
     c.cmd("AT+CMEE=1")
     c.cmd("AT+NETOPEN", b"+NETOPEN: 0\r\n")
     assert c.proc.fault("cme-error at+cipopen 3 2") == \
@@ -66,15 +44,15 @@ def test_cme_error_answers_the_next_matching_commands_per_cmee(rig, echo):
     assert echo.wait_for(lambda: echo.connections == 1)
 
 
-def test_cme_error_is_a_plain_error_with_cmee_0(rig):
-    c = rig
+def test_cme_error_is_a_plain_error_with_cmee_0(serial_modem):
+    c = serial_modem
     c.proc.fault("cme-error AT+CSQ 10")
     assert c.cmd("AT+CSQ", b"ERROR\r\n") == b"\r\nERROR\r\n"
     assert c.cmd("AT+CSQ") == b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"
 
 
-def test_lose_ok_keeps_information_lines_payloads_and_urcs(rig, echo):
-    c = rig
+def test_lose_ok_keeps_information_lines_payloads_and_urcs(serial_modem, echo):
+    c = serial_modem
     assert c.proc.fault("lose-ok") == "the next 1 final OK(s) will be lost"
     assert c.cmd("AT+CSQ", b"99\r\n") == b"\r\n+CSQ: 20,99\r\n"
     assert c.silent_for(0.3) == b""                  # no OK
@@ -91,8 +69,8 @@ def test_lose_ok_keeps_information_lines_payloads_and_urcs(rig, echo):
     assert echo.received == 4
 
 
-def test_send_fail_confirms_minus_one_and_drops_the_link_silently(rig, echo):
-    c = rig
+def test_send_fail_confirms_minus_one_and_drops_the_link_silently(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port, link=2)
     assert c.proc.fault("send-fail") == \
         "the next 1 AT+CIPSEND(s) will fail: +CIPSEND: <link>,<n>,-1"
@@ -107,8 +85,8 @@ def test_send_fail_confirms_minus_one_and_drops_the_link_silently(rig, echo):
     c.open_link(echo.port, link=2)                   # the link can be opened again
 
 
-def test_truncate_read_announces_more_than_comes(rig, echo):
-    c = rig
+def test_truncate_read_announces_more_than_comes(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     c.s.write(b"AT+CIPSEND=0,10\r")
     c.until(b"> ")
@@ -123,8 +101,8 @@ def test_truncate_read_announces_more_than_comes(rig, echo):
     assert c.cmd("AT+CIPRXGET=2,0,10", b"OK\r\n") == b"\r\n+CIPRXGET: 2,0,2,0\r\n89\r\nOK\r\n"
 
 
-def test_truncate_read_cuts_a_hex_read_too(rig, echo):
-    c = rig
+def test_truncate_read_cuts_a_hex_read_too(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     c.s.write(b"AT+CIPSEND=0,4\r")
     c.until(b"> ")
@@ -136,8 +114,8 @@ def test_truncate_read_cuts_a_hex_read_too(rig, echo):
     assert c.silent_for(0.3) == b""
 
 
-def test_ipclose_during_send_closes_the_link_while_the_payload_comes_in(rig, echo):
-    c = rig
+def test_ipclose_during_send_closes_the_link_while_the_payload_comes_in(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port, link=1)
     c.proc.fault("ipclose-during-send")
     prompt_and_send(c, 1, b"half")
@@ -148,16 +126,16 @@ def test_ipclose_during_send_closes_the_link_while_the_payload_comes_in(rig, ech
     assert c.proc.status()["pending"] == {}
 
 
-def test_ipclose_during_send_with_a_reason(rig, echo):
-    c = rig
+def test_ipclose_during_send_with_a_reason(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     assert c.proc.fault("ipclose-during-send 2").endswith("(+IPCLOSE: <link>,2)")
     prompt_and_send(c, 0, b"x")
     assert c.until(b"+IPCLOSE: 0,2\r\n") == b"\r\nERROR\r\n\r\n+IPCLOSE: 0,2\r\n"
 
 
-def test_malformed_urcs_come_as_lines_at_a_line_boundary(rig):
-    c = rig
+def test_malformed_urcs_come_as_lines_at_a_line_boundary(serial_modem):
+    c = serial_modem
     assert c.proc.fault("malformed-urc") == "queued: '+IPCLOSE: 0,', '+CIPRXGET: 1,O'"
     assert c.until(b"1,O\r\n") == b"\r\n+IPCLOSE: 0,\r\n\r\n+CIPRXGET: 1,O\r\n"
     c.proc.fault(r"malformed-urc +CIPSEND: 0,\xff")
@@ -165,13 +143,13 @@ def test_malformed_urcs_come_as_lines_at_a_line_boundary(rig):
     assert c.cmd("AT") == b"\r\nOK\r\n"
 
 
-def test_a_peer_reset_is_ipclose_1(rig):
+def test_a_peer_reset_is_ipclose_1(serial_modem):
     """The matrix's peer RST: a server that closes with SO_LINGER 0 resets the link."""
     def reset(conn: socket.socket) -> None:
         conn.recv(16)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    c = rig
+    c = serial_modem
     with ScriptedServer(reset) as server:
         c.open_link(server.port)
         prompt_and_send(c, 0, b"hello")
@@ -180,8 +158,8 @@ def test_a_peer_reset_is_ipclose_1(rig):
     assert c.cmd("AT+CIPCLOSE=0", b"ERROR\r\n") == b"\r\n+CIPCLOSE: 0,4\r\n\r\nERROR\r\n"
 
 
-def test_heal_forgets_the_new_faults(rig, echo):
-    c = rig
+def test_heal_forgets_the_new_faults(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     for request in ("cme-error AT+CSQ 4 3", "lose-ok 2", "send-fail", "truncate-read",
                     "ipclose-during-send"):
@@ -200,8 +178,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
-def test_cli_knows_the_new_faults_and_refuses_bad_ones(rig):
-    path = rig.proc.control_path
+def test_cli_knows_the_new_faults_and_refuses_bad_ones(serial_modem):
+    path = serial_modem.proc.control_path
     done = run_cli(path, "help")
     for usage in ("cme-error PREFIX CODE [COUNT]", "lose-ok [COUNT]", "send-fail [COUNT]",
                   "truncate-read [COUNT]", "ipclose-during-send [REASON]",
@@ -220,10 +198,10 @@ def test_cli_knows_the_new_faults_and_refuses_bad_ones(rig):
     ]:
         done = run_cli(path, *args)
         assert done.returncode == 1 and done.stderr.startswith(message), done.stderr
-    rig.proc.heal()
-    assert rig.cmd("AT") == b"\r\nOK\r\n"      # the refused requests did nothing
+    serial_modem.proc.heal()
+    assert serial_modem.cmd("AT") == b"\r\nOK\r\n"      # the refused requests did nothing
 
 
-def test_a_refused_fault_raises_fault_error(rig):
+def test_a_refused_fault_raises_fault_error(serial_modem):
     with pytest.raises(FaultError, match=r"truncate-read: count must be a number"):
-        rig.proc.fault("truncate-read many")
+        serial_modem.proc.fault("truncate-read many")

@@ -15,7 +15,6 @@ from hanging import HangingListener, closed_port, elapsed
 
 from synack import socket as synsocket
 from synack.native import NativeBackend
-from synack_host.hil.servers import EchoServer
 
 HANDSHAKE = ["CLOSED", "SYN_SENT", "ESTABLISHED"]
 FAILED = ["CLOSED", "SYN_SENT", "CLOSED"]
@@ -29,12 +28,6 @@ def backend(request):
     from modemrig import Rig
     with Rig() as rig:
         yield rig.modem
-
-
-@pytest.fixture
-def echo():
-    with EchoServer() as server:
-        yield server
 
 
 def start(backend, port, limit_ms=None):

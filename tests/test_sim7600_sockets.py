@@ -15,7 +15,7 @@ from synack.at.aio import AsyncChannel
 from synack.at.errors import CommandTimeout
 from synack.at.parser import Parser
 from synack.modems import base, sim7600
-from synack_host.hil.servers import EchoServer, ScriptedServer
+from synack_host.hil.servers import ScriptedServer
 from modemrig import Rig
 
 ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
@@ -40,12 +40,6 @@ def rig_factory():
 @pytest.fixture
 def rig(rig_factory):
     return rig_factory()
-
-
-@pytest.fixture
-def echo():
-    with EchoServer() as server:
-        yield server
 
 
 def roundtrip(sock, data, chunk=4096):

@@ -16,19 +16,13 @@ import pytest
 
 from synack_host.hil.plugin import require_tools
 from synack_host.hil.capture import Capture, CaptureError, flows, read_pcap, unavailable
-from synack_host.hil.servers import EchoServer, ScriptedServer
+from synack_host.hil.servers import ScriptedServer
 
 REASON = unavailable()
 
 
 def require_capture() -> None:
     require_tools(REASON, "wire-level checks")
-
-
-@pytest.fixture
-def echo():
-    with EchoServer() as srv:
-        yield srv
 
 
 @pytest.fixture

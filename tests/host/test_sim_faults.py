@@ -11,30 +11,7 @@ import time
 import pytest
 
 from atclient import BANNER, Client
-from synack_host.hil.servers import EchoServer
 from synack_host.sim.faults import FaultError
-from synack_host.sim.launch import start_modem
-
-
-@pytest.fixture
-def echo():
-    with EchoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def rig():
-    """A modem process and a booted serial client on it (echo off)."""
-    proc = start_modem("--dialect", "sim7600")
-    c = Client(proc.port)
-    try:
-        c.until(b"PB DONE\r\n")
-        c.cmd("ATE0")
-        c.proc = proc
-        yield c
-    finally:
-        c.s.close()
-        assert proc.stop() == 0
 
 
 def send(c: Client, link: int, data: bytes) -> None:
@@ -44,8 +21,8 @@ def send(c: Client, link: int, data: bytes) -> None:
     c.until(b"+CIPSEND: %d,%d,%d\r\n" % (link, len(data), len(data)))
 
 
-def test_drop_registration_loses_bearer_and_links_then_comes_back(rig, echo):
-    c = rig
+def test_drop_registration_loses_bearer_and_links_then_comes_back(serial_modem, echo):
+    c = serial_modem
     c.cmd("AT+CREG=1")
     c.open_link(echo.port)
     assert c.proc.drop_registration(1.0) == "registration lost for 1 s"
@@ -61,8 +38,8 @@ def test_drop_registration_loses_bearer_and_links_then_comes_back(rig, echo):
     assert echo.connections == 2
 
 
-def test_drop_registration_until_restored(rig):
-    c = rig
+def test_drop_registration_until_restored(serial_modem):
+    c = serial_modem
     c.proc.drop_registration()
     time.sleep(0.3)
     assert c.cmd("AT+CGREG?") == b"\r\n+CGREG: 0,2\r\n\r\nOK\r\n"
@@ -70,8 +47,8 @@ def test_drop_registration_until_restored(rig):
     assert c.cmd("AT+CGREG?") == b"\r\n+CGREG: 0,1\r\n\r\nOK\r\n"
 
 
-def test_close_link_sends_fin_to_peer_and_ipclose_to_host(rig, echo):
-    c = rig
+def test_close_link_sends_fin_to_peer_and_ipclose_to_host(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port, link=3)
     assert c.proc.close_link(3) == "link 3 closed (+IPCLOSE: 3,1)"
     assert c.until(b"+IPCLOSE: 3,1\r\n") == b"\r\n+IPCLOSE: 3,1\r\n"
@@ -82,8 +59,8 @@ def test_close_link_sends_fin_to_peer_and_ipclose_to_host(rig, echo):
         c.proc.close_link(12)
 
 
-def test_lose_urc_loses_exactly_the_next_data_urc(rig, echo):
-    c = rig
+def test_lose_urc_loses_exactly_the_next_data_urc(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     assert c.proc.lose_data_urcs(1) == "the next 1 data URC(s) will be lost"
     send(c, 0, b"one")
@@ -93,8 +70,8 @@ def test_lose_urc_loses_exactly_the_next_data_urc(rig, echo):
     assert c.until(b"+CIPRXGET: 1,0\r\n") == b"\r\n+CIPRXGET: 1,0\r\n"   # only one lost
 
 
-def test_reboot_forgets_links_and_says_rdy(rig, echo):
-    c = rig
+def test_reboot_forgets_links_and_says_rdy(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     assert c.proc.reboot() == "rebooting"
     assert c.until(b"PB DONE\r\n") == BANNER
@@ -103,8 +80,8 @@ def test_reboot_forgets_links_and_says_rdy(rig, echo):
     assert echo.closed_by_client == []                        # the peer heard nothing
 
 
-def test_delay_replies_answers_the_next_commands_late(rig):
-    c = rig
+def test_delay_replies_answers_the_next_commands_late(serial_modem):
+    c = serial_modem
     c.proc.delay_replies(0.5, count=2)
     for _ in range(2):
         t0 = time.monotonic()
@@ -115,15 +92,15 @@ def test_delay_replies_answers_the_next_commands_late(rig):
     assert time.monotonic() - t0 < 0.4
 
 
-def test_garbage_arrives_between_lines(rig):
-    c = rig
+def test_garbage_arrives_between_lines(serial_modem):
+    c = serial_modem
     assert c.proc.inject_garbage(b"\xff\x00noise\r\n") == "9 byte(s) queued"
     assert c.until(b"noise\r\n") == b"\xff\x00noise\r\n"
     assert c.cmd("AT") == b"\r\nOK\r\n"
 
 
-def test_status_reports_registration_bearer_and_links(rig, echo):
-    c = rig
+def test_status_reports_registration_bearer_and_links(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port, link=1)
     status = c.proc.status()
     assert status["registration"] == 1 and status["bearer"] == "open"
@@ -135,14 +112,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=30)
 
 
-def test_cli_fault_command_and_its_errors(rig, tmp_path):
-    path = rig.proc.control_path
+def test_cli_fault_command_and_its_errors(serial_modem, tmp_path):
+    path = serial_modem.proc.control_path
     done = run_cli(path, "delay", "0.1")
     assert done.returncode == 0 and done.stdout == "the next 1 command(s) answered 0.1 s late\n"
     done = run_cli(path, "help")
     assert "drop-registration [SECONDS]" in done.stdout
     for args, message in [
-        (("explode",), "synack: unknown fault 'explode'; known: close-link, delay"),
+        (("explode",), "synack: unknown fault 'explode'; known: close-link, cme-error, delay"),
         (("delay", "soon"), "synack: delay: delay in seconds must be a number, got 'soon'"),
         (("garbage",), "synack: garbage: garbage needs the TEXT to send"),
     ]:
@@ -151,11 +128,11 @@ def test_cli_fault_command_and_its_errors(rig, tmp_path):
     done = run_cli(str(tmp_path / "nothing"), "status")
     assert done.returncode == 1
     assert "cannot reach the modem's control socket" in done.stderr
-    assert rig.cmd("AT") == b"\r\nOK\r\n"       # the bad requests did nothing to the modem
+    assert serial_modem.cmd("AT") == b"\r\nOK\r\n"       # the bad requests did nothing to the modem
 
 
-def test_heal_forgets_pending_faults(rig, echo):
-    c = rig
+def test_heal_forgets_pending_faults(serial_modem, echo):
+    c = serial_modem
     c.open_link(echo.port)
     c.proc.drop_registration()
     c.until(b"UNEXPECTEDLY\r\n")

@@ -41,12 +41,6 @@ def modem():
 
 
 @pytest.fixture
-def echo():
-    with EchoServer() as server:
-        yield server
-
-
-@pytest.fixture
 def gate_server():
     """A server that sends what a test puts in ``.send`` (a list) once ``.go`` is set."""
     go = threading.Event()
