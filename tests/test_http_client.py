@@ -246,6 +246,37 @@ def test_connection_close_from_either_side():
         assert server.requests[-1].header("connection") == "close"
 
 
+def test_pool_keeps_at_most_max_pool_idle_connections_closing_the_longest_idle():
+    servers = [RawHTTPServer(lambda req, conn, n: response(body=b"ok")) for _ in range(3)]
+    try:
+        c = new_client(max_pool=2)
+        for server in servers:
+            assert c.get(url(server)).read() == b"ok"
+        assert c.pooled() == [("127.0.0.1", servers[1].port), ("127.0.0.1", servers[2].port)]
+        assert servers[0].wait_for(lambda: servers[0].closed_by_client == 1)  # closed
+        assert c.get(url(servers[2])).read() == b"ok"  # pooled ones are reused
+        assert (c.connections, c.reused) == (3, 1)
+        c.close()
+        assert c.pooled() == []
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_connection_with_bytes_beyond_the_response_is_not_reused():
+    # A server that sent more than the response it announced: the stream is out of step
+    # (those bytes would be read as the next response), so the connection is closed.
+    def app(req, conn, n):
+        return response(body=b"hello") + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    with RawHTTPServer(app) as server:
+        c = new_client()
+        assert c.get(url(server, "/a")).read() == b"hello"
+        assert c.pooled() == []
+        assert c.get(url(server, "/b")).read() == b"hello"
+        assert (c.connections, c.reused, server.connections) == (2, 0, 2)
+        c.close()
+
+
 def test_idle_connection_closed_by_server_is_noticed_before_reuse():
     def app(req, conn, n):
         conn.sendall(response(body=b"once"))

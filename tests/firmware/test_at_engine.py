@@ -59,6 +59,23 @@ def test_prompt_then_payload_out():
     eq(eng.finish().lines, [])
 
 
+def test_error_instead_of_the_prompt_ends_the_command_and_sends_nothing():
+    # AT+CIPSEND on a link the modem has closed: ERROR (or +CME ERROR) comes where the
+    # ">" prompt was expected. The command is over at once, not left to time out, and
+    # its payload is never written.
+    for answer, code in ((b"\r\nERROR\r\n", None), (b"\r\n+CME ERROR: 3\r\n", 3)):
+        for chunks in feed_variants(b"AT+CIPSEND=0,3\r" + answer):
+            eng, _ = make()
+            eng.begin(b"AT+CIPSEND=0,3", payload=b"abc", now=0)
+            for c in chunks:
+                eng.receive(c)
+            eq(eng.done, True)
+            eq(eng.expired(now=10 ** 6), False)
+            eq(eng.take_output(), None)
+            e = raises(CommandError, eng.finish)
+            eq((e.code, eng.busy, eng.unexpected), (code, False, 0))
+
+
 def test_binary_read_payload():
     payload = bytes(range(256)) * 2
     data = ("\r\n+CIPRXGET: 2,0,%d,0\r\n" % len(payload)).encode() + payload + b"\r\nOK\r\n"

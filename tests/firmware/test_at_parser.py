@@ -3,7 +3,8 @@ must give identical events. Runs on CPython and on the MicroPython VM."""
 
 from portable import eq, feed_variants, raises
 
-from synack.at.parser import FINAL, LINE, NOISE, PAYLOAD, PROMPT, URC, Parser, fields
+from synack.at.parser import (FINAL, LINE, NOISE, PAYLOAD, PROMPT, URC, Parser, fields,
+                              uint)
 
 PORTABLE = True
 
@@ -79,6 +80,21 @@ def test_binary_payload_all_byte_values():
 def test_zero_length_payload():
     check(b"\r\n+CIPRXGET: 2,0,0,0\r\n\r\nOK\r\n",
           [(LINE, b"+CIPRXGET: 2,0,0,0"), (FINAL, b"OK")])  # no empty PAYLOAD event
+
+
+def test_framed_payload_is_delivered_the_moment_its_last_byte_arrives():
+    # Nothing follows the payload yet (the modem's OK is still on the wire): its announced
+    # length alone tells that it is complete, whatever the fragmentation.
+    for n in (1, 2, 5, 64):
+        payload = bytes(range(65, 65 + n))
+        head = b"+CIPRXGET: 2,0,%d,0" % n
+        check(b"\r\n" + head + b"\r\n" + payload, [(LINE, head), (PAYLOAD, payload)])
+    p = Parser(urcs=URCS, framed=FRAMED)
+    p.feed(b"\r\n+CIPRXGET: 2,0,3,0\r\nab")
+    eq((p.next_event(), p.next_event(), p.in_payload()),
+       ((LINE, b"+CIPRXGET: 2,0,3,0"), None, True))
+    p.feed(b"c")
+    eq((p.next_event(), p.in_payload(), p.buffered()), ((PAYLOAD, b"abc"), False, 0))
 
 
 def test_header_cr_then_lf_arriving_later():
@@ -181,6 +197,19 @@ def test_payload_length_must_be_plain_digits():
     for bad in (b"-1", b"+4", b"1_0", b"0x4", b" ", b"4 4"):
         check(b"\r\n+CIPRXGET: 2,0," + bad + b",0\r\n\r\nOK\r\n",
               [(NOISE, b"+CIPRXGET: 2,0," + bad + b",0"), (FINAL, b"OK")])
+
+
+def test_numbers_are_one_to_nine_ascii_digits():
+    eq([uint(v) for v in (b"0", b"9", b"09", b" 42 ", b"999999999")], [0, 9, 9, 42, 999999999])
+    eq([uint(v) for v in (b"", b"  ", b"1000000000", b"/", b":", b"4a")], [-1] * 6)
+    # a framing header without the length field is noise, not a crash
+    check(b"\r\n+CIPRXGET: 2,0\r\n\r\nOK\r\n", [(NOISE, b"+CIPRXGET: 2,0"), (FINAL, b"OK")])
+
+
+def test_tab_and_tilde_are_text_other_control_bytes_and_del_are_noise():
+    check(b"\r\n+X: a\tb~\r\n", [(LINE, b"+X: a\tb~")])
+    for bad in (b"\x1f", b"\x7f", b"\x80", b"\x00"):
+        check(b"\r\n+X: " + bad + b"\r\nOK\r\n", [(NOISE, b"+X: " + bad), (FINAL, b"OK")])
 
 
 def test_command_parameter_validation():

@@ -80,6 +80,19 @@ def test_bounds_raise_and_never_drop():
     eq(box.bytes_used <= 100, True)
 
 
+def test_max_bytes_admits_a_record_that_fills_it_exactly_and_not_one_byte_more():
+    size = len(ob.encode_record(1, b"p" * 50))  # the first id is 1
+    box = ob.Outbox(ob.MemoryStore(), max_messages=100, max_bytes=size)
+    eq(box.put(b"p" * 50), 1)
+    eq(box.bytes_used, size)
+    raises(ob.OutboxFull, box.put, b"")
+    box = ob.Outbox(ob.MemoryStore(), max_messages=100, max_bytes=size - 1)
+    raises(ob.OutboxFull, box.put, b"p" * 50)
+    eq((len(box), box.bytes_used), (0, 0))
+    eq(box.put(b"p" * 49), 1)
+    eq(box.bytes_used, size - 1)
+
+
 def test_reboot_keeps_pending_and_ids_keep_increasing():
     store = ob.MemoryStore()
     box = ob.Outbox(store, lease=4)

@@ -164,3 +164,19 @@ def test_poller_survives_server_bytes_that_are_not_text():
     eq(b"If-None-Match: " + etag + b"\r\n" in backend.sent[1], True, repr(backend.sent[1]))
     eq((p.etag, p.last_modified, p.schedule.failures, p.connections), (None, "\xc0", 0, 5))
     eq(str(p.last_error), "HTTP 302: Location is not a URL: b'/\\xe9' (http://h/t)")
+
+
+def test_poller_waits_as_long_as_the_servers_retry_after():
+    # 503 and 429 with Retry-After: the next poll comes when the server asked (never
+    # after the cap); without one, the plain backoff.
+    backend = Scripted([
+        b"HTTP/1.1 503 Busy\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 429 Slow Down\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\nRetry-After: 86400\r\nContent-Length: 0\r\n\r\n",
+    ])
+    p = Poller("http://h/t", client=Client(backend=backend), interval_ms=0, backoff_ms=10,
+               backoff_cap_ms=600000)
+    eq([p.poll() for _ in range(4)],
+       [(FAILED, 120000), (FAILED, 7000), (FAILED, 40), (FAILED, 600000)])
+    eq((p.errors, p.last_status, p.delay_ms), (4, 503, 600000))

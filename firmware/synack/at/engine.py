@@ -151,6 +151,8 @@ class Engine:
                 self._on_line(value)
             elif kind == FINAL:
                 if self._state == _WAIT_FINAL or self._state == _WAIT_PROMPT:
+                    if self._state == _WAIT_PROMPT:
+                        self._payload_out = None  # no prompt came: never send the data
                     self._result = value
                     self._state = _DONE
                     parser.response_prefix = None
