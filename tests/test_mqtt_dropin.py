@@ -1,10 +1,14 @@
 """Drop-in compatibility: an MQTT client written only against MicroPython's socket API
-(tests/mqtt_app.py, which does ``import socket``) runs unchanged over the virtual SIM7600
-once synack.socket is installed as ``socket`` — publish and subscribe through a real
-broker (Debian's mosquitto on 127.0.0.1)."""
+(tests/mqtt_app.py, which does ``import socket`` and makes umqtt.simple's and
+umqtt.robust's socket calls) runs unchanged over the virtual SIM7600 and over native
+sockets once synack.socket is installed as ``socket`` — publish and subscribe through a
+real broker (Debian's mosquitto on 127.0.0.1). A robust publisher whose link the network
+closes, or whose modem loses the network, gets an OSError and reconnects by itself."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import shutil
 import socket as host_socket
@@ -52,7 +56,34 @@ def broker(tmp_path):
 def app_over_modem():
     """mqtt_app imported with ``socket`` = synack.socket on the virtual SIM7600."""
     rig = Rig(poll_ms=100)
-    synsocket.use(rig.modem)
+    with _app(rig.modem) as app:
+        app.rig = rig
+        try:
+            yield app
+        finally:
+            rig.close()
+
+
+@pytest.fixture(params=["native", "modem"])
+def app(request):
+    """mqtt_app over either backend (``app.rig``: the modem rig, or None)."""
+    rig = Rig(poll_ms=100) if request.param == "modem" else None
+    with _app(rig.modem if rig else None) as mod:
+        mod.rig = rig
+        try:
+            yield mod
+        finally:
+            if rig:
+                rig.close()
+
+
+@contextlib.contextmanager
+def _app(backend):
+    # modules that use the host's socket module bind it before the swap
+    import synack.native  # noqa: F401
+    import synack_host.sim.faults  # noqa: F401
+
+    synsocket.use(backend)
     saved = sys.modules.get("socket")
     sys.modules["socket"] = synsocket         # what `import socket` finds on the board
     sys.modules.pop("mqtt_app", None)
@@ -62,7 +93,6 @@ def app_over_modem():
         sys.modules["socket"] = saved
         sys.modules.pop("mqtt_app", None)
         synsocket.use(None)
-        rig.close()
 
 
 def test_mqtt_publish_and_subscribe_over_the_modem(broker, app_over_modem):
@@ -85,3 +115,75 @@ def test_mqtt_publish_and_subscribe_over_the_modem(broker, app_over_modem):
     pub.disconnect()
     sub.disconnect()
     assert sub.sock.state == "CLOSED"
+
+
+def receive(sub, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sub.check_msg()
+        if got is not None:
+            return got
+        time.sleep(0.02)
+    return None
+
+
+def test_simple_and_robust_clients_over_both_backends(broker, app):
+    sub = app.MQTTClient("synack-sub", "127.0.0.1", broker)
+    pub = app.RobustClient("synack-pub", "127.0.0.1", broker)
+    sub.connect()
+    sub.subscribe("synack/both")
+    pub.connect()
+    big = bytes(range(256)) * 4                  # a two-byte remaining length
+    pub.publish("synack/both", big)
+    assert receive(sub) == ("synack/both", big)
+    pub.publish("synack/both", b"x")
+    assert receive(sub) == ("synack/both", b"x")
+    assert pub.errors == [] and pub.reconnects == 0
+    pub.disconnect()
+    sub.disconnect()
+
+
+def test_publisher_whose_link_the_network_closes_reconnects(broker, app_over_modem):
+    app = app_over_modem
+    sub = app.MQTTClient("synack-sub2", "127.0.0.1", broker)
+    pub = app.RobustClient("synack-pub2", "127.0.0.1", broker)
+    sub.connect()
+    sub.subscribe("synack/robust")
+    pub.connect()
+    pub.publish("synack/robust", b"one")
+    assert receive(sub) == ("synack/robust", b"one")
+    old = pub.sock
+    app.rig.proc.close_link(old._handle, 2)      # the network ends the publisher's link
+    pub.publish("synack/robust", b"two")         # OSError inside, then a reconnect
+    assert receive(sub) == ("synack/robust", b"two")
+    assert pub.reconnects == 1 and pub.sock is not old
+    assert [type(e) for e in pub.errors] and all(isinstance(e, OSError) for e in pub.errors)
+    assert pub.errors[0].args[0] in (errno.ECONNRESET, errno.ENOTCONN, errno.ETIMEDOUT)
+    pub.disconnect()
+    sub.disconnect()
+
+
+def test_after_network_lost_a_robust_publisher_recovers_without_start(broker,
+                                                                      app_over_modem):
+    app = app_over_modem
+    modem = app.rig.modem
+    pub = app.RobustClient("synack-pub3", "127.0.0.1", broker)
+    pub.connect()
+    pub.publish("synack/lost", b"before")
+    app.rig.proc.network_lost()
+    time.sleep(0.2)
+    pub.publish("synack/lost", b"after")         # the error, a reconnect, the publish
+    assert pub.reconnects == 1 and modem.bearer_reopens == 1
+    assert all(isinstance(e, OSError) for e in pub.errors) and pub.errors
+    sub = app.MQTTClient("synack-sub3", "127.0.0.1", broker)
+    sub.connect()
+    sub.subscribe("synack/lost")
+    pub.publish("synack/lost", b"again")
+    assert receive(sub) == ("synack/lost", b"again")
+    assert "BEARER_UP" in " ".join(pub.sock.tcp.format_history())
+    for _ in range(12):                          # more reconnects than the modem has links
+        app.rig.proc.close_link(pub.sock._handle, 2)
+        pub.publish("synack/lost", b"n")
+    assert pub.reconnects == 13
+    pub.disconnect()
+    sub.disconnect()

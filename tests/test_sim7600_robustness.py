@@ -4,6 +4,7 @@ names, APNs and PINs that would inject a second AT command."""
 
 import asyncio
 import errno
+import time
 
 import pytest
 
@@ -164,6 +165,25 @@ def test_good_rxget_still_reads_exact_bytes():
     data = bytes(range(256))
     uart, modem, s = connected({b"AT+CIPRXGET=2,0,": rxget(b"+CIPRXGET: 2,0,256,0", data)})
     assert s.recv(256) == data
+
+
+def test_data_the_modem_still_holds_is_read_without_waiting_for_a_urc():
+    # "+CIPRXGET: 2,<link>,<read>,<rest>": rest > 0 means the modem holds more bytes of
+    # this link, and no new "+CIPRXGET: 1" URC will announce them. The driver must
+    # remember it and ask again at once, not sleep a poll interval (3 s here).
+    reads = [rxget(b"+CIPRXGET: 2,0,3,2", b"hel"), rxget(b"+CIPRXGET: 2,0,0,2"),
+             rxget(b"+CIPRXGET: 2,0,2,0", b"lo")]
+    uart = ScriptedUart({**OPEN, b"AT+CIPRXGET=2,0,": lambda line: reads.pop(0)(line)})
+    modem = sim7600.SIM7600(uart, apn="internet", poll_ms=3000)
+    s = synsocket.socket(backend=modem)
+    s.settimeout(10)
+    s.connect(("10.0.0.1", 80))
+    assert s.recv(3) == b"hel"
+    assert modem.links[0].rx_pending
+    started = time.monotonic()
+    assert s.recv(10) == b"lo"
+    assert time.monotonic() - started < 1.5
+    assert not modem.links[0].rx_pending  # rest 0: wait for the next URC
 
 
 @pytest.mark.parametrize("reply", [b"+CSQ: x,99", b"+CSQ:", b"+CSQ: 32,99", b"+CSQ: -1,99",

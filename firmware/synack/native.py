@@ -184,6 +184,19 @@ class NativeBackend:
             sock.tcp.fire(tcp.PEER_FIN)
         return n
 
+    def poll_flags(self, sock, flags):
+        """Readiness of the underlying socket (poll with timeout 0) for select.poll
+        and asyncio over a synack socket; one poller per synack socket, kept."""
+        s = sock._handle
+        p = sock._poller
+        if p is None:
+            p = sock._poller = select.poll()
+            p.register(s, flags)
+        else:
+            p.modify(s, flags)
+        events = p.poll(0)
+        return events[0][1] if events else 0
+
     def _failed(self, sock, e, what, timeout_ms=None):
         code = _code(e)
         if code == errno.EAGAIN and timeout_ms:  # the unix port's way to say "timed out"

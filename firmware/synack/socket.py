@@ -36,17 +36,28 @@ blocking connect is the same three calls, waiting in ``connect_poll``. A backend
 only ``connect(sock, host, port, timeout_ms)`` connects blocking even when asked not to.
 
 Errors are ``OSError`` with the errno a native socket gives (ETIMEDOUT, ECONNREFUSED,
-ECONNRESET, ENOTCONN, EHOSTUNREACH). Small reads are served from a receive buffer so
-that byte-at-a-time readers (MQTT clients) do not cost one modem round trip per byte.
+ECONNRESET, ENOTCONN, EHOSTUNREACH), and nothing else: a backend's own failure that
+escapes it (an AT ``CommandError``/``CommandTimeout``, any ``ModemError``) becomes an
+OSError here (EIO, ETIMEDOUT, EHOSTUNREACH), its text kept in the message. Small reads
+are served from a receive buffer so that byte-at-a-time readers (MQTT clients) do not
+cost one modem round trip per byte.
+
+A socket is a MicroPython stream: on MicroPython the class derives from ``io.IOBase``
+and answers ``readinto``, ``write(buf[, off[, n]])`` and ``ioctl`` (poll readiness,
+close), so the port's own ``ssl`` (``SSLContext.wrap_socket``), ``select.poll`` and
+asyncio's ``StreamReader``/``StreamWriter`` take it like one of the port's sockets. On
+CPython it is a plain class (CPython's io.IOBase is another protocol).
 """
 
 import errno
+import sys
 import time
 
 from micropython import const
 
 from . import keepalive as _ka
 from . import tcp
+from .at.errors import CommandError, CommandTimeout, ModemError
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -64,6 +75,24 @@ SO_REUSEADDR = const(4)
 TCP_NODELAY = const(1)
 
 _RXBUF = const(512)
+
+# MicroPython's stream ioctl requests and poll flags (py/stream.h; the same values as
+# select.POLLIN ... on every port and on Linux).
+_MP_STREAM_POLL = const(3)
+_MP_STREAM_CLOSE = const(4)
+POLLIN = const(1)
+POLLOUT = const(4)
+POLLERR = const(8)
+POLLHUP = const(16)
+_POLLNVAL = const(32)
+
+# The base class: io.IOBase on MicroPython (the VM then calls readinto/write/ioctl, so
+# ssl, select and asyncio take the socket); on CPython a plain class (its io.IOBase is
+# another protocol).
+_Stream = object  # type: Any
+if sys.implementation.name == "micropython":
+    import io
+    _Stream = io.IOBase
 
 _backend = None
 
@@ -84,14 +113,31 @@ def current_backend():
 
 
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
-    return current_backend().getaddrinfo(host, port)
+    try:
+        return current_backend().getaddrinfo(host, port)
+    except ModemError as e:
+        raise as_oserror(e, "getaddrinfo(%r)" % (host,))
+
+
+def as_oserror(e, what):
+    """The OSError for a backend failure that is not one (the socket API's contract):
+    an AT command's timeout is ETIMEDOUT, its ERROR/+CME ERROR EIO, another modem
+    failure the errno it names (``os_errno``: EHOSTUNREACH for a failed bring-up) or
+    EIO. The AT detail stays in the message."""
+    if isinstance(e, CommandTimeout):
+        code = errno.ETIMEDOUT
+    elif isinstance(e, CommandError):
+        code = errno.EIO
+    else:
+        code = getattr(e, "os_errno", errno.EIO)
+    return OSError(code, "%s: %s" % (what, e))
 
 
 def _closed():
     return OSError(errno.EBADF, "socket is closed")
 
 
-class socket:
+class socket(_Stream):
     """A TCP client socket. ``state`` is the TCP state name; ``tcp`` its lifecycle."""
 
     def __init__(self, af=AF_INET, type=SOCK_STREAM, proto=0, backend=None):
@@ -115,6 +161,8 @@ class socket:
         self._connect_t0 = 0
         self._connect_limit = None  # type: int | None
         self._connect_pending = False  # started, outcome not known yet
+        self._error = None  # type: Any  # a non-blocking connect's failure, seen by poll
+        self._poller = None  # type: Any  # the backend's readiness poller, if it keeps one
 
     @property
     def state(self):
@@ -163,10 +211,17 @@ class socket:
         """Connect to ``address``. Blocking: returns once established, or raises.
         Non-blocking (``setblocking(False)``/``settimeout(0)``): starts the handshake
         and raises OSError(EINPROGRESS); ``connect_done()`` then tells how it went."""
+        try:
+            self._connect(address)
+        except ModemError as e:
+            raise as_oserror(e, "connect")
+
+    def _connect(self, address):
         if self._closed:
             raise _closed()
         if self.tcp.state != tcp.CLOSED or self._handle is not None:
             raise OSError(errno.EALREADY, "socket already used (state %s)" % self.state)
+        self._error = None
         if isinstance(address, (bytes, bytearray)):  # a raw sockaddr (MicroPython unix port)
             host, port = address, 0
         else:
@@ -200,10 +255,21 @@ class socket:
         if self._closed:
             raise _closed()
         if self._handle is None:
+            self._raise_error()
             raise OSError(errno.ENOTCONN, "no connect in progress (state %s)" % self.state)
         if self._connect_pending:
-            return self._connect_step(False)
+            try:
+                return self._connect_step(False)
+            except ModemError as e:
+                raise as_oserror(e, "connect")
         return True  # established (and maybe closed by the peer since)
+
+    def _raise_error(self):
+        """Raise (once) the failure of a non-blocking connect that poll() found."""
+        e = self._error
+        if e is not None:
+            self._error = None
+            raise e
 
     def _connect_step(self, block):
         """Ask the backend how the connect goes, waiting (``block``) at most until the
@@ -231,37 +297,85 @@ class socket:
         if self._closed:
             return
         self._closed = True
-        if self._handle is not None:
-            self._backend.close(self, self._timeout_ms)
-            self._handle = None
-        self._connecting = None
+        handle = self._handle
+        self._connecting_cleanup()
+        if handle is not None:
+            try:
+                self._backend.close(self, self._timeout_ms)
+            except ModemError as e:
+                raise as_oserror(e, "close")
+            finally:
+                self._handle = None
+                self._connecting = None
+
+    def _connecting_cleanup(self):
         self._connect_pending = False
         self._rbuf = None
+        self._rpos = self._rend = 0
+        self._poller = None
 
     # -- sending -----------------------------------------------------------------
     def _check_open(self):
         if self._closed:
             raise _closed()
         if self._handle is None:
+            self._raise_error()
             raise OSError(errno.ENOTCONN, "socket is not connected")
+        if self._connect_pending and not self._connect_step(False):
+            raise OSError(errno.EAGAIN, "connect still in progress")
+
+    def _send(self, mv):
+        try:
+            self._check_open()
+            return self._backend.send(self, mv, self._timeout_ms)
+        except ModemError as e:
+            raise as_oserror(e, "send")
 
     def send(self, data):
-        self._check_open()
-        return self._backend.send(self, memoryview(data), self._timeout_ms)
+        if isinstance(data, str):
+            data = data.encode()
+        return self._send(memoryview(data))
 
     def sendall(self, data):
-        self._check_open()
+        if isinstance(data, str):
+            data = data.encode()
         mv = memoryview(data)
         while len(mv):
-            mv = mv[self._backend.send(self, mv, self._timeout_ms):]
+            mv = mv[self._send(mv):]
 
-    def write(self, data):
-        self.sendall(data)
-        return len(data)
+    def write(self, buf, off=None, n=None):
+        """Stream write, as MicroPython's: ``write(buf)``, ``write(buf, n)`` (the first
+        ``n`` bytes), ``write(buf, off, n)``; ``buf`` may be a str. Blocking: writes all
+        and returns the count. Non-blocking: what could be sent now (None if nothing)."""
+        if isinstance(buf, str):
+            buf = buf.encode()
+        mv = memoryview(buf)
+        if n is None:
+            if off is not None:
+                mv = mv[:max(off, 0)]
+        else:
+            off = min(max(off or 0, 0), len(mv))
+            mv = mv[off:off + max(n, 0)]
+        total = len(mv)
+        done = 0
+        while done < total:
+            try:
+                done += self._send(mv[done:])
+            except OSError as e:
+                if e.args[0] == errno.EAGAIN and self._timeout_ms == 0:
+                    return done or None
+                raise
+        return done
 
     # -- receiving ---------------------------------------------------------------
     def recv_into(self, buf, nbytes=0):
         """Read what is available (at least 1 byte, or 0 at end of stream)."""
+        try:
+            return self._recv_into(buf, nbytes)
+        except ModemError as e:
+            raise as_oserror(e, "recv")
+
+    def _recv_into(self, buf, nbytes=0):
         self._check_open()
         mv = memoryview(buf)
         if nbytes:
@@ -282,7 +396,7 @@ class socket:
         got = self._backend.recv_into(self, memoryview(rbuf), self._timeout_ms)
         self._rpos = 0
         self._rend = got
-        return self.recv_into(mv) if got else 0
+        return self._recv_into(mv) if got else 0
 
     def recv(self, bufsize):
         buf = bytearray(bufsize)
@@ -291,7 +405,7 @@ class socket:
 
     def readinto(self, buf, nbytes=None):
         """Stream read: fill ``buf`` (or ``nbytes`` of it) unless the stream ends first.
-        Non-blocking with nothing available: returns None (MicroPython semantics)."""
+        Non-blocking: what is available now, None if nothing (MicroPython semantics)."""
         mv = memoryview(buf)
         if nbytes is not None:
             mv = mv[:nbytes]
@@ -309,13 +423,15 @@ class socket:
         return got
 
     def read(self, size=-1):
+        """``read(n)``: n bytes unless the stream ends first; ``read()``: to the end.
+        Non-blocking with nothing available: None."""
         if size is None or size < 0:
             out = bytearray()
             chunk = bytearray(_RXBUF)
             while True:
                 n = self.readinto(chunk)
                 if not n:
-                    return bytes(out)
+                    return None if n is None and not out else bytes(out)
                 out.extend(chunk if n == len(chunk) else chunk[:n])
         buf = bytearray(size)
         n = self.readinto(buf)
@@ -323,13 +439,58 @@ class socket:
             return None
         return bytes(buf) if n == size else bytes(buf[:n])
 
-    def readline(self):
+    def readline(self, limit=-1):
+        """A line with its ``\\n`` (or what came before the end of the stream).
+        Non-blocking: the part available now, None if nothing."""
         out = bytearray()
         one = bytearray(1)
-        while True:
-            n = self.recv_into(one)  # served from the receive buffer
+        while limit < 0 or len(out) < limit:
+            try:
+                n = self.recv_into(one)  # served from the receive buffer
+            except OSError as e:
+                if e.args[0] == errno.EAGAIN:
+                    return bytes(out) if out else None
+                raise
             if not n:
-                return bytes(out)
+                break
             out.append(one[0])
             if one[0] == 10:
-                return bytes(out)
+                break
+        return bytes(out)
+
+    # -- the stream protocol -------------------------------------------------------
+    def ioctl(self, request, arg):
+        """MicroPython's stream ioctl: MP_STREAM_POLL (3) answers which of the poll
+        flags in ``arg`` hold now (POLLIN 1, POLLOUT 4; POLLERR 8 and POLLHUP 16
+        always), without blocking; MP_STREAM_CLOSE (4) closes. Others: -EINVAL."""
+        if request == _MP_STREAM_POLL:
+            try:
+                return self.poll_flags(arg)
+            except ModemError:
+                return POLLERR | POLLHUP
+        if request == _MP_STREAM_CLOSE:
+            self.close()
+            return 0
+        return -errno.EINVAL
+
+    def poll_flags(self, flags):
+        """Which of ``flags`` (POLLIN, POLLOUT) hold now, plus POLLERR/POLLHUP."""
+        if self._closed:
+            return _POLLNVAL
+        if self._handle is None:
+            return POLLERR | POLLHUP if self._error is not None else POLLHUP
+        if self._connect_pending:
+            try:
+                if not self._connect_step(False):
+                    return 0
+            except OSError as e:  # kept for the next call, which raises it
+                self._error = e
+                return POLLERR | POLLHUP | (flags & (POLLIN | POLLOUT))
+        ready = 0
+        if flags & POLLIN and self._rend > self._rpos:
+            ready = POLLIN
+            flags &= ~POLLIN
+        poll = getattr(self._backend, "poll_flags", None)
+        if poll is None:  # a backend that cannot tell: say ready, the call blocks
+            return ready | (flags & (POLLIN | POLLOUT))
+        return ready | poll(self, flags)

@@ -41,9 +41,14 @@ PEER_FIN = const(5)        # the peer's FIN arrived (it has no more data to send
 TIME_WAIT_DONE = const(6)  # 2*MSL elapsed (or the modem released the link)
 RESET = const(7)           # RST received, or the link/network vanished
 TIMEOUT = const(8)         # gave up: handshake, retransmission or keepalive timeout
+# Notes: logged with note(), never change the state (what the layer below the connection
+# did for it, e.g. a modem reopening its packet data bearer before a connect).
+BEARER_UP = const(9)       # the bearer was down; it was reopened for this connect
+BEARER_FAILED = const(10)  # one attempt to reopen the bearer failed
+_FIRST_NOTE = const(9)
 
 EVENT_NAMES = ("CONNECT", "CONNECTED", "REFUSED", "CLOSE", "FIN_ACKED", "PEER_FIN",
-               "TIME_WAIT_DONE", "RESET", "TIMEOUT")
+               "TIME_WAIT_DONE", "RESET", "TIMEOUT", "BEARER_UP", "BEARER_FAILED")
 
 # (state, event) -> next state. RESET and TIMEOUT are accepted from every state but
 # CLOSED and handled in fire(); everything else must be listed here.
@@ -106,6 +111,17 @@ class Connection:
         self._n += 1
         return new
 
+    def note(self, event):
+        """Log a note event (BEARER_UP, BEARER_FAILED): no state change."""
+        if event < _FIRST_NOTE:
+            raise TCPStateError(self.state, event)
+        self._log[self._n % len(self._log)] = (time.ticks_ms(), event, self.state, self.state)
+        self._n += 1
+
+    def notes(self):
+        """The note events logged (and still in the log), oldest first."""
+        return [e for (_, e, _, _) in self.history() if e >= _FIRST_NOTE]
+
     def complete_active_close(self):
         """Walk the rest of an active close the stack completed without showing us
         each segment (a modem's "+CIPCLOSE: n,0", a native close()). TIME_WAIT is
@@ -121,9 +137,10 @@ class Connection:
 
     def last_event(self):
         """The event of the latest transition (e.g. TIMEOUT: why it is CLOSED), or -1."""
-        if not self._n:
-            return -1
-        return self._log[(self._n - 1) % len(self._log)][1]
+        for entry in reversed(self.history()):
+            if entry[1] < _FIRST_NOTE:
+                return entry[1]
+        return -1
 
     @property
     def state_name(self):
@@ -137,7 +154,7 @@ class Connection:
 
     def states(self):
         """The sequence of states this connection went through, from its first logged one."""
-        h = self.history()
+        h = [entry for entry in self.history() if entry[1] < _FIRST_NOTE]
         if not h:
             return [STATE_NAMES[self.state]]
         out = [STATE_NAMES[h[0][2]]]
@@ -146,6 +163,8 @@ class Connection:
         return out
 
     def format_history(self):
-        """Human-readable log lines, e.g. ``12345 CONNECT CLOSED -> SYN_SENT``."""
-        return ["%d %s %s -> %s" % (t, EVENT_NAMES[e], STATE_NAMES[a], STATE_NAMES[b])
+        """Human-readable log lines, e.g. ``12345 CONNECT CLOSED -> SYN_SENT``; a note
+        reads ``12345 BEARER_UP (in CLOSED)``."""
+        return ["%d %s (in %s)" % (t, EVENT_NAMES[e], STATE_NAMES[a]) if e >= _FIRST_NOTE
+                else "%d %s %s -> %s" % (t, EVENT_NAMES[e], STATE_NAMES[a], STATE_NAMES[b])
                 for (t, e, a, b) in self.history()]

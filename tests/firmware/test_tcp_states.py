@@ -44,6 +44,21 @@ def test_complete_active_close_walks_the_states():
     eq(c.states()[-4:], ["FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT", "CLOSED"])
 
 
+def test_complete_active_close_from_a_simultaneous_close_walks_closing():
+    # Both sides sent FIN at once (FIN_WAIT_1 -> CLOSING); the stack then finishes the
+    # close without showing the last ACK: CLOSING -> TIME_WAIT -> CLOSED.
+    c = run(tcp.CONNECT, tcp.CONNECTED, tcp.CLOSE, tcp.PEER_FIN)
+    eq(c.state_name, "CLOSING")
+    c.complete_active_close()
+    eq(c.state_name, "CLOSED")
+    eq(c.states()[-4:], ["FIN_WAIT_1", "CLOSING", "TIME_WAIT", "CLOSED"])
+    for events in ((), (tcp.CONNECT, tcp.CONNECTED, tcp.CLOSE, tcp.FIN_ACKED),
+                   (tcp.CONNECT, tcp.CONNECTED, tcp.CLOSE, tcp.FIN_ACKED, tcp.PEER_FIN)):
+        c = run(*events)
+        c.complete_active_close()
+        eq(c.state_name, "CLOSED", repr(events))
+
+
 def test_illegal_transitions_raise():
     c = tcp.Connection()
     e = raises(tcp.TCPStateError, c.fire, tcp.CONNECTED)

@@ -61,10 +61,17 @@ class Parser:
     """Incremental AT response parser. See the module docstring for the events."""
 
     def __init__(self, urcs=(), framed=(), prompt=b">", extra_finals=(),
-                 max_line=256, max_payload=1536):
+                 max_line=256, max_payload=1536, trailer=b""):
         # urcs: tuple of line prefixes that are unsolicited result codes.
         # framed: tuple of (prefix, field) pairs; a line starting with prefix announces
         #   a payload whose length is the field-th comma-separated value after it.
+        # trailer: the bytes the modem always sends right after a payload (b"\r\n" on
+        #   SIMCom and Quectel). Given, a payload is delivered only once they follow it;
+        #   a payload they do not follow has lost (or gained) bytes on the UART - an
+        #   overrun - and becomes NOISE (counted in ``framing``), never a PAYLOAD of the
+        #   right length with wrong bytes.
+        self.trailer = trailer
+        self.framing = 0
         self.urcs = urcs
         self.framed = framed
         self.prompt = prompt[0]
@@ -130,12 +137,16 @@ class Parser:
                 i += 1
             self._skip_lf = False
         if self._want:
-            if end - i < self._want:
+            t = len(self.trailer)
+            if end - i < self._want + t:
                 self._start = i
                 return None
             j = i + self._want
             self._want = 0
             self._start = j
+            if t and self._buf[j:j + t] != self.trailer:
+                self.framing += 1
+                return (NOISE, bytes(self._mv[i:j]))
             return (PAYLOAD, bytes(self._mv[i:j]))
         if self._discard:
             # The tail of an over-long line: drop it up to the line end, whatever

@@ -4,6 +4,7 @@ Dialect modules (sim7600.py, later bg96.py, sara_r4.py ...) call these helpers w
 AT channel and add their own socket commands.
 """
 
+import errno
 import time
 
 from micropython import const
@@ -28,7 +29,11 @@ _CME_SIM_BUSY = const(14)
 
 
 class BringUpError(ModemError):
-    """The modem could not be brought online; the subclass says which step failed."""
+    """The modem could not be brought online; the subclass says which step failed.
+    Met under a socket call (the bearer reopened on connect), it is the socket's
+    OSError with ``os_errno``: the network cannot be reached."""
+
+    os_errno = errno.EHOSTUNREACH
 
 
 class ModemNotResponding(BringUpError):

@@ -19,6 +19,20 @@ integer or exceeds the request, a payload of another length) is a lost framing: 
 channel is marked for a resync, the link is marked readable again (the next read asks
 the modem afresh) and the read raises OSError(EIO). The socket stays open and usable;
 the bytes of that one read may be lost, which the EIO tells the application.
+
+Errors: every socket call raises OSError only (the AT detail in its message); an AT
+failure this module does not map itself is mapped by synack.socket as a backstop.
+
+Network loss (``+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY``, ``+NETCLOSE``, a reboot, a
+``+CIPOPEN: n,2``) marks the bearer down. On a modem that ``start()`` brought up once,
+the next connect reopens it before ``AT+CIPOPEN``, as a phone does: registration check
+and ``AT+NETOPEN`` (after a reboot the whole bring-up), at most ``reopen_attempts``
+times with ``reopen_backoff_ms`` doubling between attempts, within the connect's
+limit. Each attempt is a note in the socket's TCP log (BEARER_FAILED, BEARER_UP); if
+none succeeds the connect raises EHOSTUNREACH and the next connect tries again. A
+library that only reconnects (umqtt.robust) so recovers without calling ``start()``.
+A link the network reset whose socket was never closed (robust drops its old socket
+without closing it) is reused once all ten are taken.
 """
 
 import errno
@@ -30,7 +44,7 @@ from .. import keepalive as _ka
 from .. import tcp
 from ..at import quote
 from ..at.driver import Channel
-from ..at.errors import CommandError, CommandTimeout
+from ..at.errors import CommandError, CommandTimeout, ModemError
 from ..at.parser import Parser, fields
 from . import base
 
@@ -43,6 +57,14 @@ _CLOSE_MS = const(15000)
 _NETOPEN_MS = const(75000)   # manual: +NETOPEN may take up to 75 s (reference)
 _CONNECT_MS = const(130000)  # CIPOPEN gives up by itself after ~120 s
 _DNS_MS = const(30000)
+_REOPEN_ATTEMPTS = const(3)      # bearer reopens tried by one connect
+_REOPEN_BACKOFF_MS = const(1000)  # wait before the 2nd attempt; doubles after each
+_REOPEN_REGISTER_MS = const(10000)  # bring-up after a reboot: registration wait
+# poll flags (select.POLLIN ...; MicroPython's MP_STREAM_POLL_*)
+_POLLIN = const(1)
+_POLLOUT = const(4)
+_POLLERR = const(8)
+_POLLHUP = const(16)
 
 URCS = (b"+CIPRXGET: 1,", b"+IPCLOSE:", b"+CIPEVENT:", b"+CIPOPEN:", b"+CIPCLOSE:",
         b"+CIPSEND:", b"+NETOPEN:", b"+NETCLOSE:", b"RDY", b"+CPIN:", b"SMS DONE",
@@ -64,7 +86,7 @@ class Link:
     """What the modem told us about one of its links (updated by URC handlers)."""
 
     __slots__ = ("tcp", "rx_pending", "peer_closed", "close_event", "open_err", "close_err",
-                 "sent")
+                 "sent", "checked")
 
     def __init__(self, conn):
         self.tcp = conn
@@ -74,6 +96,7 @@ class Link:
         self.open_err = None  # type: int | None
         self.close_err = None  # type: int | None
         self.sent = None  # type: int | None
+        self.checked = time.ticks_ms()  # when a read last asked the modem (poll_flags)
 
 
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
@@ -90,7 +113,7 @@ class SIM7600:
         if pin is not None:
             quote.param(pin, "PIN", 8)
         self.at = channel or Channel(uart, Parser(urcs=URCS, framed=FRAMED,
-                                                  max_payload=MAX_READ))
+                                                  max_payload=MAX_READ, trailer=b"\r\n"))
         self.apn = apn
         self.pin = pin
         self.poll_ms = poll_ms
@@ -100,6 +123,10 @@ class SIM7600:
         self.rssi_dbm = None
         self._netopen = None
         self._ctcpka = None   # the AT+CTCPKA arguments last sent
+        self.reopen_attempts = _REOPEN_ATTEMPTS
+        self.reopen_backoff_ms = _REOPEN_BACKOFF_MS
+        self.bearer_reopens = 0   # how often a connect reopened the bearer
+        self._started_at_reboot = -1  # self.reboots when start() last ran; -1: never
         on = self.at.engine.on_urc
         on(b"+CIPRXGET: 1,", self._on_data)
         on(b"+IPCLOSE:", self._on_ipclose)
@@ -189,6 +216,7 @@ class SIM7600:
         at.command(b'AT+CGDCONT=1,"IP","' + quote.param(self.apn, "APN") + b'"')
         at.command(b"AT+CIPMODE=0")
         at.command(b"AT+CIPRXGET=1")
+        self._started_at_reboot = self.reboots  # the boot URCs (RDY) are behind us
         self._net_up()
 
     def _net_up(self):
@@ -210,6 +238,49 @@ class SIM7600:
     def _netopen_known(self):
         return self._netopen is not None
 
+    def _ensure_bearer(self, sock):
+        """Before a connect: reopen the bearer if the network dropped it (see the
+        module's doc). Logs each attempt on ``sock.tcp``; raises OSError(EHOSTUNREACH)
+        when every attempt failed."""
+        self.at.poll(0)  # a +CIPEVENT/+NETCLOSE/RDY still unread changes the answer
+        if self.net_open or self._started_at_reboot < 0:  # up, or never brought up
+            return
+        limit = sock._connect_limit
+        t0 = time.ticks_ms()
+        wait = self.reopen_backoff_ms
+        why = None
+        tried = 0
+        for attempt in range(self.reopen_attempts):
+            if attempt:
+                if limit is not None and time.ticks_diff(time.ticks_ms(), t0) + wait > limit:
+                    break
+                self.at.poll(wait)  # backoff; URCs (registration back) still processed
+                wait *= 2
+            tried += 1
+            left = _REOPEN_REGISTER_MS
+            if limit is not None:
+                left = max(min(left, limit - time.ticks_diff(time.ticks_ms(), t0)), 0)
+            try:
+                self._reopen(left)
+            except ModemError as e:  # not registered, PDP failed, the modem silent ...
+                why = e
+                sock.tcp.note(tcp.BEARER_FAILED)
+                continue
+            self.bearer_reopens += 1
+            sock.tcp.note(tcp.BEARER_UP)
+            return
+        raise OSError(errno.EHOSTUNREACH, "network not open and reopening it failed "
+                      "(%d attempts): %s" % (tried, why))
+
+    def _reopen(self, register_ms):
+        if self.reboots != self._started_at_reboot:  # settings lost: the whole bring-up
+            self.start(register_timeout_ms=register_ms)
+            return
+        stat = base.registration(self.at)
+        if stat not in (base.REG_HOME, base.REG_ROAMING):
+            raise base.NotRegistered(stat)
+        self._net_up()
+
     # -- DNS ---------------------------------------------------------------------
     def getaddrinfo(self, host, port):
         """Resolve with ``AT+CDNSGIP``; OSError(EINVAL) for a host name that is not one,
@@ -222,6 +293,8 @@ class SIM7600:
                                     timeout_ms=_DNS_MS).lines
         except CommandError as e:
             raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
+        except CommandTimeout as e:
+            raise OSError(errno.ETIMEDOUT, "DNS lookup of %s: %s" % (host, e))
         # +CDNSGIP: 1,"<name>","<ip>"[,"<ip2>"]
         values = fields(lines[0], 9) if lines else []
         if len(values) < 3 or values[0] != b"1" or not quote.is_ipv4(values[2]):
@@ -255,11 +328,14 @@ class SIM7600:
         name = quote.host(host)
         if not isinstance(port, int) or not 0 < port < 65536:
             raise OSError(errno.EINVAL, "invalid port %r" % (port,))
+        self._ensure_bearer(sock)
         if sock.keepalive_mechanism == _ka.MODEM:
             try:
                 self._set_keepalive(sock._keepalive)
             except CommandError as e:
                 raise OSError(errno.EINVAL, "modem rejected AT+CTCPKA: " + str(e))
+            except CommandTimeout as e:
+                raise OSError(errno.ETIMEDOUT, str(e))
         n = self._free_link()
         self.links[n] = Link(sock.tcp)
         sock._handle = n
@@ -271,6 +347,11 @@ class SIM7600:
             self._release(n, tcp.RESET)
             sock._handle = None
             raise OSError(errno.EIO, "modem rejected the connect: " + str(e))
+        except CommandTimeout as e:  # the link may be open all the same: close it
+            self._abort_link(n)
+            self._release(n, tcp.TIMEOUT)
+            sock._handle = None
+            raise OSError(errno.ETIMEDOUT, "connect: " + str(e))
         return False
 
     def connect_poll(self, sock, wait_ms):
@@ -278,10 +359,11 @@ class SIM7600:
         own limit) until ``+CIPOPEN`` tells the outcome; True once established, False
         while pending; raises the failure."""
         n = sock._handle
-        link = self.links[n]
+        link = self._own(sock)
         conn = sock.tcp
         if link is None or conn.state == tcp.CLOSED:  # network lost (RESET) meanwhile
-            self._release(n, tcp.RESET)
+            if link is not None:
+                self._release(n, tcp.RESET)
             sock._handle = None
             raise OSError(errno.ECONNRESET, "connect to %s:%d: the network went away"
                           % sock._peer)
@@ -291,6 +373,8 @@ class SIM7600:
             if link.open_err is None:
                 return False
         err = link.open_err
+        if err == 2:  # the bearer is down though no URC said so: reopen next connect
+            self.net_open = False
         if err != 0:
             code, text = _OPEN_ERRORS.get(err, (errno.ECONNABORTED, "error"))
             self._release(n, tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT)
@@ -314,7 +398,7 @@ class SIM7600:
     def send(self, sock, data, timeout_ms):
         """Send up to MAX_SEND bytes of ``data``; returns how many the modem accepted."""
         n = sock._handle
-        link = self.links[n]
+        link = self._own(sock)
         if link is None or link.peer_closed or sock.tcp.state != tcp.ESTABLISHED:
             raise OSError(errno.ENOTCONN, "send on a connection in state " + sock.tcp.state_name)
         size = min(len(data), MAX_SEND)
@@ -338,11 +422,11 @@ class SIM7600:
         """Read into ``buf`` (a memoryview); returns the count, 0 at end of stream.
         ``timeout_ms`` 0 = non-blocking (EAGAIN), None = wait forever."""
         n = sock._handle
-        link = self.links[n]
+        link = self._own(sock)
         deadline = None if timeout_ms is None else time.ticks_add(time.ticks_ms(), timeout_ms)
         while True:
-            if link.tcp.state == tcp.CLOSED:
-                if link.tcp.last_event() == tcp.TIMEOUT:
+            if link is None or link.tcp.state == tcp.CLOSED:
+                if sock.tcp.last_event() == tcp.TIMEOUT:
                     raise OSError(errno.ETIMEDOUT, "link %d: the peer stopped answering "
                                   "(keepalive or retransmission timeout)" % n)
                 raise OSError(errno.ECONNRESET, "connection reset (link %d)" % n)
@@ -361,7 +445,29 @@ class SIM7600:
             # Wake on the data URC; without one, poll again after poll_ms anyway.
             self.at.wait_for(lambda: link.rx_pending or link.peer_closed, wait)
 
+    def poll_flags(self, sock, flags):
+        """Readiness for select.poll/asyncio, without blocking: URCs that arrived are
+        processed; POLLIN once the data URC came, the peer closed or the link dropped
+        (then POLLHUP too). Data URCs can be lost, so a link not asked for ``poll_ms``
+        reports POLLIN anyway: the read then asks the modem (and finds nothing: EAGAIN
+        on a non-blocking socket, None from read())."""
+        self.at.poll(0)
+        link = self._own(sock)
+        if link is None or link.tcp.state == tcp.CLOSED:
+            return _POLLHUP | _POLLERR | (flags & (_POLLIN | _POLLOUT))
+        ready = 0
+        if flags & _POLLIN:
+            if (link.rx_pending or link.peer_closed
+                    or time.ticks_diff(time.ticks_ms(), link.checked) >= self.poll_ms):
+                ready = _POLLIN
+        if flags & _POLLOUT and link.tcp.state == tcp.ESTABLISHED and not link.peer_closed:
+            ready |= _POLLOUT
+        if link.peer_closed:
+            ready |= _POLLHUP
+        return ready
+
     def _read(self, n, link, buf):
+        link.checked = time.ticks_ms()
         size = min(len(buf), MAX_READ)
         try:
             reply = self.at.command(("AT+CIPRXGET=2,%d,%d" % (n, size)).encode(),
@@ -391,28 +497,45 @@ class SIM7600:
 
     def close(self, sock, timeout_ms=None):
         n = sock._handle
-        if n is None or self.links[n] is None:
+        link = self._own(sock)
+        if link is None:  # never opened, or released (and maybe reused) already
             return
-        link = self.links[n]
         conn = link.tcp
         if conn.accepts(tcp.CLOSE):
             conn.fire(tcp.CLOSE)
         link.close_err = None
+        gone = tcp.RESET
         try:
             self.at.command(("AT+CIPCLOSE=%d" % n).encode(), timeout_ms=_CMD_MS)
             self.at.wait_for(lambda: link.close_err is not None, _CLOSE_MS)
         except CommandError:
             pass  # "+CIPCLOSE: n,4" + ERROR: the modem had closed the link already
-        if conn.state == tcp.LAST_ACK:
+        except CommandTimeout:
+            gone = tcp.TIMEOUT  # the modem did not answer: the link is given up here
+        if conn.state == tcp.LAST_ACK and gone == tcp.RESET:
             conn.fire(tcp.FIN_ACKED)
         elif link.close_err == 0:
             conn.complete_active_close()
-        self._release(n, tcp.RESET)
+        self._release(n, gone)
 
     # -- link bookkeeping ---------------------------------------------------------
+    def _own(self, sock):
+        """The Link of ``sock``, or None once it was released (the number may serve
+        another socket by now)."""
+        n = sock._handle
+        link = self.links[n] if n is not None else None
+        return link if link is not None and link.tcp is sock.tcp else None
+
     def _free_link(self):
         for i in range(LINKS):
             if self.links[i] is None:
+                return i
+        # A link reset by the network (CLOSED) whose socket was never closed, as
+        # umqtt.robust leaves its old socket: the modem has released it already.
+        for i in range(LINKS):
+            link = self.links[i]
+            if link is not None and link.tcp.state == tcp.CLOSED:
+                self.links[i] = None
                 return i
         raise OSError(errno.ENOBUFS, "all %d modem links are in use" % LINKS)
 
@@ -423,10 +546,17 @@ class SIM7600:
         self.links[n] = None
 
     def _abort_link(self, n):
+        # Wait for +CIPCLOSE too: until then the modem still holds the link number,
+        # and the next AT+CIPOPEN on it would be refused (+CIPOPEN: n,4).
+        link = self.links[n]
+        if link is not None:
+            link.close_err = None
         try:
             self.at.command(("AT+CIPCLOSE=%d" % n).encode(), timeout_ms=_CMD_MS)
-        except CommandError:
-            pass
+            if link is not None:
+                self.at.wait_for(lambda: link.close_err is not None, _CLOSE_MS)
+        except ModemError:
+            pass  # given up anyway: the caller raises ETIMEDOUT
 
 
 def _ctcpka_units(ka):
