@@ -654,8 +654,8 @@ def test_connection_refused_and_bad_urls():
     with pytest.raises(OSError) as exc:
         c.get(f"http://127.0.0.1:{port}/")
     assert exc.value.errno == errno.ECONNREFUSED
-    with pytest.raises(LocalProtocolError, match="only http"):
-        c.get("https://example.com/")
+    with pytest.raises(LocalProtocolError, match="only http and https"):
+        c.get("ftp://example.com/")
     with pytest.raises(LocalProtocolError, match="CR, LF or NUL"):
         c.get(f"http://127.0.0.1:{port}/", headers={"X": "a\r\nInjected: 1"})
     assert c.connections == 0

@@ -5,7 +5,8 @@ from portable import eq, raises
 
 from synack.http.errors import HTTPError, LimitError, LocalProtocolError, TooManyRedirects
 from synack.http.request import (HTTP10, LAST_CHUNK, build_head, chunk_header, encode_head,
-                                 header_pairs, host_header, is_token, join_url, parse_url)
+                                 header_pairs, host_header, is_token, join_url, parse_url,
+                                 split_url)
 from synack.http.response import DATA, END, RESPONSE, Reader
 
 PORTABLE = True
@@ -83,11 +84,14 @@ def test_parse_url():
     eq(parse_url("HTTP://10.0.0.1:8080/p/q?x=1#frag"), ("10.0.0.1", 8080, "/p/q?x=1"))
     eq(parse_url("http://h?x=1"), ("h", 80, "/?x=1"))
     eq(parse_url(b"http://h:81/"), ("h", 81, "/"))
-    for bad in ("https://example.com/", "example.com/x", "http://:80/", "http://h:0/",
-                "http://h:99999/", "http://h:x/", "http://user:pw@h/"):
+    eq(parse_url("https://example.com/x"), ("example.com", 443, "/x"))
+    eq(split_url("HTTPS://h:8443/"), (True, "h", 8443, "/"))
+    eq(split_url("http://h/"), (False, "h", 80, "/"))
+    for bad in ("ftp://example.com/", "example.com/x", "http://:80/", "http://h:0/",
+                "http://h:99999/", "http://h:x/", "http://user:pw@h/", "https://:443/"):
         raises(LocalProtocolError, parse_url, bad)
-    err = raises(LocalProtocolError, parse_url, "https://example.com/")
-    eq(str(err), "unsupported URL scheme 'https' (only http)")
+    err = raises(LocalProtocolError, parse_url, "ftp://example.com/")
+    eq(str(err), "unsupported URL scheme 'ftp' (only http and https)")
 
 
 def test_parse_url_reads_ports_and_hosts_strictly():
@@ -112,6 +116,10 @@ def test_redirect_location_bytes_never_fail_to_decode():
 def test_host_header_and_redirect_targets():
     eq(host_header("h", 80), "h")
     eq(host_header("h", 8080), "h:8080")
+    eq(host_header("h", 443, True), "h")
+    eq(host_header("h", 80, True), "h:80")
+    eq(join_url("h", 443, "/a/b", "/root", True), "https://h/root")
+    eq(join_url("h", 443, "/a/b", "//other/x", True), "https://other/x")
     eq(join_url("h", 80, "/a/b?q", "http://other:81/x"), "http://other:81/x")
     eq(join_url("h", 80, "/a/b?q", "//other/x"), "http://other/x")
     eq(join_url("h", 8080, "/a/b?q", "/root"), "http://h:8080/root")

@@ -22,6 +22,9 @@ and the errno mapping of synack.socket. The cost:
 a response can be seen up to ``poll_ms`` late, and on a modem every poll is one AT
 round trip (``AT+CIPRXGET``), so give a modem a larger ``poll_ms`` (100-200 ms).
 
+https is not supported here yet (``LocalProtocolError``): use the blocking
+``synack.http.client.Client``, whose TLS handshake may block.
+
 Connecting does not block either: the socket connects non-blocking (``connect()``
 raises EINPROGRESS, then ``connect_done()`` is polled with the same pauses; on a modem
 that poll only reads the UART for the ``+CIPOPEN`` URC, no AT round trip) for at most
@@ -41,7 +44,7 @@ import asyncio
 from .. import tasks
 from .body import BaseResponse
 from .core import EMPTY, BaseClient, Plan, Rx, close_quietly, now, pieces
-from .errors import HTTPError
+from .errors import HTTPError, LocalProtocolError
 from .response import RESPONSE
 
 try:
@@ -159,11 +162,15 @@ class AsyncClient(BaseClient):
     # -- one request/response on one connection, retried once if it was stale ------
     async def _exchange(self, plan):
         self._hop(plan)
+        if plan.tls:
+            raise LocalProtocolError("https is not supported by AsyncClient (its TLS "
+                                     "handshake would block the event loop): use "
+                                     "synack.http.client.Client", None, plan.url)
         rx = self._spare.pop() if self._spare else Rx(self)
         resp = None
         try:
             for attempt in (0, 1):
-                sock = self._take_pooled(plan.host, plan.port, rx.mv)
+                sock = self._take_pooled(plan, rx.mv)
                 reused = sock is not None
                 if sock is None:
                     sock = await self._connect_async(plan.host, plan.port, plan.deadline)

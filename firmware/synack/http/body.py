@@ -24,7 +24,7 @@ class BaseResponse:
     def __init__(self, client, sock, head, plan, rx):
         self._client = client
         self._sock = sock
-        self._key = (plan.host, plan.port)
+        self._key = (plan.tls, plan.host, plan.port)
         self._rx = rx
         self._reader = rx.reader
         self.head = head

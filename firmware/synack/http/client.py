@@ -33,12 +33,14 @@ if TYPE_CHECKING: from .head import Head  # noqa: F401 (used in type comments)
 
 
 class Client(BaseClient):
-    """HTTP/1.x client with one keep-alive connection per (host, port); blocking.
+    """HTTP/1.x client with one keep-alive connection per (scheme, host, port);
+    blocking; ``https://`` over ``synack.tls``.
 
     Options (all keyword): ``chunk``, ``connect_timeout_ms``, ``read_timeout_ms``,
     ``total_timeout_ms``, ``max_redirects``, ``max_header_bytes``, ``max_headers``,
     ``max_line``, ``max_body``, ``http10``, ``keep_alive``, ``headers``, ``backend``,
-    ``max_pool``, ``max_idle_ms`` (see ``core.BaseClient`` and docs/http.md)."""
+    ``max_pool``, ``max_idle_ms``, and for https ``cadata``, ``cafile``, ``cert``,
+    ``key``, ``tls_verify`` (see ``core.BaseClient`` and docs/http.md)."""
 
     def __init__(self, *args, **kw):
         BaseClient.__init__(self, *args, **kw)
@@ -73,7 +75,7 @@ class Client(BaseClient):
         self._hop(plan)
         rx = self._rx
         for attempt in (0, 1):
-            sock, reused = self._checkout(plan.host, plan.port, plan.deadline, rx.mv)
+            sock, reused = self._checkout(plan, rx.mv)
             self.requests += 1
             rx.reader.start(plan.method)  # before sending: received == 0 until a reply byte
             try:

@@ -14,10 +14,16 @@ import time
 
 from micropython import const
 
+try:
+    from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING: from typing import Any  # noqa: F401 (used in type comments)
+
 from .. import socket
 from .errors import ConnectionClosed, HTTPError, ProtocolError, TooManyRedirects
 from .request import (CRLF, HTTP10, HTTP11, IDEMPOTENT, LAST_CHUNK, build_head,
-                      chunk_header, header_pairs, is_buffer, join_url, parse_url,
+                      chunk_header, header_pairs, is_buffer, join_url, split_url,
                       to_bytes)
 from .response import Reader
 
@@ -107,6 +113,7 @@ class Plan:
         self.limit = client.max_redirects if max_redirects is None else max_redirects
         self.left = self.limit
         self.extra = header_pairs(client.headers) + header_pairs(headers)
+        self.tls = False
         self.host = ""
         self.port = 0
         self.target = b""
@@ -117,20 +124,27 @@ class Plan:
 
 class BaseClient:
     """Options, counters and the pool of the HTTP/1.x clients, with one keep-alive
-    connection per (host, port) kept idle for reuse (up to ``max_pool`` in all).
+    connection per (scheme, host, port) kept idle for reuse (up to ``max_pool`` in all).
 
     Timeouts are in milliseconds (None: none): ``connect_timeout_ms`` for the TCP
     handshake, ``read_timeout_ms`` for each socket operation, ``total_timeout_ms`` for a
     whole request including redirects, retries and reading the body.
 
-    Counters: ``connections`` (TCP connections opened), ``requests`` (sent, including
-    retries and redirects), ``reused`` (sent on a pooled connection), ``retries``,
-    ``redirects``."""
+    https (``synack.tls``): ``cadata`` (the CA as DER or PEM bytes) or ``cafile`` (a
+    file holding it) to verify servers with; ``cert``/``key`` a client certificate;
+    ``tls_verify=False`` trusts any server (tests only). The TLS handshake follows the
+    TCP one, within ``connect_timeout_ms`` per read; a kept-alive https connection
+    costs no new handshake.
+
+    Counters: ``connections`` (TCP connections opened), ``handshakes`` (TLS handshakes
+    done), ``requests`` (sent, including retries and redirects), ``reused`` (sent on a
+    pooled connection), ``retries``, ``redirects``."""
 
     def __init__(self, chunk=1024, connect_timeout_ms=10000, read_timeout_ms=10000,
                  total_timeout_ms=None, max_redirects=5, max_header_bytes=4096,
                  max_headers=32, max_line=1024, max_body=1048576, http10=False,
-                 keep_alive=None, headers=None, backend=None, max_pool=2, max_idle_ms=None):
+                 keep_alive=None, headers=None, backend=None, max_pool=2, max_idle_ms=None,
+                 cadata=None, cafile=None, cert=None, key=None, tls_verify=True):
         self.chunk = chunk
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
@@ -147,9 +161,13 @@ class BaseClient:
         self.backend = backend
         self.max_pool = max_pool
         self.max_idle_ms = max_idle_ms
-        self._pool = []  # type: list  # [host, port, sock, idle since (ticks_ms)]
+        # TLS options; the context is made at the first https connection (never logged)
+        self._tls_args = (cadata, cafile, cert, key, tls_verify)
+        self._tls_context = None  # type: Any
+        self._pool = []  # type: list  # [(tls, host, port), sock, idle since (ticks_ms)]
         self._open = []  # type: list  # responses whose connection is not released yet
         self.connections = 0
+        self.handshakes = 0
         self.requests = 0
         self.reused = 0
         self.retries = 0
@@ -171,11 +189,16 @@ class BaseClient:
         pool = self._pool
         self._pool = []
         for entry in pool:
-            close_quietly(entry[2])
+            close_quietly(entry[1])
 
     def pooled(self):
-        """(host, port) of the idle connections kept for reuse."""
-        return [(e[0], e[1]) for e in self._pool]
+        """(host, port) of the idle connections kept for reuse (``pooled_keys()``:
+        with the scheme)."""
+        return [(e[0][1], e[0][2]) for e in self._pool]
+
+    def pooled_keys(self):
+        """(scheme, host, port) of the idle connections kept for reuse."""
+        return [("https" if e[0][0] else "http", e[0][1], e[0][2]) for e in self._pool]
 
     # -- one request: its plan, the retry, the response, redirects ---------------------
     def _close_open(self):
@@ -184,9 +207,10 @@ class BaseClient:
 
     def _hop(self, plan):
         """Make the request for ``plan.url``: its host, port, target and head bytes."""
-        host, port, target = parse_url(plan.url)
+        tls, host, port, target = split_url(plan.url)
         head_bytes, close_after = build_head(plan.method, host, port, target, plan.body,
-                                             plan.extra, self.version, self.keep_alive)
+                                             plan.extra, self.version, self.keep_alive, tls)
+        plan.tls = tls
         plan.host = host
         plan.port = port
         plan.target = target
@@ -239,16 +263,19 @@ class BaseClient:
                 raise ProtocolError("Location is not a URL: %r" % location[:80],
                                     resp.status, plan.url)
         try:
-            url = join_url(plan.host, plan.port, plan.target, location)
-            new_host, new_port, _ = parse_url(url)
+            url = join_url(plan.host, plan.port, plan.target, location, plan.tls)
+            new_tls, new_host, new_port, _ = split_url(url)
         except HTTPError as e:
             tag(e, plan.url)
             raise
+        if plan.tls and not new_tls:
+            raise ProtocolError("redirect from https to http refused: %r" % location[:80],
+                                resp.status, plan.url)
         if resp.status <= 303 and plan.method != b"HEAD":
             # RFC 9110 15.4: 303 (and in practice 301/302) turn into GET without body
             plan.method = b"GET"
             plan.body = None
-        if (new_host, new_port) != (plan.host, plan.port):
+        if (new_tls, new_host, new_port) != (plan.tls, plan.host, plan.port):
             plan.extra = [h for h in plan.extra if to_bytes(h[0]).lower() != b"authorization"]
         plan.url = url
 
@@ -270,23 +297,25 @@ class BaseClient:
         return OSError(errno.ETIMEDOUT, text % wait)
 
     # -- the connection pool ----------------------------------------------------------
-    def _checkout(self, host, port, deadline, mv):
-        """A connection to (host, port): a live pooled one, or a new one (blocking
-        connect). ``mv``: a buffer for the liveness probe."""
-        sock = self._take_pooled(host, port, mv)
+    def _checkout(self, plan, mv):
+        """A connection for ``plan`` (its scheme, host and port): a live pooled one, or a
+        new one (blocking connect, and TLS handshake for https). ``mv``: a buffer for the
+        liveness probe."""
+        sock = self._take_pooled(plan, mv)
         if sock is not None:
             return sock, True
-        return self._connect(host, port, deadline), False
+        return self._connect(plan.host, plan.port, plan.deadline, plan.tls), False
 
-    def _take_pooled(self, host, port, mv):
-        """The pooled connection to (host, port) if it is still alive (counted in
+    def _take_pooled(self, plan, mv):
+        """The pooled connection for ``plan`` if it is still alive (counted in
         ``reused``), else None; a dead one is closed."""
+        key = (plan.tls, plan.host, plan.port)
         for i in range(len(self._pool)):
             entry = self._pool[i]
-            if entry[0] == host and entry[1] == port:
+            if entry[0] == key:
                 self._pool.pop(i)
-                sock = entry[2]
-                if self._alive(sock, entry[3], mv):
+                sock = entry[1]
+                if self._alive(sock, entry[2], mv):
                     self.reused += 1
                     return sock
                 close_quietly(sock)
@@ -310,7 +339,10 @@ class BaseClient:
     def _new_socket(self):
         return socket.socket(backend=self.backend or socket.current_backend())
 
-    def _connect(self, host, port, deadline):
+    def _connect(self, host, port, deadline, tls=False):
+        if tls and self._tls_args[4]:
+            from ..tls import check_clock  # lazy, as _handshake
+            check_clock()  # ClockNotSet before a connection is even opened
         sock = self._new_socket()
         sock.settimeout(seconds(self._left_ms(self.connect_timeout_ms, deadline)))
         try:
@@ -322,12 +354,28 @@ class BaseClient:
             sock.close()
             raise
         self.connections += 1
+        if tls:
+            sock.settimeout(seconds(self._left_ms(self.connect_timeout_ms, deadline)))
+            sock = self._handshake(sock, host)
         return sock
+
+    def _handshake(self, sock, host):
+        """The TLS stream over the connected ``sock`` (closed if the handshake fails)."""
+        from .. import tls  # lazy: an http-only program never loads ssl
+        try:
+            if self._tls_context is None:
+                self._tls_context = tls.Context(*self._tls_args)
+        except BaseException:
+            sock.close()
+            raise
+        t = tls.wrap(sock, host, context=self._tls_context)
+        self.handshakes += 1
+        return t
 
     def _checkin(self, key, sock):
         if len(self._pool) >= self.max_pool:
-            close_quietly(self._pool.pop(0)[2])  # the longest idle goes first
-        self._pool.append([key[0], key[1], sock, now()])
+            close_quietly(self._pool.pop(0)[1])  # the longest idle goes first
+        self._pool.append([key, sock, now()])
 
     def _released(self, resp, reuse):
         """``resp`` is over: its connection goes to the pool (``reuse``) or is closed."""

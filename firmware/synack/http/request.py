@@ -104,7 +104,8 @@ def header_pairs(headers):
     return list(headers.items() if isinstance(headers, dict) else headers)
 
 
-def build_head(method, host, port, target, body, headers, version=HTTP11, keep_alive=True):
+def build_head(method, host, port, target, body, headers, version=HTTP11, keep_alive=True,
+               tls=False):
     """The request head a client sends: ``headers`` (pairs) plus Host, the body's
     framing and the connection's persistence. Returns (bytes, close_after), where
     close_after is True when this request asks for the connection to end after it.
@@ -123,7 +124,7 @@ def build_head(method, host, port, target, body, headers, version=HTTP11, keep_a
             close_after = True
         out.append((name, value))
     if not has_host:
-        out.insert(0, (b"Host", host_header(host, port)))
+        out.insert(0, (b"Host", host_header(host, port, tls)))
     if body is None:
         if method == b"POST" or method == b"PUT":
             out.append((b"Content-Length", b"0"))  # RFC 9110 8.6: a body of zero
@@ -147,16 +148,18 @@ def chunk_header(size):
     return b"%x\r\n" % size
 
 
-def parse_url(url):
-    """``http://host[:port]/path?query`` -> (host, port, target). Only plain http: this
-    client has no TLS (ESP32 heap is too small for it next to a modem stack)."""
+def split_url(url):
+    """``http[s]://host[:port]/path?query`` -> (tls, host, port, target): ``tls`` is
+    True for https (default port 443), False for http (80)."""
     if isinstance(url, bytes):
         url = text(url)
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise LocalProtocolError("not an absolute URL: %r" % url)
-    if scheme.lower() != "http":
-        raise LocalProtocolError("unsupported URL scheme %r (only http)" % scheme)
+    scheme = scheme.lower()
+    if scheme != "http" and scheme != "https":
+        raise LocalProtocolError("unsupported URL scheme %r (only http and https)" % scheme)
+    tls = scheme == "https"
     slash = rest.find("/")
     if slash < 0:
         hostport, target = rest, "/"
@@ -172,7 +175,7 @@ def parse_url(url):
         raise LocalProtocolError("credentials in the URL are not supported: %r" % url)
     host, colon, port_text = hostport.rpartition(":")
     if not colon:
-        host, port = hostport, 80
+        host, port = hostport, (443 if tls else 80)
     else:
         port = digits(port_text, 10, 5)  # int() would take "+80", " 80", "8_0", "\u0668\u0660"
         if not 0 < port < 65536:
@@ -180,6 +183,13 @@ def parse_url(url):
     if not host:
         raise LocalProtocolError("no host in URL %r" % url)
     _check_host(host, url)
+    return tls, host, port, target
+
+
+def parse_url(url):
+    """``http[s]://host[:port]/path?query`` -> (host, port, target); ``split_url`` also
+    tells whether it is https."""
+    _, host, port, target = split_url(url)
     return host, port, target
 
 
@@ -199,20 +209,23 @@ def _check_host(host, url):
             raise LocalProtocolError("bad host in URL %r" % url)
 
 
-def host_header(host, port):
-    return host if port == 80 else "%s:%d" % (host, port)
+def host_header(host, port, tls=False):
+    """The Host header: the port only if not the scheme's default (80, https: 443)."""
+    return host if port == (443 if tls else 80) else "%s:%d" % (host, port)
 
 
-def join_url(host, port, target, location):
+def join_url(host, port, target, location, tls=False):
     """Resolve a Location header against the request it answered (RFC 3986, the cases
-    servers send: absolute URL, absolute path, scheme-relative and relative path)."""
+    servers send: absolute URL, absolute path, scheme-relative and relative path);
+    ``tls``: the request was https."""
     if isinstance(location, bytes):
         location = text(location)
     if "://" in location:
         return location
+    scheme = "https:" if tls else "http:"
     if location.startswith("//"):
-        return "http:" + location
-    base = "http://" + host_header(host, port)
+        return scheme + location
+    base = scheme + "//" + host_header(host, port, tls)
     if location.startswith("/"):
         return base + location
     path = target.split("?", 1)[0]

@@ -1,0 +1,419 @@
+"""synack.tls and https:// on CPython: the firmware's TLS (CPython ssl through an
+SSLObject and two MemoryBIOs pumped over a synack socket) against a local HTTPS server
+whose certificates come from a CA made at test time by the ``openssl`` command.
+
+Over native synack sockets and over the virtual SIM7600: a verified GET of a 64 KiB
+body byte-exact; refusals (unknown CA, wrong host name, expired and not-yet-valid
+certificates, a clock that was never set) each with its own error and not one request
+byte sent (the server records what it received); 100 polls over https on one TCP
+connection and one TLS handshake (the server counts accepts and handshakes). The clock:
+IMF-fixdate and +CCLK parsing, set from a Date header and from AT+CCLK?."""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from synack import clock, tls
+from synack import socket as synsocket
+from synack.http.client import Client
+from synack.http.errors import LocalProtocolError, ProtocolError
+from synack.poll import Poller
+
+BODY = bytes(range(256)) * 256          # 64 KiB
+
+
+# -- a test PKI, made by the openssl command ---------------------------------------------
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+CA_CNF = """[ca]
+default_ca = test
+[test]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+unique_subject = no
+[any]
+commonName = supplied
+"""
+
+
+def make_pki(d: Path) -> Path:
+    """In ``d``: ca.{pem,der,key} and other.{pem,der} (an unrelated CA); leaves signed by
+    ca for DNS:localhost only (not 127.0.0.1): leaf.pem (valid now, 2 days),
+    expired.pem (2020), future.pem (from 2090); all with leaf.key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed (needed to make test certificates)")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for name in ("ca", "other"):
+        _openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem",
+                 "-days", "2", "-subj", f"/CN=synack test {name}", cwd=d)
+        _openssl("x509", "-in", f"{name}.pem", "-outform", "DER", "-out", f"{name}.der", cwd=d)
+    _openssl("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost",
+             cwd=d)
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    (d / "ca.cnf").write_text(CA_CNF)
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("1000\n")
+    for name, dates in (("leaf", ()), ("expired", ("-startdate", "20200101000000Z",
+                                                    "-enddate", "20200201000000Z")),
+                        ("future", ("-startdate", "20900101000000Z",
+                                    "-enddate", "20900201000000Z"))):
+        _openssl("ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.pem",
+                 "-keyfile", "ca.key", "-in", "leaf.csr", "-out", f"{name}.pem",
+                 "-extfile", "ext.cnf", *(dates or ("-days", "2")), cwd=d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+# -- a keep-alive HTTP(S) server that counts ------------------------------------------------
+class Server:
+    """HTTP/1.1 with keep-alive on 127.0.0.1, TLS if ``cert`` is given. Counts TCP
+    ``accepts`` and completed TLS ``handshakes`` (failures in ``tls_errors``) and keeps
+    every plaintext byte it ``received``. GET /big: BODY; /poll: an ETag'd resource
+    (304 for If-None-Match); anything else: "ok". Every answer carries a Date."""
+
+    def __init__(self, cert: Path | None = None, key: Path | None = None):
+        self.ctx = None
+        if cert is not None:
+            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ctx.load_cert_chain(cert, key)
+        self.ls = socket.create_server(("127.0.0.1", 0))
+        self.port = self.ls.getsockname()[1]
+        self.accepts = 0
+        self.handshakes = 0
+        self.tls_errors: list[str] = []
+        self.received = bytearray()
+        self.paths: list[str] = []
+        self.conns: list[socket.socket] = []
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.ls.accept()
+            except OSError:
+                return
+            self.accepts += 1
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        try:
+            if self.ctx is not None:
+                try:
+                    conn = self.ctx.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    self.tls_errors.append(str(e))
+                    return
+                self.handshakes += 1
+                self.conns.append(conn)  # the raw socket was detached by the wrap
+            buf = b""
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.received += data
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    conn.sendall(self._answer(head))
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _answer(self, head: bytes) -> bytes:
+        lines = head.decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        self.paths.append(path)
+        headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        date = email.utils.formatdate(usegmt=True)
+        if path == "/poll" and headers.get("if-none-match") == '"v1"':
+            return (f"HTTP/1.1 304 Not Modified\r\nDate: {date}\r\nETag: \"v1\"\r\n\r\n"
+                    .encode())
+        body = BODY if path == "/big" else b"ok"
+        return (f"HTTP/1.1 200 OK\r\nDate: {date}\r\nETag: \"v1\"\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def close(self) -> None:
+        self._stop = True
+        self.ls.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@pytest.fixture
+def https(pki):
+    with Server(pki / "leaf.pem", pki / "leaf.key") as s:
+        yield s
+
+
+@pytest.fixture
+def real_clock(monkeypatch):
+    """Whatever a test does to synack.clock is undone after it."""
+    monkeypatch.setattr(clock, "_offset", 0)
+    monkeypatch.setattr(clock, "source", None)
+
+
+@pytest.fixture(params=["native", "modem"])
+def backend(request):
+    if request.param == "native":
+        yield None
+        return
+    from modemrig import Rig
+    with Rig(poll_ms=100) as rig:
+        yield rig.modem
+
+
+# -- the HTTPS client --------------------------------------------------------------------------
+def test_verified_get_of_64k_byte_exact(pki, https, backend):
+    c = Client(backend=backend, cadata=(pki / "ca.der").read_bytes(), chunk=1024,
+               read_timeout_ms=20000)
+    r = c.get(f"https://localhost:{https.port}/big")
+    assert (r.status, r.read()) == (200, BODY)
+    assert c.get(f"https://localhost:{https.port}/small").read() == b"ok"  # kept alive
+    assert (c.connections, c.handshakes, c.reused) == (1, 1, 1)
+    assert c.pooled_keys() == [("https", "localhost", https.port)]
+    if backend is not None:           # the TLS records went through AT+CIPSEND/CIPRXGET
+        assert c._pool[0][1].sock._backend is backend
+    assert https.accepts == 1 and https.handshakes == 1 and https.tls_errors == []
+    assert https.received.startswith(b"GET /big HTTP/1.1\r\nHost: localhost:%d\r\n"
+                                     % https.port)
+    c.close()
+
+
+def test_ca_as_a_pem_file(pki, https):
+    c = Client(cafile=str(pki / "ca.pem"))
+    assert c.get(f"https://localhost:{https.port}/").read() == b"ok"
+    c.close()
+
+
+REFUSALS = [
+    # (CA, certificate served, URL host, error class, reason, words in the message)
+    ("other.der", "leaf", "localhost", tls.UnknownCA, "unknown-ca", "unable to get local"),
+    ("ca.der", "leaf", "127.0.0.1", tls.HostnameMismatch, "hostname", "mismatch"),
+    ("ca.der", "expired", "localhost", tls.CertificateExpired, "expired", "expired"),
+    ("ca.der", "future", "localhost", tls.CertificateExpired, "not-yet-valid", "not yet"),
+]
+
+
+@pytest.mark.parametrize("ca,cert,host,cls,reason,words", REFUSALS,
+                         ids=[r[4] for r in REFUSALS])
+def test_refusals_are_distinct_and_send_no_request(pki, ca, cert, host, cls, reason, words):
+    with Server(pki / f"{cert}.pem", pki / "leaf.key") as server:
+        c = Client(cadata=(pki / ca).read_bytes())
+        with pytest.raises(tls.TLSError) as exc:
+            c.get(f"https://{host}:{server.port}/secret")
+        e = exc.value
+        assert type(e) is cls and e.reason == reason, (type(e), e.reason, e)
+        assert isinstance(e, OSError) and e.errno == 13       # EACCES: not trusted
+        assert words in str(e), str(e)
+        time.sleep(0.2)                                        # the server saw the alert
+        assert server.received == b"" and server.paths == []   # not one request byte
+        assert server.handshakes == 0 and len(server.tls_errors) == 1
+        assert c.pooled() == [] and c.handshakes == 0
+
+
+def test_each_refusal_is_its_own_class():
+    classes = [tls.UnknownCA, tls.HostnameMismatch, tls.CertificateExpired, tls.ClockNotSet]
+    for a in classes:
+        assert issubclass(a, tls.VerifyError) and issubclass(a, OSError)
+        assert [b for b in classes if issubclass(a, b)] == [a]
+
+
+def test_clock_not_set_is_refused_before_connecting(pki, https, real_clock):
+    clock.set_time(946684800)   # 2000-01-01: what a board's RTC says after boot
+    assert not clock.is_set()
+    c = Client(cadata=(pki / "ca.der").read_bytes())
+    with pytest.raises(tls.ClockNotSet) as exc:
+        c.get(f"https://localhost:{https.port}/")
+    assert exc.value.errno == 13 and exc.value.reason == "clock-not-set"
+    assert "2000-01-01" in str(exc.value) and "synack.clock.sync_modem" in str(exc.value)
+    assert c.connections == 0 and https.accepts == 0
+    # and wrap() itself refuses on a connected socket, before any TLS byte
+    s = synsocket.socket()
+    s.connect(("127.0.0.1", https.port))
+    with pytest.raises(tls.ClockNotSet):
+        tls.wrap(s, "localhost", cadata=(pki / "ca.der").read_bytes())
+    assert s.state != "ESTABLISHED"           # wrap closed it
+    time.sleep(0.2)
+    assert https.received == b"" and https.handshakes == 0
+    with Server() as plain:            # set it from a plain request's Date header
+        clock.sync_http(f"http://127.0.0.1:{plain.port}/")
+    assert clock.is_set() and clock.source == "http"
+    assert c.get(f"https://localhost:{https.port}/").read() == b"ok"
+
+
+def test_no_ca_on_cpython_uses_the_system_store(https):
+    c = Client()                     # the system's CAs do not know the test CA
+    with pytest.raises(tls.UnknownCA):
+        c.get(f"https://localhost:{https.port}/")
+
+
+def test_verify_false_trusts_anyone(https):
+    c = Client(tls_verify=False)
+    assert c.get(f"https://127.0.0.1:{https.port}/").read() == b"ok"
+
+
+def test_https_redirects_never_downgrade(pki):
+    class Redirect(Server):
+        def _answer(self, head):
+            return b"HTTP/1.1 302 Found\r\nLocation: http://localhost/\r\nContent-Length: 0\r\n\r\n"
+    with Redirect(pki / "leaf.pem", pki / "leaf.key") as server:
+        c = Client(cadata=(pki / "ca.der").read_bytes())
+        with pytest.raises(ProtocolError, match="from https to http refused"):
+            c.get(f"https://localhost:{server.port}/")
+
+
+def test_the_async_client_says_https_is_not_supported():
+    import asyncio
+
+    from synack.http.aclient import AsyncClient
+    with pytest.raises(LocalProtocolError, match="https is not supported by AsyncClient"):
+        asyncio.run(AsyncClient().get("https://localhost/"))
+
+
+# -- polling over https: one connection, one handshake -------------------------------------
+@pytest.mark.parametrize("polls", [100])
+def test_polls_over_https_use_one_connection_and_one_handshake(pki, https, backend, polls):
+    c = Client(backend=backend, cadata=(pki / "ca.der").read_bytes())
+    seen = []
+    p = Poller(f"https://localhost:{https.port}/poll", lambda r: seen.append(r.read()),
+               client=c, interval_ms=0)
+    assert p.run(polls=polls) == polls
+    assert (p.ok, p.not_modified, p.errors) == (1, polls - 1, 0), p.last_error
+    assert seen == [b"ok"]
+    assert (c.connections, c.handshakes) == (1, 1)
+    assert (https.accepts, https.handshakes) == (1, 1)
+    assert https.paths == ["/poll"] * polls
+    p.close()
+
+
+def test_a_dead_pooled_tls_connection_is_replaced(pki, https):
+    c = Client(cadata=(pki / "ca.der").read_bytes())
+    url = f"https://localhost:{https.port}/poll"
+    assert c.get(url).read() == b"ok"
+    for conn in https.conns:
+        if conn.fileno() >= 0:
+            conn.shutdown(socket.SHUT_RDWR)  # the server drops the idle connection
+    time.sleep(0.2)
+    assert c.get(url).read() == b"ok"
+    assert (c.connections, c.handshakes) == (2, 2)
+
+
+# -- tls.wrap on its own ------------------------------------------------------------------
+def test_wrap_is_a_stream_and_counts_wire_bytes(pki, https):
+    s = synsocket.socket()
+    s.settimeout(10)
+    s.connect(("127.0.0.1", https.port))
+    t = tls.wrap(s, "localhost", cadata=(pki / "ca.pem").read_bytes())  # PEM bytes too
+    hs_in, hs_out = t.wire_in, t.wire_out
+    assert hs_in > 300 and hs_out > 100
+    assert t.write(b"xxGET /big HTTP/1.1\r\nHost: localhost\r\n\r\nyy", 2, 39) == 39
+    assert t.readline() == b"HTTP/1.1 200 OK\r\n"
+    while t.readline() != b"\r\n":
+        pass
+    assert t.read(len(BODY)) == BODY
+    t.setblocking(False)
+    assert t.readinto(bytearray(10)) is None and t.read(5) is None
+    with pytest.raises(OSError) as exc:
+        t.recv_into(bytearray(10))
+    assert exc.value.errno == 11
+    t.setblocking(True)
+    assert t.state == "ESTABLISHED" and t.wire_in > len(BODY)
+    t.close()
+    assert s.state == "CLOSED" and "TIME_WAIT" in s.tcp.states()
+
+
+# -- the clock ------------------------------------------------------------------------------
+def test_parse_http_date_strictly():
+    assert clock.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777
+    assert clock.parse_http_date(b"Thu, 29 Feb 2024 23:59:59 GMT") == calendar.timegm(
+        (2024, 2, 29, 23, 59, 59))
+    for t in (0, 951782400, 1704067200, 4102444799, 1795803351):
+        assert clock.parse_http_date(email.utils.formatdate(t, usegmt=True)) == t
+    for bad in ("Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+                "Mon, 06 Nov 1994 08:49:37 GMT",       # 1994-11-06 was a Sunday
+                "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT",
+                "Fri, 30 Feb 2024 00:00:00 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                "Sun, 06 Nov 1994 08:49:37 GMT ,", "Sun, 06 nov 1994 08:49:37 GMT",
+                "Sun, 06 Nov 1994 08:4a:37 GMT", "Sun, 06 Nov +994 08:49:37 GMT",
+                b"Sun, 06 Nov 1994 08:49:37 G\xc3\x89", ""):
+        with pytest.raises(ValueError):
+            clock.parse_http_date(bad)
+
+
+def test_parse_cclk():
+    # local 10:20:30 at UTC+2 (8 quarter hours) is 08:20:30 UTC
+    assert clock.parse_cclk('+CCLK: "24/05/17,10:20:30+08"') == calendar.timegm(
+        (2024, 5, 17, 8, 20, 30))
+    assert clock.parse_cclk(b'+CCLK: "25/12/31,23:30:00-20"') == calendar.timegm(
+        (2026, 1, 1, 4, 30, 0))
+    assert clock.parse_cclk('"80/01/06,00:00:26+00"') == calendar.timegm(
+        (1980, 1, 6, 0, 0, 26))                       # a modem without network time
+    for bad in ('+CCLK: "24/13/17,10:20:30+08"', '+CCLK: "24/05/17 10:20:30+08"',
+                '+CCLK: "24/05/17,10:20:30"', '+CCLK: 24/05/17,10:20:30+08',
+                '+CCLK: "24/02/30,10:20:30+00"', '+CCLK: "24/05/17,10:20:30+99"'):
+        with pytest.raises(ValueError):
+            clock.parse_cclk(bad)
+
+
+class FakeAT:
+    """The AT channel's command() answering AT+CCLK? with ``line``."""
+
+    def __init__(self, line):
+        self.line = line
+        self.sent = []
+
+    def command(self, cmd, prefix=None, payload=None, timeout_ms=5000):
+        self.sent.append((cmd, prefix))
+        return type("Reply", (), {"lines": [self.line]})()
+
+
+def test_sync_modem_sets_the_clock_from_cclk(real_clock):
+    modem = type("Modem", (), {})()
+    modem.at = FakeAT(b'+CCLK: "24/05/17,10:20:30+08"')
+    assert clock.sync_modem(modem) == calendar.timegm((2024, 5, 17, 8, 20, 30))
+    assert modem.at.sent == [(b"AT+CCLK?", b"+CCLK:")]
+    assert clock.source == "modem" and abs(clock.now() - 1715934030) <= 1
+    modem.at = FakeAT(b'+CCLK: "80/01/06,00:00:26+00"')   # no NITZ yet: refused
+    with pytest.raises(ValueError, match="before 2024"):
+        clock.sync_modem(modem)
+    assert abs(clock.now() - 1715934030) <= 1             # unchanged
+
+
+def test_sync_http_sets_the_clock_from_a_date_header(real_clock):
+    clock.set_time(946684800)
+    with Server() as plain:
+        t = clock.sync_http(f"http://127.0.0.1:{plain.port}/")
+    assert abs(t - time.time()) <= 2 and abs(clock.now() - time.time()) <= 2
+    assert clock.source == "http" and plain.paths == ["/"]
