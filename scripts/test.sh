@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh) and run the whole test suite: tests/ with pytest, then the
-# hardware-in-the-loop suite (hil_tests/) on the virtual rig over the modem and over
-# Wi-Fi. Extra arguments go to the tests/ pytest run (and skip the HIL runs).
+# hardware-in-the-loop suite (hil_tests/) on the virtual rig: device code on the real
+# MicroPython unix port over the modem and over Wi-Fi, then once on the MicroPython
+# WebAssembly VM over the modem. Extra arguments go to the tests/ pytest run (and skip
+# the HIL runs). Each HIL run prints its wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,9 +15,12 @@ if [ "$rc" = 5 ]; then
   echo "test: no tests were collected" >&2
 fi
 if [ "$rc" = 0 ] && { [ "$#" = 0 ] || [ "$*" = "-q" ]; }; then
-  for modem in sim7600 wifi; do
-    .venv/bin/synack hil --modem "$modem" --junit "hil-report-$modem.xml" \
-      --logdir "hil-logs-$modem" || rc=$?
+  for run in unix:sim7600 unix:wifi micropython:sim7600; do
+    engine=${run%%:*} modem=${run#*:}
+    start=$SECONDS
+    .venv/bin/synack hil --engine "$engine" --modem "$modem" \
+      --junit "hil-report-$engine-$modem.xml" --logdir "hil-logs-$engine-$modem" || rc=$?
+    echo "test: synack hil --engine $engine --modem $modem took $((SECONDS - start)) s" >&2
   done
 fi
 exit "$rc"

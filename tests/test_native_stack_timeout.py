@@ -16,7 +16,8 @@ import pytest
 
 from synack import native, tcp
 
-PORTS = {"cpython": False, "micropython": True}  # does a read timeout of ours carry errno?
+# the errno a read timeout of ours carries (None: CPython's socket.timeout, no errno)
+PORTS = {"cpython": None, "unix": errno.EAGAIN, "esp32": errno.ETIMEDOUT}
 
 
 class StackSocket:
@@ -48,7 +49,7 @@ class Sock:
 
 @pytest.fixture(params=sorted(PORTS))
 def port(request, monkeypatch):
-    monkeypatch.setattr(native, "_OWN_TIMEOUT_HAS_ERRNO", PORTS[request.param])
+    monkeypatch.setattr(native, "_OWN_TIMEOUT_ERRNO", PORTS[request.param])
     return request.param
 
 
@@ -68,9 +69,9 @@ def test_blocking_read_or_write_etimedout_is_the_stack_giving_up(port, op):
 
 
 def test_our_own_read_timeout_leaves_the_connection_alive(port):
-    # MicroPython: our timeout is OSError(ETIMEDOUT) too; CPython: socket.timeout
-    # (TimeoutError), with no errno
-    own = OSError(errno.ETIMEDOUT, "timed out") if PORTS[port] else TimeoutError("timed out")
+    # ESP32: our timeout is OSError(ETIMEDOUT) too; the unix port: EAGAIN; CPython:
+    # socket.timeout (TimeoutError), with no errno
+    own = OSError(PORTS[port], "timed out") if PORTS[port] else TimeoutError("timed out")
     sock = Sock(StackSocket(own))
     with pytest.raises(OSError) as exc:
         native.NativeBackend().recv_into(sock, memoryview(bytearray(16)), 250)
@@ -78,3 +79,14 @@ def test_our_own_read_timeout_leaves_the_connection_alive(port):
     assert "peer stopped answering" not in str(exc.value)
     assert sock._handle.timeouts == [0.25]
     assert sock.tcp.state_name == "ESTABLISHED"
+
+
+@pytest.mark.parametrize("port", ["cpython", "unix"], indirect=True)
+def test_etimedout_during_a_timed_read_is_the_stack_where_ours_looks_different(port):
+    # CPython and the unix port report our own timeout otherwise, so an ETIMEDOUT while
+    # our timeout runs is the stack's verdict: the connection is dead
+    sock = Sock(StackSocket(OSError(errno.ETIMEDOUT, "Connection timed out")))
+    with pytest.raises(OSError) as exc:
+        native.NativeBackend().recv_into(sock, memoryview(bytearray(16)), 250)
+    assert "peer stopped answering" in str(exc.value)
+    assert (sock.tcp.state_name, sock.tcp.last_event()) == ("CLOSED", tcp.TIMEOUT)

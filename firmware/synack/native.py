@@ -13,6 +13,7 @@ it) and the peer's FIN after it (the linger read in close()).
 """
 
 import errno
+import sys as _sys
 import select
 import time
 
@@ -44,16 +45,21 @@ def _code(e):
 
 def _stack_gave_up(e, timeout_ms):
     """Whether an ETIMEDOUT is the stack declaring the connection dead (keepalive or
-    retransmissions exhausted) rather than our own read timeout expiring. CPython's
-    read timeout carries no errno; on MicroPython both look alike, so only a blocking
-    read (no timeout of ours) can tell."""
+    retransmissions exhausted) rather than our own read timeout expiring. A blocking
+    read has no timeout of ours; otherwise it depends on how the port reports ours."""
     if timeout_ms is None:
         return True
-    return getattr(e, "errno", None) == errno.ETIMEDOUT and not _OWN_TIMEOUT_HAS_ERRNO
+    return getattr(e, "errno", None) == errno.ETIMEDOUT and _OWN_TIMEOUT_ERRNO != errno.ETIMEDOUT
 
 
-# CPython's socket module has a ``timeout`` exception without errno; MicroPython's has not
-_OWN_TIMEOUT_HAS_ERRNO = not hasattr(_sys_socket, "timeout")
+# How our own read timeout shows: CPython raises socket.timeout (no errno), the unix
+# port EAGAIN, ESP32's lwIP ETIMEDOUT - the errno the stack also uses when it gives up.
+if hasattr(_sys_socket, "timeout"):
+    _OWN_TIMEOUT_ERRNO = None
+elif _sys.platform == "linux":
+    _OWN_TIMEOUT_ERRNO = errno.EAGAIN
+else:
+    _OWN_TIMEOUT_ERRNO = errno.ETIMEDOUT
 
 
 class NativeBackend:
@@ -74,10 +80,16 @@ class NativeBackend:
     def keepalive_mechanism(self, ka):
         # ESP32's lwIP socket module has no SO_KEEPALIVE/TCP_KEEP* options to set
         names = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
-        return _ka.TCP if all(hasattr(self.mod, n) for n in names) else _ka.PROBE
+        if all(hasattr(self.mod, n) for n in names):
+            return _ka.TCP
+        # the unix port names SO_KEEPALIVE only, and passes Linux's numbers through
+        if hasattr(self.mod, "SO_KEEPALIVE") and _sys.platform == "linux":
+            return _ka.TCP
+        return _ka.PROBE
 
     def _apply_keepalive(self, s, ka):
-        opt = lambda name: getattr(self.mod, name)  # noqa: E731 (absent on ESP32 stubs)
+        linux = {"IPPROTO_TCP": 6, "TCP_KEEPIDLE": 4, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6}
+        opt = lambda name: getattr(self.mod, name, None) or linux[name]  # noqa: E731
         s.setsockopt(opt("SOL_SOCKET"), opt("SO_KEEPALIVE"), 1)
         s.setsockopt(opt("IPPROTO_TCP"), opt("TCP_KEEPIDLE"), ka.idle)
         s.setsockopt(opt("IPPROTO_TCP"), opt("TCP_KEEPINTVL"), ka.interval)

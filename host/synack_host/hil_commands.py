@@ -14,8 +14,10 @@ from .command import CommandError, CommandTable, State, baud_rate, describe_os_e
 def _hil_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", default="virtual", help="'virtual' (default: start the "
                    "virtual rig) or a real board's serial port / pyserial URL")
-    p.add_argument("--engine", default="cpython", choices=["cpython", "micropython", "unix"],
-                   help="what runs the virtual board's code (default cpython)")
+    p.add_argument("--engine", default="unix", choices=["cpython", "micropython", "unix"],
+                   help="what runs the virtual board's code: unix (default: the real "
+                   "MicroPython unix port), micropython (MicroPython as WebAssembly) or "
+                   "cpython (CPython with MicroPython shims, for debugging)")
     p.add_argument("--modem", default="sim7600", choices=["sim7600", "wifi"],
                    help="how the device reaches the network (default sim7600)")
     p.add_argument("--baud", type=baud_rate, help="serial speed / virtual UART pacing")
@@ -66,8 +68,7 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
         outcomes = run.read_junit(args.junit)
     except run.ReportError as e:
         raise CommandError(str(e)) from None
-    where = "the virtual rig" if args.board == "virtual" else args.board
-    print(run.format_report(outcomes, f"synack hil on {where} over {args.modem}"),
+    print(run.format_report(outcomes, run.title(args.board, args.engine, args.modem)),
           file=state.out)
     failed = sum(o.result == "failed" for o in outcomes)
     if code != 0 or failed:

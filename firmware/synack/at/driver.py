@@ -1,12 +1,19 @@
 """Thin I/O drivers that move bytes between a UART-like object and the AT engine.
 
 A UART-like object has ``write(bytes)``, ``readinto(buf)`` and either ``any()``
-(machine.UART) or ``in_waiting`` (pyserial). ``Channel`` is the blocking driver;
-at/aio.py has the asyncio one. Both share ``_Pump``: read what is available, feed the
-engine, write what the engine wants written. All waiting is bounded by the command's
-timeout. Whatever interrupts a command (a timeout, a UART error, Ctrl-C, a cancelled
-task), the driver aborts it so the engine is idle again and marks the channel for a
-resync before the next command.
+(machine.UART) or ``in_waiting`` (pyserial). As on MicroPython, ``readinto`` may return
+None (nothing there) or fewer bytes than asked, ``write`` None or a short count; bytes
+come split at any point. Each round reads at most ``_CHUNK`` bytes and the wait between
+empty rounds is ``poll_ms`` (1 ms): at 115200 baud (11.5 bytes/ms) the driver drains the
+UART far faster than it fills, so a receive buffer that holds the largest reply (see
+synack.link.modem_uart) never overruns while a command runs. A payload that failed the
+parser's framing check (bytes lost) marks the channel for a resync, as a timeout does.
+
+``Channel`` is the blocking driver; at/aio.py has the asyncio one. Both share ``_Pump``:
+read what is available, feed the engine, write what the engine wants written. All
+waiting is bounded by the command's timeout. Whatever interrupts a command (a timeout, a
+UART error, Ctrl-C, a cancelled task), the driver aborts it so the engine is idle again
+and marks the channel for a resync before the next command.
 """
 
 import time
@@ -21,6 +28,7 @@ _CHUNK = const(256)
 # been quiet this long after a fresh "AT" -> "OK" before trusting replies again.
 _RESYNC_QUIET_MS = const(100)
 _RESYNC_TIMEOUT_MS = const(2000)
+_DISCARD_ROUNDS = const(64)  # chunks dropped at most before a resync's AT (16 KiB)
 
 
 class _Pump:
@@ -31,6 +39,7 @@ class _Pump:
         self._mv = memoryview(self._chunk)
         self._any = getattr(uart, "any", None)
         self.needs_resync = False
+        self._framing = self.engine.parser.framing
         self.rx_bytes = 0
         self.tx_bytes = 0
 
@@ -75,6 +84,12 @@ class _Pump:
         while True:
             got = self.pump()
             if eng.done:
+                framing = eng.parser.framing
+                if framing != self._framing:
+                    # a payload lost bytes (the parser caught it): what follows it may
+                    # be its tail, not replies; re-pair before the next command
+                    self._framing = framing
+                    self.needs_resync = True
                 return True
             if eng.expired():
                 self.needs_resync = True
@@ -102,11 +117,14 @@ class _Pump:
             self.needs_resync = True
 
     def _discard_input(self):
-        while True:
+        # Bounded: a modem that never stops talking (or a UART whose any() says more
+        # than readinto gives) cannot keep the resync here.
+        for _ in range(_DISCARD_ROUNDS):
             n = self._available()
             if not n:
                 return
-            self.uart.readinto(self._mv[:min(n, _CHUNK)])
+            if not self.uart.readinto(self._mv[:min(n, _CHUNK)]):
+                return
 
 
 class Channel(_Pump):

@@ -37,9 +37,9 @@ from synack import socket
 
 BRING_UP = {
     "sim7600": _PREAMBLE + """
-import machine
+from synack.link import modem_uart
 from synack.modems.sim7600 import SIM7600
-modem = SIM7600(machine.UART(1, 115200), apn=%(apn)r, poll_ms=200)
+modem = SIM7600(modem_uart(1, 115200), apn=%(apn)r, poll_ms=200)   # rxbuf 2048
 modem.start(register_timeout_ms=30000)
 socket.use(modem)
 from synack.supervisor import ModemLink

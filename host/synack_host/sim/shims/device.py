@@ -14,6 +14,7 @@ import signal
 import sys
 from stat import S_ISDIR
 
+from .. import uart as _uart
 from .flash import host_path
 
 # CPython's path functions that MicroPython's os does not have and that the jail does not
@@ -185,6 +186,22 @@ class _BoundedFile:
         self._f.close()
 
 
+_uart1: tuple | None = None
+
+
+def _uart1_port(path: str, rxbuf) -> tuple:
+    """The one UART(1) of this interpreter: (receiver, write descriptor), opened by the
+    first UART(1) of the device code (then the receiver starts)."""
+    global _uart1
+    if _uart1 is None:
+        rx = _uart.RxBuffer(_uart.open_port(path), _uart.rxbuf_size(rxbuf))
+        rx.start()
+        _uart1 = (rx, os.open(path, os.O_WRONLY | os.O_NOCTTY))
+    elif rxbuf is not None:
+        _uart1[0].resize(_uart.rxbuf_size(rxbuf))
+    return _uart1
+
+
 def _machine_module(uart1: str | None, send):
     import types
 
@@ -221,28 +238,30 @@ def _machine_module(uart1: str | None, send):
         __call__ = value
 
     class UART:
-        """UART(1) is the pty given by ``--uart1`` (a virtual modem, usually)."""
+        """UART(1) is the pty given by ``--uart1`` (a virtual modem, usually), received
+        into a buffer of ``rxbuf`` bytes as on an ESP32 (sim/uart.py: what arrives while
+        it is full is lost and logged as an overrun)."""
 
         def __init__(self, id, baudrate=115200, **kw):
             if id != 1 or not uart1:
                 raise ValueError(f"UART({id}) is not connected on this virtual board")
-            import serial
-
-            self._s = serial.Serial(uart1, baudrate, timeout=0)
+            self._rx, self._tx = _uart1_port(uart1, kw.get("rxbuf"))
             self.init(baudrate, **kw)
 
-        def init(self, baudrate=115200, timeout=0, **kw):
-            self._s.baudrate = baudrate
-            self._s.timeout = timeout / 1000
+        def init(self, baudrate=115200, timeout=0, rxbuf=None, **kw):
+            self._t = timeout / 1000
+            self._rx.baud = baudrate
+            if rxbuf is not None:
+                self._rx.resize(_uart.rxbuf_size(rxbuf))
 
         def deinit(self):
-            self._s.close()
+            pass
 
         def any(self):
-            return self._s.in_waiting
+            return self._rx.any()
 
         def read(self, n=None):
-            data = self._s.read(n if n is not None else max(1, self._s.in_waiting))
+            data = self._rx.read(-1 if n is None else n, self._t)
             return data or None
 
         def readinto(self, buf, n=None):
@@ -253,13 +272,22 @@ def _machine_module(uart1: str | None, send):
             return len(data)
 
         def readline(self):
-            return self._s.readline() or None
+            return self._rx.read(-1, self._t, line=True) or None
 
         def write(self, data):
-            return self._s.write(data)
+            if isinstance(data, str):
+                data = data.encode()
+            mv = memoryview(data)
+            while mv:   # a UART's write returns once its bytes are queued
+                try:
+                    mv = mv[os.write(self._tx, mv):]
+                except BlockingIOError:
+                    import select
+                    select.select([], [self._tx], [], 0.05)
+            return len(data)
 
         def flush(self):
-            self._s.flush()
+            pass
 
     class RTC:
         def datetime(self, t=None):
