@@ -27,7 +27,7 @@ keepalive  | keepalive.py                     | tests/firmware/test_keepalive_lo
 heartbeat  | heartbeat.py                     | tests/firmware/test_heartbeat_logic.py
 supervisor | supervisor.py                    | tests/firmware/test_supervisor_logic.py
 http       | http/*.py                        | tests/firmware/test_http_request.py tests/firmware/test_http_response.py tests/test_http_properties.py tests/test_http_client.py
-sim7600    | modems/sim7600.py modems/base.py | tests/test_sim7600_robustness.py
+sim7600    | modems/sim7600.py modems/base.py | tests/test_sim7600_robustness.py tests/firmware/test_modem_base.py
 '
 
 groups=("$@")

@@ -23,6 +23,9 @@ def vm_results():
         pytest.fail(str(e))
 
 
+# the first case's setup runs every portable module in the VM (a few minutes on a
+# loaded 2-core machine): more than the suite's default 120 s per test
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("case", CASES)
 def test_portable_case_on_micropython(vm_results, case):
     assert case in vm_results.passed, f"{case} did not run in the VM:\n{vm_results.output[-1500:]}"

@@ -475,3 +475,83 @@ def test_power_cut_at_every_step_loses_no_queued_record_and_reuses_no_id(
     assert not lost and not reused, (
         f"of {2 * cuts} reboots after a cut, {len(lost)} lost a queued message and "
         f"{len(reused)} handed out an id again; first: {(lost + reused)[:3]}")
+
+
+class SyncSpy:
+    """Stands in for the os module inside synack.outbox: records every fsync / sync and
+    the flags each directory was opened with. ``without`` hides attributes."""
+
+    def __init__(self, without=()):
+        self.without = without
+        self.calls = []
+
+    def __getattr__(self, name):
+        if name in self.without:
+            raise AttributeError(name)
+        if name == "fsync":
+            return lambda fd: self.calls.append(("fsync", os.fstat(fd).st_mode & 0o170000))
+        if name == "sync":
+            return lambda: self.calls.append(("sync",))
+        if name == "open":
+            def opener(path, flags):
+                self.calls.append(("open", path, flags))
+                return os.open(path, flags)
+            return opener
+        return getattr(os, name)
+
+
+def test_a_write_is_flushed_to_the_medium_before_and_after_the_rename(tmp_path, monkeypatch):
+    directory = str(tmp_path / "ob")
+    store = ob.FileStore(directory)
+    spy = SyncSpy()
+    monkeypatch.setattr(ob, "os", spy)
+    store.write("m00000001", b"rec")
+    # the file's data (fsync of a regular file), then the directory holding the new name
+    assert spy.calls == [("fsync", 0o100000), ("open", directory, os.O_RDONLY),
+                         ("fsync", 0o040000)]
+    spy = SyncSpy(without=("fsync",))              # MicroPython: os.sync() if it has one
+    monkeypatch.setattr(ob, "os", spy)
+    store.write("m00000002", b"rec")
+    assert spy.calls == [("sync",)]
+    spy = SyncSpy(without=("fsync", "sync"))       # neither: flush() only
+    monkeypatch.setattr(ob, "os", spy)
+    store.write("m00000003", b"rec")
+    spy = SyncSpy(without=("open",))               # no os.open: no directory sync
+    monkeypatch.setattr(ob, "os", spy)
+    store.write("m00000004", b"rec")
+    assert spy.calls == [("fsync", 0o100000)]
+    monkeypatch.undo()
+    assert sorted(os.listdir(directory)) == ["m0000000%d" % i for i in (1, 2, 3, 4)]
+
+
+def test_file_store_replaces_a_file_where_rename_will_not_overwrite(tmp_path, monkeypatch):
+    real_rename = os.rename
+
+    def fat_rename(src, dst):
+        if os.path.exists(dst):
+            raise OSError(errno.EEXIST, "file exists")
+        real_rename(src, dst)
+
+    store = ob.FileStore(str(tmp_path / "obX") + "/")
+    assert store.dir == str(tmp_path / "obX")
+    monkeypatch.setattr(os, "rename", fat_rename)
+    store.write("a", b"old")
+    store.write("a", b"new")
+    assert store.read("a") == b"new" and store.names() == ["a"]
+
+    def broken_rename(src, dst):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "rename", broken_rename)   # a failure that is not "exists"
+    with pytest.raises(OSError) as e:
+        store.write("b", b"data")
+    assert e.value.errno == errno.EIO
+    assert ob.FileStore("/").dir == "/"
+
+
+def test_file_store_creates_each_missing_directory_of_its_path(monkeypatch):
+    made = []
+    monkeypatch.setattr(os, "mkdir", made.append)
+    assert ob.FileStore("data/outbox/").dir == "data/outbox"
+    assert ob.FileStore("/flash//q").dir == "/flash//q"
+    assert made == ["data", "data/outbox", "/flash", "/flash/q"]

@@ -140,8 +140,8 @@ class Heartbeat:
         self.pushes = 0
         self.rtt_ms = None      # round trip of the last answered heartbeat
         self._outstanding = 0   # heartbeats sent and not yet answered
-        self._sent_at = 0  # type: Any  # ticks
-        self._last = 0  # type: Any  # ticks
+        self._sent_at = 0  # type: Any  # pragma: no mutate -- _ping() sets it before use
+        self._last = 0  # type: Any  # pragma: no mutate -- start() below sets it
         self._buf = bytearray(max_line)  # line framing buffer, preallocated
         self._len = 0
         self.start(time.ticks_ms() if now is None else now)

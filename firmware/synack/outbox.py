@@ -276,12 +276,12 @@ class Outbox:
             self._sizes.append(size)
             self.bytes_used += size
         self._next = max(top + 1, self._load_legacy())
-        self._leased = self._next
+        self._leased = self._next  # pragma: no mutate -- _lease_more() sets it at once
         self._lease_more()
 
     def _load_legacy(self):
         """The next id kept in ``next`` (or a complete ``next.tmp``) by older versions."""
-        best = 0
+        best = 0  # pragma: no mutate -- 0 or 1: the first id is >= 1 anyway
         for name in self._legacy:
             try:
                 best = max(best, int(self.store.read(name).strip()))

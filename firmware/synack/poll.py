@@ -127,20 +127,21 @@ class Schedule:
         cap = self.backoff_cap_ms
         for _ in range(failures - 1):  # doubling with a cap: no huge ints, no overflow
             delay *= 2
-            if delay >= cap:
+            if delay >= cap:  # pragma: no mutate -- at delay == cap, > returns cap too
                 return cap
         return delay
 
-    def next_delay(self, started_ms, finished_ms, outcome, retry_after=0):
+    def next_delay(self, started_ms, finished_ms, outcome, retry_after=0):  # pragma: no mutate
+        # (a default of 0 or 1 ms never passes a backoff, which is >= 1 ms)
         if outcome == FAILED:
             self.failures += 1
             delay = self.backoff(self.failures)
-            if retry_after > delay:
+            if retry_after > delay:  # pragma: no mutate -- equal: min() gives delay anyway
                 delay = min(retry_after, self.backoff_cap_ms)
         else:
             self.failures = 0
             delay = self.interval_ms - time.ticks_diff(finished_ms, started_ms)
-            if delay < 0:
+            if delay < 0:  # pragma: no mutate -- 0 or < 1: setting 0 to 0 changes nothing
                 delay = 0
         return delay + self._jitter()
 
@@ -179,7 +180,7 @@ class Poller:
         self.last_status = None  # type: int | None
         self.last_error = None  # type: Exception | None
         self.delay_ms = 0
-        self._stop = False
+        self._stop = False  # pragma: no mutate -- run() resets it before any use
 
     @property
     def etag(self):
@@ -220,7 +221,7 @@ class Poller:
         read_ms = None
         if self.long_poll_ms:
             read_ms = self.long_poll_ms + (self.client.read_timeout_ms or 0)
-        retry_after = 0
+        retry_after = 0  # pragma: no mutate -- 0 or 1 ms: never more than a backoff (>= 1)
         try:
             resp = self.client.get(self.url, headers=self._request_headers(),
                                    read_timeout_ms=read_ms)

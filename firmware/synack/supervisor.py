@@ -95,7 +95,7 @@ class Supervisor:
         self.since_reinit = 0     # consecutive failures since the last REINIT
         self.last_error = None    # the exception (or text) of the last failure
         self.last_delay_ms = 0
-        self._wake = 0
+        self._wake = 0  # pragma: no mutate -- _failed() sets it before BACKOFF reads it
         if seed is None:
             seed = time.ticks_diff(time.ticks_us(), 0) ^ id(self)
         self._seed = seed & _MASK32 or 1   # xorshift must not start at 0

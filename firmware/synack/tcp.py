@@ -149,7 +149,7 @@ class Connection:
     def history(self):
         """The logged transitions, oldest first: [(ticks_ms, event, old, new), ...]."""
         size = len(self._log)
-        first = self._n - size if self._n > size else 0
+        first = self._n - size if self._n > size else 0  # pragma: no mutate -- equal: 0 either way
         return [self._log[i % size] for i in range(first, self._n)]
 
     def states(self):

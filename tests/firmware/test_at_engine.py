@@ -3,7 +3,7 @@ noise dropped, timeouts that leave the engine ready for the next command."""
 
 from portable import eq, feed_variants, raises
 
-from synack.at.engine import Engine
+from synack.at.engine import Engine, Reply
 from synack.at.errors import CommandError, CommandTimeout
 from synack.at.parser import Parser
 
@@ -227,3 +227,118 @@ def test_driver_aborts_a_command_when_its_wait_raises():
     uart.hold = False
     eq(chan.command(b"AT+CGMM").lines, [])
     eq(chan.engine.busy, False)
+
+
+def test_a_fresh_engine_is_idle_with_nothing_counted():
+    eng = Engine(Parser())
+    eq((eng.busy, eng.done, eng.command, eng.take_output(), eng.expired(now=0)),
+       (False, False, None, None, False))
+    eq((eng.noise, eng.unexpected, eng.urcs, eng.malformed, eng.last_malformed,
+        eng.overflow), (0, 0, 0, 0, None, 0))
+    err = eng.abort()                    # nothing in flight: still a usable error
+    eq((err.command, err.timeout_ms, str(err)), (b"", 0, ": no answer within 0 ms"))
+    eq(eng.busy, False)
+    reply = Reply([b"+A: 1", b"+B: 2"], None)
+    eq((reply.dropped, reply.line(b"+B:"), reply.line(b"+C:")), (0, b"+B: 2", None))
+
+
+def test_misuse_errors_name_the_command_in_flight():
+    eng = Engine(Parser())
+    eq(str(raises(RuntimeError, eng.finish)), "AT command not finished")
+    eng.begin(b"AT+CSQ", now=0)
+    eq(str(raises(RuntimeError, eng.begin, b"AT")), "AT command in flight: AT+CSQ")
+    eq(str(raises(RuntimeError, eng.finish)), "AT command not finished")
+
+
+def test_default_timeout_is_5_s_and_expired_reads_the_clock():
+    eng = Engine(Parser())
+    eng.begin(b"AT", now=1000)
+    eq((eng.expired(now=5999), eng.expired(now=6000)), (False, True))
+    eq(eng.abort().timeout_ms, 5000)
+    eng.begin(b"AT", timeout_ms=10 ** 6)      # now from the tick counter
+    eq(eng.expired(), False)
+
+
+def test_every_urc_is_counted_and_one_without_handler_is_unexpected():
+    eng = Engine(Parser(urcs=(b"+IPCLOSE:", b"+CMTI:")))
+    seen = []
+    eng.on_urc(b"+IPCLOSE:", seen.append)
+    eng.receive(b"\r\n+IPCLOSE: 0,1\r\n\r\n+CMTI: \"SM\",1\r\n\r\n+CMTI: \"SM\",2\r\n"
+                b"\r\n+IPCLOSE: 1,1\r\n")
+    eq((eng.urcs, eng.unexpected, seen), (4, 2, [b"+IPCLOSE: 0,1", b"+IPCLOSE: 1,1"]))
+
+
+def test_a_reply_prefix_that_is_also_a_urc_answers_the_command():
+    # +CIPCLOSE: answers AT+CIPCLOSE? and also arrives unsolicited: while the command
+    # waits for it, it is a reply line, not a URC.
+    eng = Engine(Parser(urcs=(b"+CIPCLOSE:",)))
+    seen = []
+    eng.on_urc(b"+CIPCLOSE:", seen.append)
+    eng.begin(b"AT+CIPCLOSE?", b"+CIPCLOSE:", now=0)
+    eng.receive(b"\r\n+CIPCLOSE: 0,0,0\r\n\r\nOK\r\n")
+    eq((eng.finish().lines, seen), ([b"+CIPCLOSE: 0,0,0"], []))
+    eng.receive(b"\r\n+CIPCLOSE: 1,0\r\n")       # no command: unsolicited again
+    eq(seen, [b"+CIPCLOSE: 1,0"])
+
+
+def test_a_read_larger_than_the_parser_buffer_is_taken_whole():
+    eng = Engine(Parser(max_line=16, max_payload=8))   # a 25-byte buffer
+    eng.begin(b"AT+X", b"+X:", now=0)
+    data = b"".join(b"\r\n+X: %d\r\n" % i for i in range(10)) + b"\r\nOK\r\n"
+    eq(eng.receive(data), len(data))
+    eq(eng.finish().lines, [b"+X: %d" % i for i in range(10)])
+    eq(eng.noise, 0)
+
+
+def test_echo_in_either_case_is_dropped():
+    eng = Engine(Parser())
+    eng.begin(b"AT+CSQ", now=0)              # no prefix: every other line is kept
+    eng.receive(b"AT+CSQ\r\r\nat+csq\r\r\nATE0\r\r\n\r\n+CSQ: 1,99\r\n\r\nOK\r\n")
+    eq((eng.finish().lines, eng.unexpected), ([b"+CSQ: 1,99"], 0))
+
+
+def test_late_finals_prompts_payloads_and_noise_are_each_counted():
+    eng, _ = make()
+    eng.receive(b"\r\nOK\r\n\r\nERROR\r\n")                 # finals with nothing in flight
+    eq(eng.unexpected, 2)
+    eng.receive(b"\r\n> \r\n> ")                            # prompts nobody waits for
+    eq(eng.unexpected, 4)
+    eng.begin(b"AT+CSQ", b"+CSQ:", now=0)
+    eng.receive(b"\r\n> \r\n> ")                            # not while waiting for OK
+    eq(eng.unexpected, 6)
+    eng.abort()
+    eng.receive(b"\r\n+CIPRXGET: 2,0,1,0\r\na\r\n+CIPRXGET: 2,0,1,0\r\nb")
+    eq(eng.unexpected, 10)     # two payload lines and two payloads, nothing in flight
+    before = eng.noise
+    eng.receive(b"\r\n\x00\x01\r\n")
+    one = eng.noise - before
+    eng.receive(b"\r\n\x00\x01\r\n")
+    eq((one > 0, eng.noise - before), (True, 2 * one))
+
+
+def test_error_context_keeps_the_first_4_unprefixed_lines():
+    eng = Engine(Parser())
+    eng.begin(b"AT+X", b"+X:", now=0)
+    eng.receive(b"".join(b"\r\nnote %d\r\n" % i for i in range(6)) + b"\r\nERROR\r\n")
+    e = raises(CommandError, eng.finish)
+    eq((e.lines, eng.unexpected), ([b"note 0", b"note 1", b"note 2", b"note 3"], 6))
+
+
+def test_timeout_messages_say_what_was_missing():
+    eng, _ = make()
+    eng.begin(b"AT+CIPSEND=0,1", payload=b"x", timeout_ms=100, now=0)
+    eq(str(eng.abort()), "AT+CIPSEND=0,1: no answer within 100 ms (no '>' prompt)")
+    eng.begin(b"AT+CSQ", timeout_ms=200, now=0)
+    eq(str(eng.abort()), "AT+CSQ: no answer within 200 ms")
+    eng.begin(b"AT+CIPRXGET=2,0,9", timeout_ms=300, now=0)
+    eng.receive(b"\r\n+CIPRXGET: 2,0,9,0\r\nabc")
+    eq(str(eng.abort()),
+       "AT+CIPRXGET=2,0,9: no answer within 300 ms (payload cut short, 3 bytes buffered)")
+    eq((eng.command, eng.busy), (None, False))
+
+
+def test_a_reply_without_payload_has_none():
+    eng = Engine(Parser())
+    eng.begin(b"AT", now=0)
+    eng.receive(b"\r\nOK\r\n")
+    eq(eng.finish().payload, None)

@@ -233,3 +233,90 @@ def test_command_parameter_validation():
     eq(quote.param(b"web.apn", "APN"), b"web.apn")
     for bad in ('a"b', "a\rb", "a\nb", "a\x00b", "caf\u00e9", "x" * 101):
         raises(ValueError, quote.param, bad, "APN")
+
+
+def test_buffer_is_one_line_plus_one_byte_plus_one_payload():
+    p = Parser()
+    eq((p.max_line, p.max_payload, p.framing, p.discarded), (256, 1536, 0, 0))
+    eq(p.feed(bytes(2000)), 256 + 1 + 1536)
+    eq(Parser(max_line=8, max_payload=8).feed(b"x" * 20), 17)
+
+
+def test_a_payload_of_exactly_max_payload_bytes_is_delivered():
+    p = Parser(framed=FRAMED, max_payload=4)
+    p.feed(b"\r\n+CIPRXGET: 2,0,4,0\r\nabcd\r\n+CIPRXGET: 2,0,5,0\r\n")
+    eq([p.next_event() for _ in range(4)],
+       [(LINE, b"+CIPRXGET: 2,0,4,0"), (PAYLOAD, b"abcd"), (NOISE, b"+CIPRXGET: 2,0,5,0"),
+        None])
+
+
+def test_in_payload_until_the_last_announced_byte():
+    p = Parser(framed=FRAMED)
+    p.feed(b"\r\n+CIPRXGET: 2,0,1,0\r\n")
+    eq((p.next_event(), p.in_payload()), ((LINE, b"+CIPRXGET: 2,0,1,0"), True))
+    p.feed(b"z")
+    eq((p.next_event(), p.in_payload()), ((PAYLOAD, b"z"), False))
+
+
+def test_reset_forgets_the_response_prefix():
+    p = Parser(urcs=URCS)
+    p.response_prefix = b"+IPCLOSE:"
+    p.reset()
+    p.feed(b"\r\n+IPCLOSE: 0,1\r\n")
+    eq(p.next_event(), (URC, b"+IPCLOSE: 0,1"))
+
+
+def test_a_payload_must_be_followed_by_the_trailer():
+    framed = ((b"+CIPRXGET: 2,", 1),)
+    good = b"\r\n+CIPRXGET: 2,0,3,0\r\nabc\r\n\r\nOK\r\n"
+    for chunks in feed_variants(good):
+        p = Parser(framed=framed, trailer=b"\r\n")
+        out = []
+        for c in chunks:
+            p.feed(c)
+            ev = p.next_event()
+            while ev is not None:
+                out.append(ev)
+                ev = p.next_event()
+        eq(out, [(LINE, b"+CIPRXGET: 2,0,3,0"), (PAYLOAD, b"abc"), (FINAL, b"OK")])
+        eq(p.framing, 0)
+    p = Parser(framed=framed, trailer=b"\r\n")
+    p.feed(b"\r\n+CIPRXGET: 2,0,3,0\r\nabc")
+    eq((p.next_event(), p.next_event()), ((LINE, b"+CIPRXGET: 2,0,3,0"), None))  # waits
+    p.feed(b"\r")
+    eq(p.next_event(), None)
+    # a byte lost on the UART: the announced length ends inside the next line
+    p.feed(b"\n\r\n+CIPRXGET: 2,0,3,0\r\nab\r\nOK\r\n+CIPRXGET: 2,0,2,0\r\nxyZZ")
+    evs = []
+    ev = p.next_event()
+    while ev is not None:
+        evs.append(ev)
+        ev = p.next_event()
+    eq(evs, [(PAYLOAD, b"abc"), (LINE, b"+CIPRXGET: 2,0,3,0"), (NOISE, b"ab\r"),
+             (FINAL, b"OK"), (LINE, b"+CIPRXGET: 2,0,2,0"), (NOISE, b"xy")])
+    eq(p.framing, 2)
+
+
+def test_over_long_lines_add_up_in_discarded():
+    p = Parser(max_line=8)
+    p.feed(b"A" * 12 + b"\r\n")
+    eq((p.next_event(), p.discarded), ((NOISE, b"A" * 8), 4))
+    p.feed(b"B" * 10)
+    eq((p.next_event(), p.discarded), ((NOISE, b"B" * 8), 6))
+    p.feed(b"\r\nOK\r\n")
+    eq((p.next_event(), p.discarded), ((FINAL, b"OK"), 6))
+
+
+def test_prompt_then_text_on_the_same_line():
+    # ">" (and one space after it) is the prompt; what follows starts the next line.
+    check(b"\r\n>OK\r\n", [(PROMPT, None), (FINAL, b"OK")])
+    check(b"\r\n> OK\r\n", [(PROMPT, None), (FINAL, b"OK")])
+    p = Parser()
+    out = []
+    for chunk in (b"x \r\n", b">", b"OK\r\n"):   # a stale space behind the prompt
+        p.feed(chunk)
+        ev = p.next_event()
+        while ev is not None:
+            out.append(ev)
+            ev = p.next_event()
+    eq(out, [(LINE, b"x "), (PROMPT, None), (FINAL, b"OK")])

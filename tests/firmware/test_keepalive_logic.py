@@ -32,3 +32,25 @@ def test_sim7600_choice_of_mechanism():
     from synack.modems.sim7600 import _ctcpka_units
     eq(_ctcpka_units(keepalive.Keepalive(7200, 60, 10)), (120, 1, 10))
     eq(_ctcpka_units(keepalive.Keepalive(7200, 75, 10)), None)   # 75 s is not whole minutes
+
+
+def test_each_bad_value_is_named_in_its_error():
+    for args, text in (((0, 1, 1), "keepalive idle must be a whole number >= 1, got 0"),
+                       ((1, -1, 1), "keepalive interval must be a whole number >= 1, got -1"),
+                       ((1, 1, 0), "keepalive count must be a whole number >= 1, got 0"),
+                       ((1, 1, 1.5), "keepalive count must be a whole number >= 1, got 1.5")):
+        eq(str(raises(ValueError, keepalive.Keepalive, *args)), text)
+    eq(repr(keepalive.Keepalive(30, 5, 4)), "Keepalive(idle=30, interval=5, count=4)")
+
+
+def test_modem_units_are_whole_numbers_and_range_ends_are_included():
+    ranges = ((2, 4), (1, 3), (2, 5))
+    for ka, want in (((120, 60, 2), (2, 1, 2)),   # every lower end
+                     ((240, 180, 5), (4, 3, 5)),  # every upper end
+                     ((60, 60, 2), None), ((300, 60, 2), None),    # idle 1 or 5 min
+                     ((120, 240, 2), None), ((120, 60, 1), None),  # interval 4, count 1
+                     ((120, 60, 6), None)):
+        got = keepalive.in_units(keepalive.Keepalive(*ka), 60, *ranges)
+        eq(got, want, repr(ka))
+        if got is not None:
+            eq([type(v) for v in got], [int, int, int], repr(ka))

