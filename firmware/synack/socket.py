@@ -56,6 +56,7 @@ import time
 from micropython import const
 
 from . import keepalive as _ka
+from . import stream
 from . import tcp
 from .at.errors import CommandError, CommandTimeout, ModemError
 
@@ -131,6 +132,11 @@ def as_oserror(e, what):
     else:
         code = getattr(e, "os_errno", errno.EIO)
     return OSError(code, "%s: %s" % (what, e))
+
+
+def _always():
+    # a synack socket raises EAGAIN only when it is non-blocking
+    return True
 
 
 def _closed():
@@ -347,15 +353,7 @@ class socket(_Stream):
         """Stream write, as MicroPython's: ``write(buf)``, ``write(buf, n)`` (the first
         ``n`` bytes), ``write(buf, off, n)``; ``buf`` may be a str. Blocking: writes all
         and returns the count. Non-blocking: what could be sent now (None if nothing)."""
-        if isinstance(buf, str):
-            buf = buf.encode()
-        mv = memoryview(buf)
-        if n is None:
-            if off is not None:
-                mv = mv[:max(off, 0)]
-        else:
-            off = min(max(off or 0, 0), len(mv))
-            mv = mv[off:off + max(n, 0)]
+        mv = stream.view(buf, off, n)
         total = len(mv)
         done = 0
         while done < total:
@@ -406,57 +404,17 @@ class socket(_Stream):
     def readinto(self, buf, nbytes=None):
         """Stream read: fill ``buf`` (or ``nbytes`` of it) unless the stream ends first.
         Non-blocking: what is available now, None if nothing (MicroPython semantics)."""
-        mv = memoryview(buf)
-        if nbytes is not None:
-            mv = mv[:nbytes]
-        got = 0
-        while got < len(mv):
-            try:
-                n = self.recv_into(mv[got:])
-            except OSError as e:
-                if e.args[0] == errno.EAGAIN:
-                    return got or None
-                raise
-            if not n:
-                break
-            got += n
-        return got
+        return stream.readinto(self.recv_into, buf, nbytes, _always)
 
     def read(self, size=-1):
         """``read(n)``: n bytes unless the stream ends first; ``read()``: to the end.
         Non-blocking with nothing available: None."""
-        if size is None or size < 0:
-            out = bytearray()
-            chunk = bytearray(_RXBUF)
-            while True:
-                n = self.readinto(chunk)
-                if not n:
-                    return None if n is None and not out else bytes(out)
-                out.extend(chunk if n == len(chunk) else chunk[:n])
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        if n is None:
-            return None
-        return bytes(buf) if n == size else bytes(buf[:n])
+        return stream.read(self.readinto, size)
 
     def readline(self, limit=-1):
         """A line with its ``\\n`` (or what came before the end of the stream).
         Non-blocking: the part available now, None if nothing."""
-        out = bytearray()
-        one = bytearray(1)
-        while limit < 0 or len(out) < limit:
-            try:
-                n = self.recv_into(one)  # served from the receive buffer
-            except OSError as e:
-                if e.args[0] == errno.EAGAIN:
-                    return bytes(out) if out else None
-                raise
-            if not n:
-                break
-            out.append(one[0])
-            if one[0] == 10:
-                break
-        return bytes(out)
+        return stream.readline(self.readinto, limit)
 
     # -- the stream protocol -------------------------------------------------------
     def ioctl(self, request, arg):

@@ -46,7 +46,7 @@ import sys
 
 from micropython import const
 
-from . import clock
+from . import clock, stream
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -486,63 +486,22 @@ class TLSSocket:
     def readinto(self, buf, nbytes=None):
         """Fill ``buf`` (or ``nbytes`` of it) unless the stream ends first;
         non-blocking: what is available, None if nothing."""
-        mv = memoryview(buf)
-        if nbytes is not None:
-            mv = mv[:nbytes]
-        got = 0
-        while got < len(mv):
-            try:
-                n = self.recv_into(mv[got:])
-            except OSError as e:
-                if e.args[0] == _EAGAIN and self._timeout == 0:
-                    return got or None
-                raise
-            if not n:
-                break
-            got += n
-        return got
+        return stream.readinto(self.recv_into, buf, nbytes, self._nonblocking)
+
+    def _nonblocking(self):
+        return self._timeout == 0
 
     def read(self, size=-1):
-        if size is None or size < 0:
-            out = bytearray()
-            chunk = bytearray(512)
-            while True:
-                n = self.readinto(chunk)
-                if not n:
-                    return None if n is None and not out else bytes(out)
-                out.extend(chunk if n == len(chunk) else chunk[:n])
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        if n is None:
-            return None
-        return bytes(buf) if n == size else bytes(buf[:n])
+        return stream.read(self.readinto, size)
 
     def readline(self, limit=-1):
-        out = bytearray()
-        one = bytearray(1)
-        while limit < 0 or len(out) < limit:
-            n = self.readinto(one)
-            if n is None:
-                return bytes(out) if out else None
-            if not n:
-                break
-            out.append(one[0])
-            if one[0] == 10:
-                break
-        return bytes(out)
+        return stream.readline(self.readinto, limit)
 
     def write(self, buf, off=None, n=None):
         """Send all of ``buf`` (``write(buf, n)``/``write(buf, off, n)``: a part; str
         is encoded); returns the count of plaintext bytes."""
         self._check()
-        if isinstance(buf, str):
-            buf = buf.encode()
-        mv = memoryview(buf)
-        if n is not None:
-            off = min(max(off or 0, 0), len(mv))
-            mv = mv[off:off + max(n, 0)]
-        elif off is not None:
-            mv = mv[:max(off, 0)]
+        mv = stream.view(buf, off, n)
         if _MICROPYTHON:
             return self._ssl.write(mv)
         import ssl
