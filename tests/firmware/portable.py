@@ -27,3 +27,39 @@ def feed_variants(data):
     yield [data[i:i + 1] for i in range(len(data))]
     for i in range(1, len(data)):
         yield [data[:i], data[i:]]
+
+
+class FakeClock:
+    """Stands in for the ``time`` module inside a firmware module: the clock moves only
+    when code sleeps (``sleep_ms``) or a test sets ``now``; sleeps are recorded."""
+
+    def __init__(self, now=0):
+        self.now = now
+        self.sleeps = []
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_us(self):
+        return 0
+
+    def ticks_add(self, t, delta):
+        return t + delta
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def sleep_ms(self, ms):
+        self.sleeps.append(ms)
+        self.now += ms
+
+
+def with_clock(module, fn, now=0):
+    """Run ``fn(clock)`` with ``module.time`` replaced by a FakeClock."""
+    real = module.time
+    clock = FakeClock(now)
+    module.time = clock
+    try:
+        return fn(clock)
+    finally:
+        module.time = real

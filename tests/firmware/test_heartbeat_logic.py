@@ -1,5 +1,6 @@
 """Heartbeat core (sans-I/O): timers, acks, misses, push delivery, framing, the table."""
 
+import portable
 from portable import eq, feed_variants, raises
 
 from synack import heartbeat as hbm
@@ -166,22 +167,6 @@ def test_ticks_wraparound():
 
 
 # -- Driver, over a scripted socket and a clock that only moves when the driver waits --
-class Clock:
-    """Stands in for the time module inside synack.heartbeat."""
-
-    def __init__(self, now=0):
-        self.now = now
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return t + delta
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-
 class ScriptedSock:
     """``arrivals``: (at_ms, bytes or an OSError) in time order. recv_into() waits up to
     the timeout set (the clock moves), then returns what arrived or times out."""
@@ -220,13 +205,7 @@ class ScriptedSock:
 
 
 def with_clock(fn):
-    real = hbm.time
-    clock = Clock()
-    hbm.time = clock
-    try:
-        return fn(clock)
-    finally:
-        hbm.time = real
+    return portable.with_clock(hbm, fn)
 
 
 def test_driver_sends_heartbeats_when_idle_and_delivers_pushes():

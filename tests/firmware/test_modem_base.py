@@ -1,6 +1,7 @@
 """The 27.007 helpers every modem dialect shares (modems/base.py): sync, SIM check,
 signal, registration, integer fields; over a scripted AT channel and a fake clock."""
 
+import portable
 from portable import eq, raises
 
 from synack.at.engine import Reply
@@ -10,33 +11,8 @@ from synack.modems import base
 PORTABLE = True
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0
-        self.sleeps = []
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return t + delta
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def sleep_ms(self, ms):
-        self.sleeps.append(ms)
-        self.now += ms
-
-
 def with_clock(fn):
-    real = base.time
-    clock = Clock()
-    base.time = clock
-    try:
-        return fn(clock)
-    finally:
-        base.time = real
+    return portable.with_clock(base, fn)
 
 
 class ScriptedAt:

@@ -4,6 +4,7 @@ MicroPython VM."""
 
 import time
 
+import portable
 from portable import eq, raises
 
 from synack import tcp
@@ -208,36 +209,9 @@ def test_default_random_jitter_covers_exactly_0_to_limit():
     eq(sorted(seen), [0, 1, 2, 3])
 
 
-class Clock:
-    """Stands in for the time module inside synack.poll: sleep_ms() moves the clock."""
-
-    def __init__(self, now=0):
-        self.now = now
-        self.sleeps = []
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return t + delta
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def sleep_ms(self, ms):
-        self.sleeps.append(ms)
-        self.now += ms
-
-
 def with_clock(fn, now=0):
     from synack import poll
-    real = poll.time
-    clock = Clock(now)
-    poll.time = clock
-    try:
-        return fn(clock)
-    finally:
-        poll.time = real
+    return portable.with_clock(poll, fn, now)
 
 
 def test_fallback_jitter_source_is_xorshift32_seeded_from_the_ticks():

@@ -1,6 +1,7 @@
 """Supervisor state machine on a fake link and a fake clock: backoff growth and cap,
 jitter bounds, re-initialisation after repeated failures, loss and recovery, sessions."""
 
+import portable
 from portable import eq, raises
 
 from synack import supervisor as sv
@@ -182,38 +183,8 @@ def test_is_up_that_raises_counts_as_lost():
     eq(sup.failures, {"OSError in is_up": 1})
 
 
-class Clock:
-    """Stands in for the time module inside synack.supervisor."""
-
-    def __init__(self, now=0):
-        self.now = now
-        self.sleeps = []
-
-    def ticks_ms(self):
-        return self.now
-
-    def ticks_us(self):
-        return 0
-
-    def ticks_add(self, t, delta):
-        return t + delta
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def sleep_ms(self, ms):
-        self.sleeps.append(ms)
-        self.now += ms
-
-
 def with_clock(fn):
-    real = sv.time
-    clock = Clock()
-    sv.time = clock
-    try:
-        return fn(clock)
-    finally:
-        sv.time = real
+    return portable.with_clock(sv, fn)
 
 
 def xorshift32(x, n):
