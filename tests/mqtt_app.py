@@ -6,6 +6,8 @@ them (the real modules are not on PyPI in an installable form):
 - ``write(str)``: strings (client id, topic) written as str, not bytes;
 - ``read(1)[0]`` byte-at-a-time for the packet type and the remaining length, then
   ``read(n)``; ``setblocking(False)`` + ``read(1)`` giving None for "nothing there";
+- ``ssl``: an object with ``wrap_socket(sock, server_hostname=...)`` (the port's
+  ``ssl.SSLContext`` or ``synack.tls.Context``), used right after the TCP connect;
 - ``RobustClient``: catches OSError around each operation, opens a new socket and
   connects again (with a growing delay) without closing the old one, as robust does.
 
@@ -21,10 +23,11 @@ def _be16(n):
 
 
 class MQTTClient:
-    def __init__(self, client_id, server, port=1883, keepalive=60):
+    def __init__(self, client_id, server, port=0, keepalive=60, ssl=None):
         self.client_id = client_id
         self.server = server
-        self.port = port
+        self.port = port or (8883 if ssl else 1883)
+        self.ssl = ssl                          # an SSLContext-like: wrap_socket(sock, ...)
         self.keepalive = keepalive
         self.sock = None
         self.pid = 0
@@ -57,6 +60,8 @@ class MQTTClient:
     def connect(self):
         self.sock = socket.socket()
         self.sock.connect(socket.getaddrinfo(self.server, self.port)[0][-1])
+        if self.ssl:                            # as umqtt.simple: TLS after the TCP connect
+            self.sock = self.ssl.wrap_socket(self.sock, server_hostname=self.server)
         var = bytearray(b"\x00\x04MQTT\x04\x02\x00\x00")
         var[8] = self.keepalive >> 8
         var[9] = self.keepalive & 0xFF

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import os
 import shutil
 import socket as host_socket
 import subprocess
@@ -20,12 +21,15 @@ import pytest
 
 from synack import socket as synsocket
 from modemrig import Rig
+from synack import tls
+from test_tls import pki  # noqa: F401  (fixture: a test CA and leaf made by openssl)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
-@pytest.fixture
-def broker(tmp_path):
+def _mosquitto(tmp_path, listener_conf=""):
+    """Start mosquitto on a free 127.0.0.1 port (with ``listener_conf`` lines under the
+    listener); yield the port; stop it."""
     if not shutil.which("mosquitto") and not shutil.which(MOSQUITTO):
         pytest.skip("mosquitto is not installed (Debian package mosquitto; scripts/setup.sh "
                     "installs it as root)")
@@ -34,7 +38,10 @@ def broker(tmp_path):
     port = probe.getsockname()[1]
     probe.close()
     conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    # as root, mosquitto drops to its own user before reading the certificates, which
+    # pytest's private temporary directories do not let it read: stay root for the test
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"{user}listener {port} 127.0.0.1\nallow_anonymous true\n{listener_conf}")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
@@ -50,6 +57,19 @@ def broker(tmp_path):
     yield port
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    yield from _mosquitto(tmp_path)
+
+
+@pytest.fixture
+def tls_broker(tmp_path, pki):
+    """mosquitto with a TLS listener: its certificate is test_tls's leaf for localhost,
+    signed by the test CA (``pki / "ca.pem"``)."""
+    yield from _mosquitto(tmp_path, f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'leaf.pem'}\n"
+                                    f"keyfile {pki / 'leaf.key'}\n")
 
 
 @pytest.fixture
@@ -187,3 +207,42 @@ def test_after_network_lost_a_robust_publisher_recovers_without_start(broker,
     assert pub.reconnects == 13
     pub.disconnect()
     sub.disconnect()
+
+
+def test_mqtt_over_tls_on_both_backends(tls_broker, app, pki):  # noqa: F811
+    """umqtt.simple's TLS: a verified handshake right after connect, through
+    ``ssl.wrap_socket(sock, server_hostname=...)`` with a synack.tls.Context as ``ssl``;
+    publish/subscribe, a non-blocking check_msg and a reconnect all over TLS."""
+    ctx = tls.Context(cadata=(pki / "ca.pem").read_bytes())
+    sub = app.MQTTClient("synack-tls-sub", "localhost", tls_broker, ssl=ctx)
+    pub = app.RobustClient("synack-tls-pub", "localhost", tls_broker, ssl=ctx)
+    sub.connect()
+    assert isinstance(sub.sock, tls.TLSSocket) and sub.sock.state == "ESTABLISHED"
+    sub.subscribe("synack/tls")
+    assert sub.check_msg() is None              # non-blocking over TLS: nothing yet
+    pub.connect()
+    big = bytes(range(256)) * 8
+    pub.publish("synack/tls", big)
+    assert receive(sub) == ("synack/tls", big)
+    assert pub.sock.wire_in > 0 and pub.sock.wire_out > len(big)   # it went as records
+    if app.rig is not None:                     # the network ends the publisher's link
+        app.rig.proc.close_link(pub.sock.sock._handle, 2)
+        pub.publish("synack/tls", b"after")
+        assert receive(sub) == ("synack/tls", b"after")
+        assert pub.reconnects == 1 and all(isinstance(e, OSError) for e in pub.errors)
+    pub.disconnect()
+    sub.disconnect()
+
+
+@pytest.mark.parametrize("ca,host,cls", [("other.pem", "localhost", tls.UnknownCA),
+                                         ("ca.pem", "127.0.0.1", tls.HostnameMismatch)])
+def test_mqtt_over_tls_refuses_an_untrusted_broker(tls_broker, app, pki, ca, host,  # noqa: F811
+                                                   cls):
+    """An unknown CA and a certificate for another name are refused before CONNECT is
+    sent: the OSError subclass tells which; the TCP connection is closed."""
+    client = app.MQTTClient("synack-tls-bad", host, tls_broker,
+                            ssl=tls.Context(cadata=(pki / ca).read_bytes()))
+    with pytest.raises(cls) as info:
+        client.connect()
+    assert isinstance(info.value, OSError) and info.value.errno == errno.EACCES
+    assert client.sock.state == "CLOSED"        # the plain socket, closed by wrap

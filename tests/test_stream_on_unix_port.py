@@ -30,7 +30,7 @@ import tty
 from pathlib import Path
 
 import pytest
-from test_mqtt_dropin import broker  # noqa: F401  (fixture)
+from test_mqtt_dropin import broker, tls_broker  # noqa: F401  (fixtures)
 
 from synack_host.hil.servers import EchoServer
 from synack_host.sim.engine_unix import bundled_unix_port
@@ -417,3 +417,38 @@ def test_the_ports_ssl_wraps_a_synack_socket(tmp_path, kind, modem, pki):
     assert out[2].startswith("refused") and "not correctly signed by the trusted CA" in out[2]
     assert len(out) == 3, out
     assert server.requests == ["/secure"]        # the refused ones sent no request
+
+
+MQTT_TLS = r"""
+import ssl
+B = make_backend(KIND, poll_ms=100)
+socket.use(B)
+sys.modules['socket'] = socket
+import mqtt_app
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # the port's own ssl, as umqtt is given it
+ctx.verify_mode = ssl.CERT_REQUIRED
+ctx.load_verify_locations(cadata=open(CA, 'rb').read())
+sub = mqtt_app.MQTTClient('mp-tls-sub', 'localhost', BROKER, ssl=ctx)
+pub = mqtt_app.RobustClient('mp-tls-pub', 'localhost', BROKER, ssl=ctx)
+sub.connect()
+sub.subscribe('synack/mptls')
+pub.connect()
+pub.publish('synack/mptls', bytes(range(256)) * 4)
+for i in range(500):
+    got = sub.check_msg()
+    if got is not None:
+        break
+    time.sleep_ms(20)
+print('got', got == ('synack/mptls', bytes(range(256)) * 4), type(pub.sock).__name__)
+pub.disconnect()
+sub.disconnect()
+"""
+
+
+def test_mqtt_over_the_ports_ssl_on_the_unix_port(tmp_path, kind, modem, pki,  # noqa: F811
+                                                  tls_broker):  # noqa: F811
+    """umqtt.simple's TLS as on a board: the port's own ssl.SSLContext given as ``ssl``
+    wraps a synack socket (native and modem) right after connect; publish/subscribe."""
+    out = run_mp(MQTT_TLS, tmp_path, modem, KIND=kind, BROKER=tls_broker,
+                 CA=str(pki / "ca.der"))
+    assert out == ["got True SSLSocket"], out

@@ -196,6 +196,18 @@ class Context:
                 raise ValueError("on CPython give cert= and key= as file paths")
         self.ctx = ctx
 
+    def wrap_socket(self, sock, server_hostname=None):
+        """``ssl.SSLContext.wrap_socket`` as MicroPython clients call it (umqtt.simple
+        does ``self.ssl.wrap_socket(self.sock, server_hostname=self.server)``), so a
+        Context can be handed to them as their ``ssl``. Verification needs the name."""
+        if server_hostname is None and self.verify:
+            try:
+                sock.close()
+            except OSError:
+                pass  # being thrown away: its close cannot fail the caller
+            raise TLSError("server_hostname is needed to verify the server", "hostname")
+        return wrap(sock, server_hostname, context=self)
+
 
 def wrap(sock, server_hostname, cadata=None, cafile=None, cert=None, key=None, verify=True,
          context=None):
