@@ -1,5 +1,6 @@
 """Keepalive: a peer that silently stops answering (its port blackholed: no FIN, no RST)
-is declared dead within idle + interval x count (+ 1 s), with probes on the wire."""
+is declared dead within idle + interval x count + 2 s (the bound the report shows as
+``bound_s``; ``keepalive_s`` is the stack's own figure), with probes on the wire."""
 
 import time
 
@@ -24,13 +25,19 @@ s.close()
 """
 
 
+SLACK_S = 2.0
+
+
 def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capture, hil,
                                              record_property):
     if hil.modem == "wifi":     # the native stack takes seconds
         idle, interval, count, unit = 1, 1, 2, 1.0
     else:                       # AT+CTCPKA counts minutes; the rig's minute is shorter
         idle, interval, count, unit = 60, 60, 2, hil.keepalive_minute_s / 60
-    bound_s = (idle + interval * count) * unit
+    keepalive_s = (idle + interval * count) * unit    # what the stack promises
+    # + 1 s: the device reads with a 1 s timeout, so it notices up to 1 s late;
+    # + 1 s: the host sees the device's line through the REPL and the UART
+    bound_s = keepalive_s + SLACK_S
     cap = capture(echo_server.port)
     board.start(DETECT % {"idle": idle, "interval": interval, "count": count,
                           "host": hil.server_host, "port": echo_server.port})
@@ -42,11 +49,13 @@ def test_dead_peer_detected_within_the_bound(board, echo_server, blackhole, capt
     hole.stop()
     flows = cap.stop()
     record_property("detection_s", round(took, 2))
-    record_property("bound_s", bound_s)
+    record_property("bound_s", bound_s)               # the bound enforced below
+    record_property("keepalive_s", keepalive_s)
     assert "armed " + ("tcp" if hil.modem == "wifi" else "modem") in out
     dead = out.split("dead ", 1)[1].split()
     assert dead[:2] == ["True", "CLOSED"], out
-    assert took <= bound_s + 1.0 + 1.0, f"detected after {took:.1f} s, bound {bound_s:.1f} s"
+    assert took <= bound_s, f"detected after {took:.2f} s, bound {bound_s:.1f} s " \
+        f"(keepalive {keepalive_s:.1f} s + {SLACK_S:g} s)"
     # the probes went out (and were not answered: the peer is blackholed)
     flows[0].assert_keepalive(min_probes=count, side="client", acked=False)
 

@@ -41,10 +41,13 @@ NO_PORT = "/dev/nonexistent"
 
 ROWS = [
     # -- top level and argparse's usage errors, one line each
-    ("no-command", [], "the following arguments are required: COMMAND"),
-    ("unknown-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
+    ("no-command", [], "no command given; the commands are connect, exec, "),
+    ("unknown-command", ["frobnicate"], "unknown command 'frobnicate'; the commands are "),
+    ("unknown-top-option", ["--bogus"], "unrecognized option --bogus; the commands are "),
     ("unknown-option", ["exec", "-p", "loop://", "1", "--bogus"],
-     "exec: unrecognized arguments: --bogus"),
+     "exec: unrecognized arguments: --bogus; usage: synack exec [-h] [-p PORT]"),
+    ("missing-argument-shows-usage", ["exec"],
+     "exec: the following arguments are required: code; usage: synack exec "),
     ("sim-without-command", ["sim"], "sim: the following arguments are required"),
     # -- connect
     ("connect-no-such-port", ["connect", NO_PORT, "exec", "1"],
@@ -145,6 +148,9 @@ ROWS = [
      "not a valid pytest expression"),
     ("hil-negative-baud", ["hil", "--baud", "-1"], "argument --baud"),
     ("hil-missing-tests", ["hil", "--tests", "{missing}"], "no HIL tests at"),
+    ("hil-no-such-board", ["hil", "--board", NO_PORT],           # checked once, up front
+     f"cannot open {NO_PORT}: no such file or directory"),
+    ("hil-board-is-a-file", ["hil", "--board", "{regular}"], "a regular file, not a serial port"),
     # -- sim modem
     ("sim-modem-negative-baud", ["sim", "modem", "--baud", "-1"],
      "sim modem: argument --baud: baud rate must be 300..12000000, got -1"),
@@ -165,14 +171,16 @@ ROWS = [
     ("sim-board-negative-flash", ["sim", "board", "--flash-size", "-1"],
      "argument --flash-size: flash size must be 1..1073741824, got -1"),
     ("sim-board-zero-baud", ["sim", "board", "--baud", "0"], "argument --baud"),
-    ("sim-board-missing-fs", ["sim", "board", "--fs", "{missing}"], "no such directory"),
+    ("sim-board-fs-cannot-be-made", ["sim", "board", "--fs", "/proc/synack-flash"],
+     "--fs /proc/synack-flash: cannot create it: "),
+    ("sim-board-fs-is-a-file", ["sim", "board", "--fs", "{regular}"], "not a directory"),
     ("sim-board-uart1-missing", ["sim", "board", "--uart1", "{missing}"],
      "--uart1 {missing}: no such file or directory"),
     ("sim-board-uart1-regular", ["sim", "board", "--uart1", "{regular}"],
      "a regular file, not a serial port"),
     # -- sim rig
     ("sim-rig-negative-baud", ["sim", "rig", "--baud", "-1"], "argument --baud"),
-    ("sim-rig-fs-is-a-file", ["sim", "rig", "--fs", "{regular}"], "no such directory"),
+    ("sim-rig-fs-is-a-file", ["sim", "rig", "--fs", "{regular}"], "not a directory"),
     ("sim-rig-bad-modem-arg", ["sim", "rig", "--modem-arg=--bogus"],
      "virtual modem did not start"),
     # -- sim selftest

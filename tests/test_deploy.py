@@ -58,6 +58,9 @@ def test_deploy_then_redeploy_transfers_nothing(board_fs):
     out = board.exec("import sys\nsys.path.insert(0, '/lib')\n"
                      "from synack.at.parser import Parser\nprint(Parser().max_line)")
     assert out.strip() == b"256"
+    # importing wrote nothing into the flash: a board has no __pycache__/
+    assert sorted(p.relative_to(fs / "lib").as_posix() for p in (fs / "lib").rglob("*")
+                  if p.is_file()) == firmware_files()
 
 
 def test_broken_link_mid_file_keeps_previous_version(board_fs):

@@ -264,3 +264,12 @@ def test_missing_unix_port_is_a_clear_error():
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1
     assert "synack: --micropython /no/such/micropython: not an executable file" in r.stderr
+
+
+def test_a_missing_flash_directory_is_made(tmp_path):
+    """``synack sim board --fs DIR`` as the README writes it, on a fresh machine."""
+    fs = tmp_path / "new" / "flash"
+    with start_board("--fs", str(fs)) as running:
+        res = mpremote(running.port, "exec", "open('/x.txt', 'w').write('1')")
+        assert res.returncode == 0, res.stderr
+    assert (fs / "x.txt").read_text() == "1"

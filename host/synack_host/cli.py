@@ -34,19 +34,32 @@ class Parser(argparse.ArgumentParser):
     (subparsers are made of the same class)."""
 
     def error(self, message: str):
+        """One line: the problem, then the usage of the (sub)command that has it; at the
+        top level, the commands there are."""
         message = " ".join(message.split())
         where = " ".join(self.prog.split()[1:])
+        usage = " ".join(self.format_usage().split())
         if where:
-            line = f"synack: {where}: {message} (see 'synack {where} --help')"
+            line = f"synack: {where}: {message}; {usage}"
         else:
-            usage = " ".join(self.format_usage().split())
-            line = f"synack: {message}; {usage}"
+            if "required: COMMAND" in message:
+                message = "no command given"
+            elif "invalid choice: " in message:    # the list of choices follows anyway
+                message = "unknown command " + message.split("invalid choice: ")[1] \
+                    .split(" (choose from")[0]
+            line = f"synack: {message}; the commands are {', '.join(_commands(self))} " \
+                   f"(see 'synack --help' or 'synack COMMAND --help')"
         self.exit(2, line + "\n")
 
     def parse_args(self, args=None, namespace=None):   # type: ignore[override]
         """As argparse's, but leftover arguments are blamed on the subcommand that was
-        given them: ``synack: exec: unrecognized arguments: --bogus``."""
-        parsed, extras = self.parse_known_args(args, namespace)
+        given them: ``synack: exec: unrecognized arguments: --bogus``; an unknown option
+        before any command is named as such (argparse would only say a command is
+        missing)."""
+        argv = sys.argv[1:] if args is None else list(args)
+        if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+            self.error(f"unrecognized option {argv[0]}")
+        parsed, extras = self.parse_known_args(argv, namespace)
         if extras:
             words = [getattr(parsed, "command", None)]
             words += [getattr(parsed, f"sub{i}", None) for i in range(3)]
@@ -55,6 +68,13 @@ class Parser(argparse.ArgumentParser):
                 sub = _subparser(sub, word) or sub
             sub.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 def _subparser(parser: argparse.ArgumentParser, word: str) -> argparse.ArgumentParser | None:

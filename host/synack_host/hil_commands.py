@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 from .command import CommandError, CommandTable, State, baud_rate, describe_os_error
@@ -26,10 +27,12 @@ def _hil_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--apn", help="a real modem's APN (default $SYNACK_APN or 'internet')")
     p.add_argument("--wifi-ssid", help="a real board's Wi-Fi network (default "
                    "$SYNACK_WIFI_SSID); its key comes from $SYNACK_WIFI_KEY")
-    p.add_argument("--logdir", type=Path, default=Path("hil-logs"),
-                   help="device logs of failed tests (default ./hil-logs)")
-    p.add_argument("--junit", type=Path, default=Path("hil-report.xml"),
-                   help="JUnit XML report (default ./hil-report.xml)")
+    p.add_argument("--logdir", type=Path,
+                   help="device logs of failed tests (default: a new directory per run, "
+                   "./hil-logs/<date>-<time>-<engine or port>-<network>/)")
+    p.add_argument("--junit", type=Path,
+                   help="JUnit XML report, overwritten if it exists (default: a new file "
+                   "per run, ./hil-reports/<date>-<time>-<engine or port>-<network>.xml)")
     p.add_argument("--tests", type=Path, help="directory of HIL tests (default: hil_tests/ "
                    "of this checkout)")
     p.add_argument("-k", metavar="EXPR", help="only tests matching this pytest expression")
@@ -43,11 +46,16 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
         raise CommandError(f"no HIL tests at {tests} (give --tests DIR)")
     if args.k:
         _check_k_expression(args.k)
+    if args.board != "virtual":
+        _check_board(args.board, args.baud)
+    name = run.default_report_name(args.board, args.engine, args.modem, time.time())
+    if args.junit is None:
+        args.junit = Path("hil-reports") / f"{name}.xml"
+        _make_dir("--junit", args.junit.parent)
+    if args.logdir is None:
+        args.logdir = Path("hil-logs") / name
     _check_output_file("--junit", args.junit)
-    try:
-        args.logdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CommandError(f"--logdir {args.logdir}: {describe_os_error(e)}") from None
+    _make_dir("--logdir", args.logdir)
     if not os.access(args.logdir, os.W_OK | os.X_OK):
         raise CommandError(f"--logdir {args.logdir}: not writable")
     options = ["--board", args.board, "--engine", args.engine, "--modem", args.modem,
@@ -61,20 +69,39 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
     if args.k:
         options += ["-k", args.k]
     args.junit.unlink(missing_ok=True)
-    code = run.run_pytest(tests, args.junit, options, state.err)
+    print(run.title(args.board, args.engine, args.modem), file=state.out, flush=True)
+    code = run.run_pytest(tests, args.junit, options, state.out)
     if not args.junit.exists():
         raise CommandError(f"the HIL run produced no report (pytest exit status {code})")
     try:
         outcomes = run.read_junit(args.junit)
     except run.ReportError as e:
         raise CommandError(str(e)) from None
-    print(run.format_report(outcomes, run.title(args.board, args.engine, args.modem)),
-          file=state.out)
+    print(run.format_summary(outcomes), file=state.out)
     failed = sum(o.result == "failed" for o in outcomes)
     if code != 0 or failed:
         raise CommandError(f"{failed} of {len(outcomes)} HIL tests failed (pytest status "
                            f"{code}); device logs in {args.logdir}, report {args.junit}")
     print(f"JUnit XML: {args.junit}", file=state.out)
+
+
+def _check_board(port: str, baud: int | None) -> None:
+    """Open a real board's port once before the suite: a wrong port is one line, not a
+    setup error in every test."""
+    from .transport import TransportError
+    from .transport.link import open_link
+
+    try:
+        open_link(port, baud or 115200).close()
+    except TransportError as e:
+        raise CommandError(str(e)) from None
+
+
+def _make_dir(option: str, path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CommandError(f"{option} {path}: {describe_os_error(e)}") from None
 
 
 def _check_output_file(option: str, path: Path) -> None:

@@ -99,6 +99,18 @@ def cmd_sim_fault(state: State, args: argparse.Namespace) -> None:
 
 
 # -- synack sim board -------------------------------------------------------------
+def _flash_dir(path: str | None) -> None:
+    """``--fs DIR``: the board's flash; a new board's empty flash is made if missing."""
+    if path is None:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise CommandError(f"--fs {path}: not a directory") from None
+    except OSError as e:
+        raise CommandError(f"--fs {path}: cannot create it: {describe_os_error(e)}") from None
+
+
 def _board_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fs", metavar="DIR", help="the board's flash: a host directory "
                    "(default: a new temporary directory)")
@@ -125,8 +137,7 @@ def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="synack-flash-") as tmp:
         root = args.fs or tmp
-        if not os.path.isdir(root):
-            raise CommandError(f"--fs {root}: no such directory")
+        _flash_dir(args.fs)
         if args.uart1:
             _check_serial_path("--uart1", args.uart1)
         if args.flash_size:   # the engine process reads it when it sets up the flash
@@ -170,8 +181,7 @@ def cmd_sim_rig(state: State, args: argparse.Namespace) -> None:
 
     from .sim import rig
 
-    if args.fs and not os.path.isdir(args.fs):
-        raise CommandError(f"--fs {args.fs}: no such directory")
+    _flash_dir(args.fs)
     try:
         running = rig.start_rig(engine=args.engine, baud=args.baud, fs=args.fs,
                                 dialect=args.dialect, modem_args=tuple(args.modem_arg))

@@ -1,15 +1,16 @@
 """``synack hil``: run hil_tests against a board and print a readable report.
 
-pytest runs in a child process (the synack_hil plugin loaded, JUnit XML written); the
-report is read back from the XML: per test pass/fail/skip, its time and the key figures
-the test recorded with ``record_property`` (handshake time, detection time, connections
-per N polls).
+pytest runs in a child process (the synack_hil plugin loaded, JUnit XML written); each
+test's line (pass/fail/skip, its time and the key figures it recorded with
+``record_property``: handshake time, detection time, connections per N polls) is
+printed live as it ends (``live.py``); the summary is read back from the XML.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,11 @@ class Outcome:
 
 
 def pytest_command(tests: Path, junit: Path, options: list[str]) -> list[str]:
-    # junit_family legacy: the XML keeps the figures tests record with record_property
-    return [sys.executable, "-m", "pytest", str(tests), "-p", "no:cacheprovider", "-q",
+    # junit_family legacy: the XML keeps the figures tests record with record_property;
+    # the live plugin prints a line per test as it ends, in place of pytest's dots (the
+    # terminal plugin and the ini's addopts, which are terminal options, are left out)
+    return [sys.executable, "-m", "pytest", str(tests), "-p", "no:cacheprovider",
+            "-p", "synack_host.hil.live", "-p", "no:terminal", "-o", "addopts=",
             "-o", "junit_family=legacy", "--junitxml", str(junit), *options]
 
 
@@ -95,14 +99,21 @@ def title(board: str, engine: str, network: str) -> str:
     return f"synack hil on {ran}, over {network}"
 
 
-def format_report(outcomes: list[Outcome], title: str) -> str:
-    width = max((len(o.name) for o in outcomes), default=10)
-    lines = [title, ""]
-    for o in outcomes:
-        figures = ", ".join(f"{k}={v}" for k, v in o.figures.items())
-        lines.append(f"{o.result.upper():7} {o.name:<{width}} {o.seconds:6.2f} s  {figures}")
-        if o.message and o.result != "passed":
-            lines.append(f"        {o.message}")
+def format_summary(outcomes: list[Outcome]) -> str:
+    """What ``synack hil`` prints after the live lines: the counts, then each failed
+    test again with its first message line (the live output may have scrolled away)."""
     counts = {r: sum(o.result == r for o in outcomes) for r in ("passed", "failed", "skipped")}
-    lines += ["", ", ".join(f"{n} {r}" for r, n in counts.items())]
+    lines = ["", ", ".join(f"{n} {r}" for r, n in counts.items())]
+    for o in outcomes:
+        if o.result == "failed":
+            lines.append(f"FAILED  {o.name}: {o.message}")
     return "\n".join(lines)
+
+
+def default_report_name(board: str, engine: str, network: str, when: float) -> str:
+    """A name of its own for each run's report and logs, so runs do not overwrite each
+    other: ``20261127-201530-unix-sim7600`` (a real board: its port's last part)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    where = engine if board == "virtual" else board.rstrip("/").rsplit("/", 1)[-1]
+    where = "".join(c if c.isalnum() or c in "-_." else "_" for c in where)
+    return f"{stamp}-{where}-{network}"

@@ -61,7 +61,9 @@ class Child:
     """One engine process: non-blocking pipes, queued input, frames out."""
 
     def __init__(self, root: str, uart1: str | None, cmd: list[str] | None = None):
-        cmd = cmd or [sys.executable, "-I", "-m", "synack_host.sim.engines", root, uart1 or ""]
+        # -B: a board's flash gets no __pycache__/ (a real board writes none)
+        cmd = cmd or [sys.executable, "-I", "-B", "-m", "synack_host.sim.engines", root,
+                      uart1 or ""]
         # own session: a Ctrl-C typed at the terminal running the board must not reach it
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      cwd=root, start_new_session=True)
