@@ -1,6 +1,8 @@
 """firmware/package.json (mip) lists exactly the device files, and manifest.py freezes
 the package."""
 
+import re
+
 from synack_host import packaging
 
 
@@ -20,3 +22,16 @@ def test_every_device_module_is_listed():
 def test_manifest_freezes_the_package():
     text = (packaging.FIRMWARE_DIR / "manifest.py").read_text()
     assert 'package("synack")' in text
+
+
+def test_the_version_is_set_in_one_place():
+    """synack_host.__version__ is the version; pyproject reads it (dynamic), package.json
+    is generated from it, and the freezing manifest must say the same."""
+    from synack_host import __version__
+
+    assert packaging.VERSION == __version__
+    text = (packaging.FIRMWARE_DIR / "manifest.py").read_text()
+    assert f'version="{__version__}"' in text
+    pyproject = (packaging.FIRMWARE_DIR.parent / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject
+    assert not re.search(r'(?m)^version = "', pyproject)

@@ -5,8 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
-VERSION = "0.1.0"
+from . import __version__ as VERSION
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _find(name: str) -> Path:
+    """``name`` (firmware or hil_tests) as the wheel carries it (setup.py bundles it into
+    the package), else beside the host package in a checkout (an editable install)."""
+    bundled = _HERE / "_bundled" / name
+    return bundled if bundled.is_dir() else _HERE.parents[1] / name
+
+
+FIRMWARE_DIR = _find("firmware")
+HIL_TESTS_DIR = _find("hil_tests")
 
 
 def firmware_files(root: Path = FIRMWARE_DIR) -> list[str]:

@@ -15,8 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# hil_tests/ sits next to the host package in a checkout (pip install -e .)
-DEFAULT_TESTS = Path(__file__).resolve().parents[3] / "hil_tests"
+from ..packaging import HIL_TESTS_DIR as DEFAULT_TESTS  # noqa: F401 (the wheel's copy or the checkout's)
 
 
 @dataclass

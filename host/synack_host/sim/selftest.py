@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
+from ..packaging import FIRMWARE_DIR
 from . import shims
 
 
@@ -25,7 +25,7 @@ def _firmware():
     """Import the firmware package from the repository (it is device code, not part of
     the installed host package)."""
     shims.install()
-    fw = str(Path(__file__).resolve().parents[3] / "firmware")
+    fw = str(FIRMWARE_DIR)
     if fw not in sys.path:
         sys.path.insert(0, fw)
     from synack import socket as synsocket
