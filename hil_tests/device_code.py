@@ -55,3 +55,69 @@ print('result', p.ok + p.not_modified, p.errors, p.connections, sup.losses, sup.
       recovery)
 p.close()
 """
+
+# -- https (test_https_polling) ----------------------------------------------------------
+# What the board's ssl is ("ssl <stack>"), or why it has none ("no-ssl <error>").
+SSL_PROBE = """
+try:
+    import ssl
+    print('ssl', getattr(ssl, 'MBEDTLS_VERSION', None) or getattr(ssl, 'OPENSSL_VERSION', '?'))
+except ImportError as e:
+    print('no-ssl', e)
+"""
+
+# Set before any https code: certificate dates need a clock; a board that boots at its
+# port's epoch takes the host's time (the tests are not about clock sync: synack.clock).
+HTTPS_CLOCK = """
+from synack import clock
+if not clock.is_set():
+    clock.set_time(%(now)d, 'host')
+"""
+
+# n polls of url with If-None-Match over one Client (TLS arguments: %(tls_args)s);
+# prints "codes <200s> <304s> <others>", "clients <connections> <handshakes>" and
+# "times_us <first poll> <sum of the others>" (the first pays connect + handshake).
+HTTPS_POLLS = HTTPS_CLOCK + """
+import time
+from synack.http.client import Client
+c = Client(connect_timeout_ms=15000, read_timeout_ms=15000, %(tls_args)s)
+etag = None
+ok = nm = other = first = rest = 0
+for i in range(%(n)d):
+    t = time.ticks_us()
+    r = c.get(%(url)r, headers={'If-None-Match': etag} if etag else None)
+    r.read()
+    us = time.ticks_diff(time.ticks_us(), t)
+    etag = r.header('ETag') or etag
+    if r.status == 200:
+        ok += 1
+    elif r.status == 304:
+        nm += 1
+    else:
+        other += 1
+    if i == 0:
+        first = us
+    else:
+        rest += us
+print('codes', ok, nm, other)
+print('clients', c.connections, c.handshakes)
+print('times_us', first, rest)
+c.close()
+"""
+
+# One https GET the device must refuse: prints "refused <class> <reason> <errno> <ms>"
+# (or "accepted <status>") and "clients <connections> <handshakes>".
+HTTPS_REFUSED = HTTPS_CLOCK + """
+import time
+from synack import tls
+from synack.http.client import Client
+c = Client(connect_timeout_ms=15000, read_timeout_ms=15000, %(tls_args)s)
+t = time.ticks_ms()
+try:
+    r = c.get(%(url)r)
+    print('accepted', r.status)
+except tls.TLSError as e:
+    print('refused', type(e).__name__, e.reason, e.errno, time.ticks_diff(time.ticks_ms(), t))
+print('clients', c.connections, c.handshakes)
+c.close()
+"""

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import calendar
 import email.utils
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -28,53 +26,27 @@ from synack import socket as synsocket
 from synack.http.client import Client
 from synack.http.errors import LocalProtocolError, ProtocolError
 from synack.poll import Poller
+from synack_host.hil.pki import Pki
+from synack_host.hil.pki import unavailable as pki_unavailable
 
 BODY = bytes(range(256)) * 256          # 64 KiB
 
 
-# -- a test PKI, made by the openssl command ---------------------------------------------
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-CA_CNF = """[ca]
-default_ca = test
-[test]
-database = index.txt
-new_certs_dir = .
-serial = serial
-default_md = sha256
-policy = any
-unique_subject = no
-[any]
-commonName = supplied
-"""
-
-
+# -- a test PKI, made by the openssl command (synack_host.hil.pki, shared with synack hil)
 def make_pki(d: Path) -> Path:
     """In ``d``: ca.{pem,der,key} and other.{pem,der} (an unrelated CA); leaves signed by
     ca for DNS:localhost only (not 127.0.0.1): leaf.pem (valid now, 2 days),
     expired.pem (2020), future.pem (from 2090); all with leaf.key."""
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed (needed to make test certificates)")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for name in ("ca", "other"):
-        _openssl("req", "-x509", *ec, "-keyout", f"{name}.key", "-out", f"{name}.pem",
-                 "-days", "2", "-subj", f"/CN=synack test {name}", cwd=d)
-        _openssl("x509", "-in", f"{name}.pem", "-outform", "DER", "-out", f"{name}.der", cwd=d)
-    _openssl("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost",
-             cwd=d)
-    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
-    (d / "ca.cnf").write_text(CA_CNF)
-    (d / "index.txt").write_text("")
-    (d / "serial").write_text("1000\n")
-    for name, dates in (("leaf", ()), ("expired", ("-startdate", "20200101000000Z",
-                                                    "-enddate", "20200201000000Z")),
-                        ("future", ("-startdate", "20900101000000Z",
-                                    "-enddate", "20900201000000Z"))):
-        _openssl("ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", "ca.pem",
-                 "-keyfile", "ca.key", "-in", "leaf.csr", "-out", f"{name}.pem",
-                 "-extfile", "ext.cnf", *(dates or ("-days", "2")), cwd=d)
+    if pki_unavailable():
+        pytest.skip(pki_unavailable())
+    pki = Pki(d)
+    pki.ca("ca")
+    pki.ca("other")
+    pki.leaf("leaf", names=["localhost"])
+    pki.leaf("expired", names=["localhost"], key="leaf",
+             dates=("20200101000000Z", "20200201000000Z"))
+    pki.leaf("future", names=["localhost"], key="leaf",
+             dates=("20900101000000Z", "20900201000000Z"))
     return d
 
 

@@ -36,6 +36,12 @@ __all__ = ["Capture", "CaptureError", "Flow", "Segment", "Endpoint", "read_pcap"
            "unavailable"]
 
 _running: weakref.WeakSet[Capture] = weakref.WeakSet()
+# Whole packets (tlsflow reads payloads): the largest IPv4 packet, 65535 bytes, even as a
+# GSO super-packet on lo, plus its link header. Not tcpdump's 262144: in immediate mode
+# each slot of the kernel's capture ring is snaplen-sized, so 262144 leaves a 2 MiB ring
+# ~8 slots and a burst of small segments (100 polls over lo in 50 ms) is dropped.
+SNAPLEN = 65535 + 14
+BUFFER_KIB = 16384          # ring of 16 MiB: ~240 slots of SNAPLEN
 _STAT = re.compile(r"(\d+) packets? (captured|received by filter|dropped by kernel)")
 
 
@@ -62,7 +68,7 @@ class Capture(AbstractContextManager["Capture"]):
 
     def __init__(self, directory: str | Path, *, interface: str = "lo",
                  ports: Iterable[int] = (), bpf: str | None = None, netns: str | None = None,
-                 name: str = "capture", snaplen: int = 262144):
+                 name: str = "capture", snaplen: int = SNAPLEN, buffer_kib: int = BUFFER_KIB):
         self.directory = Path(directory)
         self.interface = interface
         self.ports = [int(p) for p in ports]
@@ -73,6 +79,7 @@ class Capture(AbstractContextManager["Capture"]):
         self.netns = netns
         self.pcap_path = self.directory / f"{name}.pcap"   # .pcap: AppArmor allows it
         self.snaplen = snaplen
+        self.buffer_kib = buffer_kib
         self.flows: list[Flow] = []
         self.segments: list[Segment] = []
         self.stats: dict[str, int] = {}
@@ -85,7 +92,7 @@ class Capture(AbstractContextManager["Capture"]):
 
     def command(self) -> list[str]:
         cmd = ["tcpdump", "-i", self.interface, "-n", "-U", "--immediate-mode",
-               "-s", str(self.snaplen), "-w", str(self.pcap_path)]
+               "-s", str(self.snaplen), "-B", str(self.buffer_kib), "-w", str(self.pcap_path)]
         if os.geteuid() == 0:
             cmd += ["-Z", "root"]       # Debian's tcpdump would drop to user tcpdump
         cmd.append(self.bpf)
@@ -177,7 +184,7 @@ class Capture(AbstractContextManager["Capture"]):
             self.stop()
             return
         try:                            # keep the block's own exception the one reported
-            self.stop(settle=0)
+            self.stop()                 # settle as usual: the pcap is evidence for it
         except (CaptureError, ValueError, OSError):
             self._terminate(1.0)
 

@@ -18,12 +18,20 @@ Routes (all GET unless noted):
 ``version`` "1.0" makes the server answer as HTTP/1.0 and close after every response
 (unless the client asked ``Connection: keep-alive``); ``close_after`` closes a keep-alive
 connection after that many responses, as servers with a per-connection limit do.
+
+``tls`` (an ``ssl.SSLContext`` for the server side, e.g. ``Pki.server_context()``) makes
+it an HTTPS server: each accepted connection does a TLS handshake first. ``handshakes``
+counts those completed, ``tls_errors`` keeps why the others failed (a client that
+refused the certificate says so with an alert), ``handshake_times`` their durations
+(accept to done, seconds). ``received_bytes`` counts the plaintext request bytes read
+(after decryption): 0 after a refused handshake.
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,8 +56,14 @@ class Request:
 
 class HttpServer(ScriptedServer):
     def __init__(self, host: str = "127.0.0.1", version: str = "1.1",
-                 close_after: int = 0, presence_timeout: float = 3.0):
+                 close_after: int = 0, presence_timeout: float = 3.0,
+                 tls: ssl.SSLContext | None = None):
         self.version = version
+        self.tls = tls
+        self.handshakes = 0
+        self.handshake_times: list[float] = []
+        self.tls_errors: list[str] = []
+        self.received_bytes = 0
         self.close_after = close_after
         self.presence_timeout = presence_timeout
         self.requests: list[Request] = []
@@ -78,7 +92,8 @@ class HttpServer(ScriptedServer):
         return "online" if time.monotonic() - seen <= self.presence_timeout else "offline"
 
     def url(self, path: str = "/data", host: str | None = None) -> str:
-        return f"http://{host or self.address[0]}:{self.port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host or self.address[0]}:{self.port}{path}"
 
     # -- serving ----------------------------------------------------------------------
     def stop(self) -> None:
@@ -90,6 +105,37 @@ class HttpServer(ScriptedServer):
     def _handle_connection(self, conn: socket.socket) -> None:
         with self._lock:
             index, self._indices = self._indices, self._indices + 1
+        if self.tls is not None:
+            tls_conn = self._tls_handshake(conn, self.tls)
+            if tls_conn is None:
+                return
+            try:
+                self._serve_http(tls_conn, index)
+            finally:
+                tls_conn.close()        # the raw socket was detached by the wrap
+            return
+        self._serve_http(conn, index)
+
+    def _tls_handshake(self, conn: socket.socket, ctx: ssl.SSLContext) -> ssl.SSLSocket | None:
+        """The server side of a TLS handshake on ``conn``, counted; None (and the
+        reason kept in ``tls_errors``) if it failed. The wrapped socket joins the list
+        stop() shuts down (the raw one is detached), so stopping ends TLS connections too."""
+        t0 = time.monotonic()
+        try:
+            tls_conn = ctx.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with self._changed:
+                self.tls_errors.append(f"{type(e).__name__}: {e}")
+                self._changed.notify_all()
+            return None
+        with self._changed:
+            self.handshakes += 1
+            self.handshake_times.append(time.monotonic() - t0)
+            self._conns.append(tls_conn)
+            self._changed.notify_all()
+        return tls_conn
+
+    def _serve_http(self, conn: socket.socket, index: int) -> None:
         reader = conn.makefile("rb")
         served = 0
         while not self.stopping:
@@ -105,17 +151,21 @@ class HttpServer(ScriptedServer):
     def _read_request(self, reader, index: int) -> Request | None:
         try:
             line = reader.readline(MAX_HEAD)
+            self.received_bytes += len(line)
             if not line:
                 return None
             method, target, version = line.decode("latin-1").split()
             headers: dict[str, str] = {}
             while True:
-                h = reader.readline(MAX_HEAD).decode("latin-1").strip()
+                raw = reader.readline(MAX_HEAD)
+                self.received_bytes += len(raw)
+                h = raw.decode("latin-1").strip()
                 if not h:
                     break
                 name, _, value = h.partition(":")
                 headers[name.strip().lower()] = value.strip()
             body = reader.read(int(headers.get("content-length", "0") or 0))
+            self.received_bytes += len(body)
         except (OSError, ValueError):
             return None
         return Request(index, method, target, version, headers, body)

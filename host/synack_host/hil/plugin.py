@@ -14,6 +14,8 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
   Wi-Fi.
 - ``echo_server``, ``http_server``, ``presence_server``: reference servers reachable by
   the device at ``hil.server_host``.
+- ``hil_pki``: a test CA and server certificates for ``hil.server_host`` (openssl);
+  ``https_server``: the HTTP server over TLS presenting one of them.
 - ``capture``: a tcpdump capture of the servers' ports (needs root and tcpdump).
 - ``blackhole``: ``blackhole(port)`` makes a server port silent (needs root and nft).
 - ``network``: device/router/server network namespaces with impairments (needs root).
@@ -253,6 +255,37 @@ def http_server(hil: HilConfig):
 
     def factory(**kw) -> HttpServer:
         server = HttpServer(hil.bind_host, **kw)
+        started.append(server)
+        return server
+
+    main = factory()
+    main.factory = factory    # type: ignore[attr-defined]
+    yield main
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def hil_pki(hil: HilConfig, tmp_path_factory: pytest.TempPathFactory):
+    """A throw-away PKI made once per session by openssl (synack_host.hil.pki.hil_pki):
+    CA ``ca`` (the one the device trusts), and server certificates for
+    ``hil.server_host`` ("server"), for another name ("wrong-host") and signed by an
+    unknown CA ("unknown-ca")."""
+    from .pki import hil_pki as make, unavailable
+
+    require_tools(unavailable(), "https tests")
+    return make(tmp_path_factory.mktemp("hil-pki"), hil.server_host)
+
+
+@pytest.fixture
+def https_server(hil: HilConfig, hil_pki):
+    """An HttpServer over TLS presenting the "server" certificate (for
+    ``hil.server_host``, signed by ``hil_pki``'s CA); ``https_server.factory(cert=
+    "wrong-host" | "unknown-ca", ...)`` starts more (stopped at teardown)."""
+    started: list[HttpServer] = []
+
+    def factory(cert: str = "server", **kw) -> HttpServer:
+        server = HttpServer(hil.bind_host, tls=hil_pki.server_context(cert, "server"), **kw)
         started.append(server)
         return server
 

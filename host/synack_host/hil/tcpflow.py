@@ -45,6 +45,9 @@ class Segment:
     ack: int
     length: int
     window: int
+    # the captured payload bytes (fewer than ``length`` if the snapshot length cut them);
+    # read by synack_host.hil.tlsflow to find TLS records
+    payload: bytes = field(default=b"", repr=False, compare=False)
 
     def has(self, flags: int) -> bool:
         return self.flags & flags == flags
@@ -149,7 +152,7 @@ def read_pcap(path: str | Path) -> list[Segment]:
             src = Endpoint(socket.inet_ntop(family, ip.src), tcp.sport)
             dst = Endpoint(socket.inet_ntop(family, ip.dst), tcp.dport)
             segments.append(Segment(float(ts), src, dst, tcp.flags, tcp.seq, tcp.ack, length,
-                                    tcp.win))
+                                    tcp.win, bytes(tcp.data[:length])))
     return segments
 
 

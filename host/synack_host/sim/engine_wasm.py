@@ -50,7 +50,7 @@ ESCALATE_S = 1.5           # a Ctrl-C not taken by then ends the VM
 # only at the loop's safe point, between requests, where every frame is small.
 HEAD_WASM = r'''
 import sys, io, json, binascii, errno, micropython, host, gc as _gc
-import os as _os, time as _time, machine as _machine
+import os as _os, time as _time, machine as _machine, select as _select
 _gc.disable()
 def _h(name, *a):
     r = host.call(name, json.dumps(a))
@@ -67,6 +67,9 @@ def _collect():
         _gc.collect()
 _b64 = lambda b: binascii.b2a_base64(b.encode() if isinstance(b, str) else b).decode()
 _unb64 = lambda s: None if s is None else binascii.a2b_base64(s)
+_stdin_read = lambda n: _unb64(_h('stdin', n))
+_stdin_wait = lambda t: _h('stdin_wait', t)
+_kbd_intr = lambda c: _h('kbd_intr', c)
 class UART:
     def __init__(self, id, baudrate=115200, **kw):
         _h('uart_open', id, kw.get('rxbuf'), baudrate)
@@ -181,6 +184,68 @@ class _Jail:
         if not self._fs.stat(d[1:] or '.')[0] & 0x4000:
             raise OSError(errno.ENOTDIR)
         self._cwd = d
+class _StdinBytes:
+    # sys.stdin.buffer: the bytes the board holds for running code (sim/stdin.py),
+    # asked for as the code reads; readinto blocks until buf is full, as on a board
+    def readinto(self, buf):
+        m = memoryview(buf)
+        got = 0
+        while got < len(m):
+            d = _stdin_read(len(m) - got)
+            m[got:got + len(d)] = d
+            got += len(d)
+        return got
+    def read(self, n=1):
+        b = bytearray(n)
+        self.readinto(b)
+        return bytes(b)
+    def readline(self):
+        out = b''
+        while not out.endswith(b'\n'):
+            out += self.read(1)
+        return out
+class _Stdin:
+    def __init__(self):
+        self.buffer = _StdinBytes()
+    read = lambda self, n=1: self.buffer.read(n).decode()
+    readline = lambda self: self.buffer.readline().decode()
+_stdin = _Stdin()
+def _is_stdin(o):
+    return o is _stdin or o is _stdin.buffer
+class _Poll:
+    # select.poll that takes sys.stdin too (MicroPython's stdin is pollable)
+    def __init__(self):
+        self._p, self._n, self._in = _select.poll(), 0, 0
+    def register(self, o, m=5):
+        if _is_stdin(o):
+            self._in = m
+        else:
+            self._p.register(o, m)
+            self._n += 1
+    def modify(self, o, m):
+        if _is_stdin(o):
+            self._in = m
+        else:
+            self._p.modify(o, m)
+    def unregister(self, o):
+        if _is_stdin(o):
+            self._in = 0
+        else:
+            self._p.unregister(o)
+            self._n -= 1
+    def poll(self, t=-1):
+        t = -1 if t is None else int(t)
+        if not self._in & 1:
+            return self._p.poll(t)
+        if not self._n:
+            return [(_stdin, 1)] if _stdin_wait(t) else []
+        end = _time.ticks_add(_time.ticks_ms(), t)
+        while True:
+            r = self._p.poll(0) + ([(_stdin, 1)] if _stdin_wait(0) else [])
+            if r or (t >= 0 and _time.ticks_diff(end, _time.ticks_ms()) <= 0):
+                return r
+            _time.sleep_ms(5)
+    ipoll = poll
 def _mount_jail(fs):
     import vfs
     vfs.umount('/')
@@ -243,9 +308,13 @@ def _setup():
         disable_irq=lambda: 0, enable_irq=lambda s=0: None)
     mods['network'] = _Mod('network', None, WLAN=WLAN, STA_IF=0, AP_IF=1, STAT_GOT_IP=1010,
         hostname=lambda *a: 'synack')
+    # stdin of running code and what a received 0x03 is: the board's (sim/stdin.py)
+    mods['sys'] = _Mod('sys', sys, stdin=_stdin)
+    mods['select'] = _Mod('select', _select, poll=_Poll)
+    mods['micropython'] = _Mod('micropython', micropython, kbd_intr=_kbd_intr)
     for n in mods:
         sys.modules[n] = sys.modules['u' + n] = mods[n]
-    sys.path[:] = ['', '/lib']
+    sys.path[:] = ['', '.frozen', '/lib']  # as a board's: .frozen holds the port's ssl
 def _run(g, job):
     kind, name, src, more = job
     try:
