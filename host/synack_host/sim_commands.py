@@ -122,15 +122,37 @@ def _board_args(p: argparse.ArgumentParser) -> None:
                    "binary of --engine unix")
     p.add_argument("--uart1", metavar="PATH", help="serial port behind machine.UART(1), "
                    "e.g. a virtual modem's pty")
-    p.add_argument("--flash-size", type=int_range(1, 1 << 30, "flash size"), metavar="BYTES",
-                   help="size of the flash filesystem: writes beyond it fail with ENOSPC "
-                   "(default 2 MiB)")
+    p.add_argument("--flash-size", type=_size_arg, metavar="SIZE",
+                   help="size of the flash filesystem in bytes (or 2MB ...): writes beyond "
+                   "it fail with ENOSPC (default 2 MiB); with --download: the SPI flash "
+                   "chip, 1MB..16MB (default 4MB)")
     p.add_argument("--link", metavar="PATH", help="also make PATH a symlink to the pty")
     p.add_argument("--verbose", "-v", action="store_true", help="trace REPL traffic on stderr")
+    from .sim.romloader.cli import add_download_args
+    add_download_args(p)
+
+
+def _size_arg(text: str) -> int:
+    """``2097152``, ``2MB``, ``2MiB`` -> bytes (1 .. 1 GiB)."""
+    t = text.strip().upper().replace("MIB", "MB").replace("KIB", "KB")
+    scale = {"MB": 1 << 20, "KB": 1 << 10}.get(t[-2:], 1)
+    number = t[:-2] if scale > 1 else t
+    try:
+        value = int(number, 10) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"flash size must be bytes or like 4MB, got {text!r}") from None
+    if not 1 <= value <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"flash size must be 1..1073741824 bytes, got {text}")
+    return value
 
 
 def cmd_sim_board(state: State, args: argparse.Namespace) -> None:
     import tempfile
+
+    if args.download:     # the ROM loader first; MicroPython once the flash boots
+        from .sim.romloader.cli import run_download
+        return run_download(state, args)
 
     from .sim.board import Board
     from .sim.engines import make_engine

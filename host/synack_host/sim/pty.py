@@ -99,6 +99,16 @@ class PtyLink:
     def fileno(self) -> int:
         return self.master
 
+    def set_baud(self, baud: int | None) -> None:
+        """Pace at a new rate from now on (a UART whose divider was changed, as the
+        ROM loader's CHANGE_BAUDRATE does); None: unpaced."""
+        rate = baud / 10 if baud else None
+        # at high rates a 16-byte burst is 0.2 ms: the loop's wake-up jitter would
+        # waste tokens and run the line well below its rate; allow 2 ms worth instead
+        burst = max(BURST, int(rate / 500)) if rate else BURST
+        self._tx_pace = TokenBucket(rate, burst)
+        self._rx_pace = TokenBucket(rate, burst)
+
     # -- host -> device ----------------------------------------------------------------
     def fill(self) -> None:
         """Drain what the host wrote into the input buffer (up to IN_BUFFER bytes)."""
