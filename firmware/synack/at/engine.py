@@ -21,6 +21,9 @@ Rules:
 - A command keeps at most ``_MAX_LINES`` reply lines; more are counted (``overflow``,
   and ``Reply.dropped`` / the CommandError's text) and dropped, so a modem that
   streams lines cannot exhaust the heap.
+- A length-framed line registered with ``on_framed_urc`` goes with its payload to its
+  handler, before or after the final result of the command in flight: SIMCom's
+  ``AT+CCHRECV`` answers ``OK`` first, then ``+CCHRECV: DATA,<s>,<n>`` and n bytes.
 """
 
 import time
@@ -61,6 +64,8 @@ class Engine:
         self.parser = parser
         self.success = success
         self._handlers = []
+        self._framed = []  # [(prefix, handler)]: length-framed URCs (on_framed_urc)
+        self._framed_urc = None  # (handler, line) whose payload is still to come
         self._state = _IDLE
         self.command = None
         self._prefix = None  # pragma: no mutate -- begin() sets it before any read
@@ -81,9 +86,30 @@ class Engine:
         self.overflow = 0          # reply lines dropped beyond _MAX_LINES
 
     # -- URC handlers ----------------------------------------------------------
-    def on_urc(self, prefix, handler):
-        """Call ``handler(line)`` for every URC line that starts with ``prefix``."""
-        self._handlers.append((prefix, handler))
+    def on_urc(self, prefix, handler, first=False):
+        """Call ``handler(line)`` for every URC line that starts with ``prefix``. The
+        first matching prefix wins: ``first=True`` puts this one ahead of those
+        registered so far (a dialect's catch-all, such as ``b"+C"``, comes last)."""
+        if first:
+            self._handlers.insert(0, (prefix, handler))
+        else:
+            self._handlers.append((prefix, handler))
+
+    def on_framed_urc(self, prefix, handler):
+        """Call ``handler(line, payload)`` for a length-framed line starting with
+        ``prefix`` (the parser's ``framed`` table must announce it) once its payload has
+        arrived, whether a command is in flight or not. ``payload`` is None when the
+        parser found it damaged (bytes lost on the UART: see the parser's trailer).
+        Exceptions of the handler are contained as for ``on_urc``."""
+        self._framed.append((prefix, handler))
+
+    def _framed_call(self, handler, line, payload):
+        self.urcs += 1
+        try:
+            handler(line, payload)
+        except Exception:  # a garbled header must not wedge the engine
+            self.malformed += 1
+            self.last_malformed = line
 
     def _dispatch(self, line):
         self.urcs += 1
@@ -119,6 +145,7 @@ class Engine:
         self._payload_in = None
         self._result = None  # pragma: no mutate -- read only once a final result set it
         self._timeout_ms = timeout_ms
+        self._framed_urc = None  # a payload cut short before this command is forgotten
         self._deadline = time.ticks_add(time.ticks_ms() if now is None else now, timeout_ms)
         self.parser.response_prefix = prefix
         self._state = _WAIT_PROMPT if payload is not None else _WAIT_FINAL
@@ -164,14 +191,29 @@ class Engine:
                 else:
                     self.unexpected += 1
             elif kind == PAYLOAD:
-                if self._state == _WAIT_FINAL:
+                pending = self._framed_urc
+                if pending is not None:
+                    self._framed_urc = None
+                    self._framed_call(pending[0], pending[1], value)
+                elif self._state == _WAIT_FINAL:
                     self._payload_in = value
                 else:
                     self.unexpected += 1
             elif kind == NOISE:
                 self.noise += len(value)
+                pending = self._framed_urc
+                if pending is not None:  # its payload failed the framing check
+                    self._framed_urc = None
+                    self._framed_call(pending[0], pending[1], None)
 
     def _on_line(self, line):
+        for prefix, handler in self._framed:
+            if line.startswith(prefix):
+                if self.parser.in_payload():
+                    self._framed_urc = (handler, line)  # the payload comes next
+                else:
+                    self._framed_call(handler, line, b"")  # announced 0 bytes
+                return
         if self._state == _IDLE or self._state == _DONE:
             # Not an answer to anything: boot banners, echo of a timed-out command.
             self.unexpected += 1
@@ -230,6 +272,7 @@ class Engine:
         elif self._state == _WAIT_PROMPT:
             detail = "no '>' prompt"
         err = CommandTimeout(self.command or b"", self._timeout_ms, detail)
+        self._framed_urc = None
         self.parser.reset()
         self._reset_command()
         return err

@@ -40,7 +40,8 @@ class Client(BaseClient):
     ``total_timeout_ms``, ``max_redirects``, ``max_header_bytes``, ``max_headers``,
     ``max_line``, ``max_body``, ``http10``, ``keep_alive``, ``headers``, ``backend``,
     ``max_pool``, ``max_idle_ms``, and for https ``cadata``, ``cafile``, ``cert``,
-    ``key``, ``tls_verify`` (see ``core.BaseClient`` and docs/http.md)."""
+    ``key``, ``tls_verify``, ``tls`` (software or the modem's own TLS; see
+    ``core.BaseClient`` and docs/http.md)."""
 
     def __init__(self, *args, **kw):
         BaseClient.__init__(self, *args, **kw)

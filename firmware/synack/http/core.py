@@ -136,6 +136,12 @@ class BaseClient:
     TCP one, within ``connect_timeout_ms`` per read; a kept-alive https connection
     costs no new handshake.
 
+    ``tls`` chooses who does TLS: None (or "software") this board (synack.tls);
+    "modem" the modem's own SSL stack (``backend.tls_offload()``, e.g. a SIM7600's
+    ``AT+CCH*``: the CA from ``cadata``/``cafile`` is downloaded to the modem, which
+    also checks the dates with its own clock; no client certificate); or a secure
+    socket backend made by the caller (``modem.tls_offload(...)``), used as it is.
+
     Counters: ``connections`` (TCP connections opened), ``handshakes`` (TLS handshakes
     done), ``requests`` (sent, including retries and redirects), ``reused`` (sent on a
     pooled connection), ``retries``, ``redirects``."""
@@ -144,7 +150,8 @@ class BaseClient:
                  total_timeout_ms=None, max_redirects=5, max_header_bytes=4096,
                  max_headers=32, max_line=1024, max_body=1048576, http10=False,
                  keep_alive=None, headers=None, backend=None, max_pool=2, max_idle_ms=None,
-                 cadata=None, cafile=None, cert=None, key=None, tls_verify=True):
+                 cadata=None, cafile=None, cert=None, key=None, tls_verify=True,
+                 tls=None):
         self.chunk = chunk
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
@@ -164,6 +171,13 @@ class BaseClient:
         # TLS options; the context is made at the first https connection (never logged)
         self._tls_args = (cadata, cafile, cert, key, tls_verify)
         self._tls_context = None  # type: Any
+        if not (tls is None or tls == "software" or tls == "modem"
+                or hasattr(tls, "connect_start")):
+            raise ValueError("tls=%r: None, 'software', 'modem' or a socket backend" % (tls,))
+        if tls == "modem" and (cert is not None or key is not None):
+            raise ValueError("tls='modem' does not take a client certificate (cert=, key=)")
+        self.tls = tls
+        self._offload = None  # type: Any  # the modem's TLS backend (tls="modem")
         self._pool = []  # type: list  # [(tls, host, port), sock, idle since (ticks_ms)]
         self._open = []  # type: list  # responses whose connection is not released yet
         self.connections = 0
@@ -340,10 +354,11 @@ class BaseClient:
         return socket.socket(backend=self.backend or socket.current_backend())
 
     def _connect(self, host, port, deadline, tls=False):
-        if tls and self._tls_args[4]:
+        secure = self._secure_backend() if tls else None
+        if tls and secure is None and self._tls_args[4]:
             from ..tls import check_clock  # lazy, as _handshake
             check_clock()  # ClockNotSet before a connection is even opened
-        sock = self._new_socket()
+        sock = self._new_socket() if secure is None else socket.socket(backend=secure)
         sock.settimeout(seconds(self._left_ms(self.connect_timeout_ms, deadline)))
         try:
             # The backend resolves the name itself (getaddrinfo on the native stack, the
@@ -354,10 +369,29 @@ class BaseClient:
             sock.close()
             raise
         self.connections += 1
-        if tls:
+        if secure is not None:
+            self.handshakes += 1  # the modem's connect included the TLS handshake
+        elif tls:
             sock.settimeout(seconds(self._left_ms(self.connect_timeout_ms, deadline)))
             sock = self._handshake(sock, host)
         return sock
+
+    def _secure_backend(self):
+        """None for TLS on this board; else the backend whose connect is a TLS one."""
+        t = self.tls
+        if t is None or t == "software":
+            return None
+        if t != "modem":
+            return t
+        if self._offload is None:
+            cadata, cafile, _, _, verify = self._tls_args
+            modem = self.backend or socket.current_backend()
+            offload = getattr(modem, "tls_offload", None)
+            if offload is None:
+                raise OSError(errno.EOPNOTSUPP, "tls='modem': backend %s has no TLS offload"
+                              % getattr(modem, "name", "?"))
+            self._offload = offload(cadata=cadata, cafile=cafile, verify=verify)
+        return self._offload
 
     def _handshake(self, sock, host):
         """The TLS stream over the connected ``sock`` (closed if the handshake fails)."""

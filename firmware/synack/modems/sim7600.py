@@ -127,6 +127,7 @@ class SIM7600:
         self.reopen_backoff_ms = _REOPEN_BACKOFF_MS
         self.bearer_reopens = 0   # how often a connect reopened the bearer
         self._started_at_reboot = -1  # self.reboots when start() last ran; -1: never
+        self._tls = None  # the ModemTLS of tls_offload(), made on first use
         on = self.at.engine.on_urc
         on(b"+CIPRXGET: 1,", self._on_data)
         on(b"+IPCLOSE:", self._on_ipclose)
@@ -280,6 +281,19 @@ class SIM7600:
         if stat not in (base.REG_HOME, base.REG_ROAMING):
             raise base.NotRegistered(stat)
         self._net_up()
+
+    # -- TLS offload (modems/sim7600_tls.py) -------------------------------------
+    def tls_offload(self, **options):
+        """The socket backend for TLS done by this modem's own SSL stack (``AT+CCH*``),
+        for boards without the RAM for mbedTLS. One per modem (it owns the modem's two
+        SSL sessions); options as ``sim7600_tls.ModemTLS.configure``, and a later call
+        with options reconfigures it for the connects that follow."""
+        if self._tls is None:
+            from .sim7600_tls import ModemTLS  # lazy: a TCP-only program never loads it
+            self._tls = ModemTLS(self, **options)
+        elif options:
+            self._tls.configure(**options)
+        return self._tls
 
     # -- DNS ---------------------------------------------------------------------
     def getaddrinfo(self, host, port):

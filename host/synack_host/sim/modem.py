@@ -19,8 +19,10 @@ so the rig emits them exactly there and nowhere else.
 
 from __future__ import annotations
 
+import calendar
 import collections
 import heapq
+import re
 import selectors
 import signal
 import threading
@@ -151,10 +153,48 @@ def _cmee_test(modem: Modem, args: list[str]) -> None:
     modem.ok()
 
 
+CCLK_FORMAT = re.compile(r"(\d\d)/(\d\d)/(\d\d),(\d\d):(\d\d):(\d\d)([+-])(\d\d)$")
+
+
+def cclk_text(unix_seconds: float, zone_quarters: int) -> str:
+    """27.007 ``yy/MM/dd,hh:mm:ss±zz``: local time at ``zone_quarters`` quarter hours
+    from UTC."""
+    t = time.gmtime(int(unix_seconds) + zone_quarters * 900)
+    sign = "-" if zone_quarters < 0 else "+"
+    return (f"{t.tm_year % 100:02d}/{t.tm_mon:02d}/{t.tm_mday:02d},"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}{sign}{abs(zone_quarters):02d}")
+
+
+def _cclk_read(modem: Modem, args: list[str]) -> None:
+    modem.reply(f'+CCLK: "{cclk_text(time.time() + modem.clock_offset_s, modem.clock_zone)}"')
+    modem.ok()
+
+
+def _cclk_set(modem: Modem, args: list[str]) -> None:
+    """``AT+CCLK="yy/MM/dd,hh:mm:ss±zz"`` sets the clock (kept as an offset from the
+    host's) and its zone; anything else is CME error 50."""
+    m = CCLK_FORMAT.match(args[0]) if len(args) == 1 else None
+    if m is None:
+        raise ArgError("expected \"yy/MM/dd,hh:mm:ss±zz\"")
+    yy, mo, d, h, mi, s, sign, zz = m.groups()
+    try:
+        local = calendar.timegm(time.strptime(f"20{yy}-{mo}-{d} {h}:{mi}:{s}",
+                                              "%Y-%m-%d %H:%M:%S"))
+    except ValueError:
+        raise ArgError("no such date") from None
+    zone = int(zz) * (-1 if sign == "-" else 1)
+    if abs(zone) > 96:
+        raise ArgError("time zone beyond 24 h")
+    modem.clock_zone = zone
+    modem.clock_offset_s = local - zone * 900 - time.time()
+    modem.ok()
+
+
 # V.250 / 27.007 commands every dialect answers the same way.
 BASE_COMMANDS = {
     "E": Command(run=_echo),
     "+CMEE": Command(set=_cmee_set, read=_cmee_read, test=_cmee_test),
+    "+CCLK": Command(read=_cclk_read, set=_cclk_set),
 }
 
 
@@ -168,7 +208,13 @@ class Modem:
 
     def __init__(self, baud: int | None = None, faults: tuple[str, ...] = (),
                  link_path: str | None = None, trace: Callable[[str], None] | None = None,
-                 control_path: str | None = None):
+                 control_path: str | None = None, clock_zone: int = 0):
+        if not -96 <= clock_zone <= 96:
+            raise ValueError("clock zone: -96..96 quarter hours")
+        # AT+CCLK: the host's clock (UTC) plus an offset, reported in a time zone (quarter
+        # hours); AT+CCLK= sets both. Kept across reboots, as network time would be.
+        self.clock_zone = clock_zone
+        self.clock_offset_s = 0.0
         self.faults = [CannedReply(f) for f in faults]
         self._delay_s = 0.0
         self._delay_count = 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from .faults import FAULTS, Fault, FaultError, number, unescape
 from .modem import BASE_COMMANDS, ArgError, Command, Modem, int_arg
+from .sim7600_ssl import SSL_COMMANDS, SSL_FAULTS, SSLService
 
 LINKS = 10
 RX_CAP = 64 * 1024            # bytes held per link; then the socket is not read (no loss)
@@ -134,11 +135,13 @@ class SIM7600(Modem):
         self.sends_to_fail = 0
         self.reads_to_truncate = 0
         self.send_interruptions: list[int] = []   # +IPCLOSE reasons, one per AT+CIPSEND
+        self.ssl = SSLService(self)   # AT+CCH*, AT+CSSLCFG, AT+CCERT* (sim7600_ssl.py)
         super().__init__(**options)
 
     # -- power and network hooks -------------------------------------------------------
     def reset_state(self) -> None:
         self.reset_links(abandon=True)
+        self.ssl.reset(abandon=True)
         self.sim = self.sim_config
         self.net = "closed"       # closed | opening | open
         self.reg_mode = {"+CREG": 0, "+CGREG": 0, "+CEREG": 0}
@@ -152,12 +155,14 @@ class SIM7600(Modem):
         if self.net == "closed":
             return
         self.reset_links(abandon=True)
+        self.ssl.network_lost()
         self.net = "closed"
         self.urc("+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
 
     def status(self) -> dict:
         return {**super().status(), "registration": self._stat(), "bearer": self.net,
                 "links": {n: link.state for n, link in sorted(self.links.items())},
+                "ssl_sessions": self.ssl.status(),
                 "pending": self.pending_faults()}
 
     def pending_faults(self) -> dict[str, int]:
@@ -170,6 +175,7 @@ class SIM7600(Modem):
             "ipclose-during-send": len(self.send_interruptions),
             "lose-urc": 0 if self.drop_data_urcs else int(self.urcs_to_lose),
             "delay": self._delay_count,
+            "garble-cchrecv": self.ssl.garble_reads,
         }
         return {name: n for name, n in pending.items() if n}
 
@@ -189,6 +195,7 @@ class SIM7600(Modem):
         self.cme_faults.clear()
         self.oks_to_lose = self.sends_to_fail = self.reads_to_truncate = 0
         self.send_interruptions.clear()
+        self.ssl.garble_reads = 0
         if self.reg_lost_until is not None:
             self.restore_registration()
 
@@ -217,6 +224,7 @@ class SIM7600(Modem):
 
     def close(self) -> None:
         super().close()
+        self.ssl.close()
         for sock in self._abandoned:
             sock.close()
         self._abandoned.clear()
@@ -667,6 +675,7 @@ class SIM7600(Modem):
         "+CIPSEND": Command(set=_cipsend),
         "+CIPCLOSE": Command(set=_cipclose_set, read=_cipclose_read),
         "+CRESET": Command(run=_creset),
+        **SSL_COMMANDS,
     }
 
 
@@ -770,4 +779,5 @@ SIM7600.fault_table = {
                                  "the next AT+CIPSEND's link closes during its payload"),
     "malformed-urc": Fault(_malformed_urc, "malformed-urc [TEXT]",
                            "a malformed URC line (default: '+IPCLOSE: 0,', '+CIPRXGET: 1,O')"),
+    **SSL_FAULTS,
 }
