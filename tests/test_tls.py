@@ -14,6 +14,7 @@ from __future__ import annotations
 import calendar
 import email.utils
 import socket
+import subprocess
 import ssl
 import threading
 import time
@@ -389,3 +390,50 @@ def test_sync_http_sets_the_clock_from_a_date_header(real_clock):
         t = clock.sync_http(f"http://127.0.0.1:{plain.port}/")
     assert abs(t - time.time()) <= 2 and abs(clock.now() - time.time()) <= 2
     assert clock.source == "http" and plain.paths == ["/"]
+
+
+def test_a_client_certificate_is_presented_when_the_server_asks(pki, backend):
+    """Mutual TLS: a server that requires a client certificate signed by its CA gets the
+    device's (``cert=``/``key=``, files on CPython); without one it refuses, and the
+    refusal reaches the caller as an OSError (TLS 1.3 reports it at the first read)."""
+    with Server(pki / "leaf.pem", pki / "leaf.key") as server:
+        assert server.ctx is not None
+        server.ctx.verify_mode = ssl.CERT_REQUIRED
+        server.ctx.load_verify_locations(pki / "ca.pem")
+        ca = (pki / "ca.der").read_bytes()
+        url = f"https://localhost:{server.port}/small"
+        c = Client(backend=backend, cadata=ca, cert=str(pki / "leaf.pem"),
+                   key=str(pki / "leaf.key"), read_timeout_ms=20000)
+        assert c.get(url).read() == b"ok"
+        peer = [s.getpeercert() for s in server.conns if isinstance(s, ssl.SSLSocket)]
+        assert peer and dict(x[0] for x in peer[0]["subject"])["commonName"] == "localhost"
+        c.close()
+        bare = Client(backend=backend, cadata=ca, read_timeout_ms=20000)
+        with pytest.raises(OSError):
+            bare.get(url).read()
+        bare.close()
+        assert server.paths == ["/small"] and len(server.tls_errors) == 1
+
+
+def test_pem_blocks_become_der_by_label(pki, tmp_path):
+    """What the MicroPython side feeds mbedTLS: each block of the asked kind as DER, the
+    key in its PKCS#8 and SEC1 ("EC PRIVATE KEY") forms, other blocks skipped."""
+    from synack.tls import pem_to_der
+
+    def openssl(*args: str) -> bytes:
+        return subprocess.run(["openssl", *args], check=True, capture_output=True).stdout
+
+    key_pem = (pki / "leaf.key").read_bytes()
+    sec1_pem = openssl("ec", "-in", str(pki / "leaf.key"))
+    assert sec1_pem.startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    both = (pki / "leaf.pem").read_bytes() + key_pem + (pki / "ca.pem").read_bytes()
+    assert pem_to_der(key_pem, b"PRIVATE KEY") == [
+        openssl("pkcs8", "-topk8", "-nocrypt", "-in", str(pki / "leaf.key"), "-outform", "DER")]
+    assert pem_to_der(sec1_pem, b"PRIVATE KEY") == [
+        openssl("ec", "-in", str(pki / "leaf.key"), "-outform", "DER")]
+    leaf_der = openssl("x509", "-in", str(pki / "leaf.pem"), "-outform", "DER")
+    assert pem_to_der(both) == [leaf_der, (pki / "ca.der").read_bytes()]
+    with pytest.raises(ValueError, match="no private key"):
+        pem_to_der((pki / "ca.pem").read_bytes(), b"PRIVATE KEY")
+    with pytest.raises(ValueError, match="without its END line"):
+        pem_to_der(key_pem[:60])

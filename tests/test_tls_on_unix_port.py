@@ -64,3 +64,35 @@ def test_https_client_on_the_unix_port(tmp_path, kind, modem, pki):  # noqa: F81
         assert expired.paths == [] and future.paths == []
         assert expired.received == b"" and future.received == b""
 
+
+
+MUTUAL = r"""
+from synack.http.client import Client
+B = make_backend(KIND)
+CADATA = open(CA, 'rb').read()
+c = Client(backend=B, cadata=CADATA, cert=CERT, key=KEY, read_timeout_ms=20000)
+print('with', c.get('https://localhost:%d/small' % PORT).read())
+c.close()
+c = Client(backend=B, cadata=CADATA, read_timeout_ms=20000)
+try:
+    print('without', c.get('https://localhost:%d/small' % PORT).read())
+except OSError as e:
+    print('without refused', type(e).__name__)
+"""
+
+
+def test_a_client_certificate_on_the_unix_port(tmp_path, kind, modem, pki):  # noqa: F811
+    """Mutual TLS with mbedTLS: the certificate and key files on flash (PEM) are
+    presented when the server requires them; without them the server refuses."""
+    import ssl
+
+    with Server(pki / "leaf.pem", pki / "leaf.key") as server:
+        assert server.ctx is not None
+        server.ctx.verify_mode = ssl.CERT_REQUIRED
+        server.ctx.load_verify_locations(pki / "ca.pem")
+        out = run_mp(MUTUAL, tmp_path, modem, KIND=kind, PORT=server.port,
+                     CA=str(pki / "ca.der"), CERT=str(pki / "leaf.pem"),
+                     KEY=str(pki / "leaf.key"))
+    assert out[0] == "with b'ok'", out
+    assert out[1].startswith("without refused"), out
+    assert server.paths == ["/small"] and len(server.tls_errors) == 1

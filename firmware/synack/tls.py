@@ -131,26 +131,32 @@ def _is_pem(data):
     return bytes(data[:64]).lstrip().startswith(b"-----BEGIN")
 
 
-def pem_to_der(data):
-    """The DER bytes of each ``-----BEGIN CERTIFICATE-----`` block in PEM ``data``
-    (the port's ``load_verify_locations`` takes DER, one certificate per call)."""
+def pem_to_der(data, label=b"CERTIFICATE"):
+    """The DER bytes of each ``-----BEGIN <label>-----`` block in PEM ``data``; with
+    ``label`` b"PRIVATE KEY" also the ``EC``/``RSA PRIVATE KEY`` forms. The port's mbedTLS
+    calls take DER: ``load_verify_locations`` one certificate per call, and
+    ``load_cert_chain`` refuses PEM outright ("invalid key"/"invalid cert")."""
     import binascii
     out = []
-    begin = b"-----BEGIN CERTIFICATE-----"
-    end = b"-----END CERTIFICATE-----"
     data = bytes(data)
-    i = data.find(begin)
+    i = data.find(b"-----BEGIN ")
     while i >= 0:
-        j = data.find(end, i)
+        head_end = data.find(b"-----", i + 11)
+        if head_end < 0:
+            raise ValueError("PEM block without the end of its BEGIN line")
+        kind = data[i + 11:head_end]
+        end = b"-----END " + kind + b"-----"
+        j = data.find(end, head_end)
         if j < 0:
-            raise ValueError("PEM certificate without its END line")
-        try:
-            out.append(binascii.a2b_base64(b"".join(data[i + len(begin):j].split())))
-        except ValueError:
-            raise ValueError("PEM certificate is not valid base64")
-        i = data.find(begin, j)
+            raise ValueError("PEM %s without its END line" % kind.decode())
+        if kind == label or kind.endswith(b" " + label):
+            try:
+                out.append(binascii.a2b_base64(b"".join(data[head_end + 5:j].split())))
+            except ValueError:
+                raise ValueError("PEM %s is not valid base64" % kind.decode())
+        i = data.find(b"-----BEGIN ", j + len(end))
     if not out:
-        raise ValueError("no certificate in the PEM data")
+        raise ValueError("no %s in the PEM data" % label.decode().lower())
     return out
 
 
@@ -184,11 +190,15 @@ class Context:
             else:
                 ctx.load_default_certs()  # type: ignore[attr-defined]
         if cert is not None or key is not None:
-            if _MICROPYTHON:
+            if _MICROPYTHON:  # bytes or files on flash, PEM or DER; mbedTLS here takes DER
                 if isinstance(cert, str):
                     cert = _read_file(cert)
                 if isinstance(key, str):
                     key = _read_file(key)
+                if cert is not None and _is_pem(cert):
+                    cert = pem_to_der(cert)[0]  # the leaf: a DER call takes one certificate
+                if key is not None and _is_pem(key):
+                    key = pem_to_der(key, b"PRIVATE KEY")[0]
                 ctx.load_cert_chain(cert, key)
             elif isinstance(cert, str) and (key is None or isinstance(key, str)):
                 ctx.load_cert_chain(cert, key)  # CPython loads files only
