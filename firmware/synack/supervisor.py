@@ -67,16 +67,19 @@ class SupervisorStateError(Exception):
 
 class Supervisor:
     """``Supervisor(link, sessions=(), on_change=None, ...)``; ``on_change(old, new)``
-    gets state numbers (``STATE_NAMES[new]`` for the name)."""
+    gets state numbers (``STATE_NAMES[new]`` for the name). ``events(name, cause)``,
+    if given, gets each transition's event name and, for UP_FAILED, LOST and
+    REINIT_FAILED, the cause as text (e.g. ``synack.blackbox``'s recorder)."""
 
     def __init__(self, link, sessions=(), on_change=None, base_ms=1000, cap_ms=300000,
-                 jitter_pct=25, reinit_after=5, check_ms=1000, seed=None):
+                 jitter_pct=25, reinit_after=5, check_ms=1000, seed=None, events=None):
         if base_ms <= 0 or cap_ms < base_ms or not 0 <= jitter_pct < 100 or reinit_after < 1:
             raise ValueError("supervisor needs 0 < base_ms <= cap_ms, 0 <= jitter_pct < 100, "
                              "reinit_after >= 1")
         self.link = link
         self.sessions = tuple(sessions)
         self.on_change = on_change
+        self.events = events      # optional sink: events(event name, cause or None)
         self.base_ms = base_ms
         self.cap_ms = cap_ms
         self.jitter_pct = jitter_pct
@@ -123,6 +126,8 @@ class Supervisor:
         self._n += 1
         if self.on_change is not None:
             self.on_change(old, new)
+        if self.events is not None:
+            _emit(self.events, event, self.last_error if event in _CAUSED else None)
 
     def history(self):
         """Logged transitions, oldest first: [(ticks_ms, event, old, new), ...]."""
@@ -288,6 +293,19 @@ class Supervisor:
                 else:
                     time.sleep_ms(wait)
         return self.state_name
+
+
+_CAUSED = (UP_FAILED, LOST, REINIT_FAILED)
+
+
+def _emit(sink, event, cause):
+    # An event sink (e.g. blackbox.Blackbox.supervisor_event) is a recorder: its own
+    # failure must not stop the supervision it records.
+    try:
+        sink(EVENT_NAMES[event], None if cause is None else
+             (cause if isinstance(cause, str) else "%s: %s" % (type(cause).__name__, cause)))
+    except Exception:  # a failing recorder is ignored
+        return
 
 
 def _quietly(fn):

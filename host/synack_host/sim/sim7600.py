@@ -32,6 +32,9 @@ RX_CAP = 64 * 1024            # bytes held per link; then the socket is not read
 MAX_SEND = 1500
 MAX_READ = 1500
 MAX_READ_HEX = 750
+IMEI = "860000000000001"
+ICCID = "89882000000000000017"       # a test number, not any operator's
+OPERATOR = "synack virtual"
 REG_STAT = {"home": 1, "roaming": 5, "searching": 2, "denied": 3, "none": 0}
 SIM_STATES = ("ready", "absent", "pin")
 PIN = "1234"
@@ -393,11 +396,37 @@ class SIM7600(Modem):
     # -- basic commands ----------------------------------------------------------------
     def _ati(self, args):
         self.reply("Manufacturer: SIMCOM INCORPORATED", "Model: SIMCOM_SIM7600G-H",
-                   "Revision: synack-virtual", "IMEI: 860000000000001")
+                   "Revision: synack-virtual", "IMEI: " + IMEI)
         self.ok()
 
     def _cgmm(self, args):
         self.reply("SIMCOM_SIM7600G-H")
+        self.ok()
+
+    def _cgmr(self, args):
+        self.reply("+CGMR: synack-virtual")
+        self.ok()
+
+    def _cgsn(self, args):
+        self.reply(IMEI)
+        self.ok()
+
+    def _ciccid(self, args):
+        """SIMCom's ``AT+CICCID``: the SIM's ICCID (none without a ready SIM)."""
+        if self.sim == "absent":
+            return self.error(10)
+        if self.sim != "ready":
+            return self.error(11)          # SIM PIN required
+        self.reply("+ICCID: " + ICCID)
+        self.ok()
+
+    def _cops_read(self, args):
+        """27.007 ``+COPS: <mode>[,<format>,<oper>,<AcT>]``: automatic mode; the operator
+        (long alphanumeric, LTE = AcT 7) only while registered."""
+        if self._stat() in (REG_STAT["home"], REG_STAT["roaming"]):
+            self.reply(f'+COPS: 0,0,"{OPERATOR}",7')
+        else:
+            self.reply("+COPS: 0")
         self.ok()
 
     def _cpin_read(self, args):
@@ -656,6 +685,10 @@ class SIM7600(Modem):
         **BASE_COMMANDS,
         "I": Command(run=_ati),
         "+CGMM": Command(run=_cgmm),
+        "+CGMR": Command(run=_cgmr),
+        "+CGSN": Command(run=_cgsn),
+        "+CICCID": Command(run=_ciccid),
+        "+COPS": Command(read=_cops_read),
         "+CPIN": Command(read=_cpin_read, set=_cpin_set, test=_accept),
         "+CSQ": Command(run=_csq),
         "+CREG": _registration("+CREG"),

@@ -1,0 +1,194 @@
+"""``synack diag selftest``, ``synack at`` (arguments, interactive with pexpect, script)
+and ``synack monitor`` on the virtual rig; secrets never show in what they print."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+import pexpect
+import pytest
+
+from diagrig import WIFI_APP, diag_json, make_flash, rig, synack, wait_bearer
+
+
+@pytest.fixture
+def http_server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"hello from the diag test\n" * 40
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    flash = make_flash(tmp_path_factory.mktemp("cell") / "flash")
+    with rig(flash, "--host", "diag.example=127.0.0.1") as r:
+        wait_bearer(r)
+        yield r
+
+
+def test_selftest_timings_against_local_servers(cell, http_server, echo):
+    res = synack("diag", "selftest", "-p", cell.board.port, "--json",
+                 "--tcp", f"127.0.0.1:{echo.port}",
+                 "--url", f"http://diag.example:{http_server}/status")
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    tcp, web = r["tcp"], r["http"]
+    assert tcp["ok"] and set(tcp["steps"]) == {"dns", "connect", "total"}
+    assert web["ok"] and web["status"] == 200 and web["bytes"] > 1000
+    assert web["address"] == f"127.0.0.1:{http_server}"        # resolved by the modem
+    steps = web["steps"]
+    assert list(steps) == ["dns", "connect", "first_byte", "body", "total"]
+    assert all(0 <= v < 10000 for v in steps.values())
+    assert steps["total"] >= steps["connect"] + steps["first_byte"]
+    assert echo.wait_for(lambda: echo.connections >= 1, 5)
+
+
+def test_selftest_names_the_failing_step(cell):
+    port = _closed_port()
+    res = synack("diag", "selftest", "-p", cell.board.port, "--tcp", f"127.0.0.1:{port}")
+    assert res.returncode == 1
+    assert "tcp     failed at connect: ECONNREFUSED" in res.stdout
+    assert res.stderr.strip().startswith("synack: self-test failed: tcp failed at connect")
+    res = synack("diag", "selftest", "-p", cell.board.port, "--json",
+                 "--url", "http://no-such-host.invalid/")
+    assert res.returncode == 1
+    web = json.loads(res.stdout)["http"]
+    assert web["failed"] == "dns" and "EHOSTUNREACH" in web["error"]
+    for out in (res.stdout, res.stderr):
+        assert "Traceback" not in out
+
+
+def test_at_commands_as_arguments_then_exec_works(cell):
+    res = synack("at", "-p", cell.board.port, "AT+CSQ", "AT+CPIN?")
+    assert res.returncode == 0, res.stderr
+    assert "+CSQ: 20,99" in res.stdout and "+CPIN: READY" in res.stdout
+    assert res.stdout.count("OK") == 2
+    res = synack("at", "-p", cell.board.port, "AT+BOGUS")
+    assert res.returncode == 1 and res.stderr.strip() == "synack: AT+BOGUS: ERROR"
+    res = synack("exec", "-p", cell.board.port, "print(6 * 7)")
+    assert res.returncode == 0 and res.stdout.strip() == "42"
+    # and the application's own AT channel recovered (resync) and stays online
+    assert diag_json(cell.board.port)["supervisor"]["state"] == "ONLINE"
+
+
+def test_at_console_interactive(cell, tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), PYTHONUNBUFFERED="1")
+    child = pexpect.spawn(sys.executable, ["-m", "synack_host.cli", "at", "-p",
+                                           cell.board.port], env=env, encoding="utf-8",
+                          timeout=30)
+    try:
+        child.expect_exact("AT> ")
+        child.sendline("AT+CSQ")
+        child.expect(r"\+CSQ: 20,99")
+        child.expect_exact("OK")
+        child.expect_exact("AT> ")
+        child.sendline("AT+CGMM")
+        child.expect_exact("SIMCOM_SIM7600G-H")
+        child.expect_exact("AT> ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    assert "AT+CSQ" in (tmp_path / ".synack_at_history").read_text()
+    res = synack("exec", "-p", cell.board.port, "print('back')")
+    assert res.stdout.strip() == "back"
+
+
+def test_at_script(cell, tmp_path):
+    script = tmp_path / "check.at"
+    script.write_text("# signal and SIM\ntimeout 10\nsend AT+CSQ\nexpect \\+CSQ: \\d+,99\n"
+                      "expect OK\nsend AT+CPIN?\nexpect READY\n")
+    res = synack("at", "-p", cell.board.port, "--script", str(script))
+    assert res.returncode == 0, res.stderr
+    assert "< +CSQ: 20,99" in res.stdout
+    script.write_text("timeout 2\nsend AT+CSQ\nexpect NEVER-SAID\n")
+    res = synack("at", "-p", cell.board.port, "--script", str(script))
+    assert res.returncode == 1
+    assert "line 3: 'NEVER-SAID' not seen within 2 s" in res.stderr
+
+
+def test_monitor_decodes_firmware_events(cell, tmp_path):
+    saved = tmp_path / "mon.log"
+    proc = pexpect.spawn(sys.executable, ["-m", "synack_host.cli", "monitor", "-p",
+                                          cell.board.port, "--save", str(saved),
+                                          "--duration", "8"],
+                         env=dict(os.environ, PYTHONUNBUFFERED="1", NO_COLOR="1"),
+                         encoding="utf-8", timeout=20)
+    try:
+        proc.expect_exact("monitoring")
+        time.sleep(0.5)
+        cell.modem.network_lost()
+        proc.expect(r"\d\d:\d\d:\d\d\.\d{3} EVENT #\d+ boot \d+ \+[\d.]+s link_down: link lost")
+        proc.expect(r"EVENT #\d+ boot \d+ \+[\d.]+s link_up")
+        proc.sendintr()                       # Ctrl-C leaves cleanly
+        proc.expect(r"monitor: \d+ lines, \d+ events")
+        proc.expect(pexpect.EOF)
+    finally:
+        proc.close()
+    assert proc.exitstatus == 0
+    assert "link_down: link lost" in saved.read_text()
+
+
+KEY = "Wifi-Secret-9f3k"
+PASSWORD = "apn-Pa55-word"
+
+
+def test_secrets_appear_nowhere(tmp_path):
+    config = {"wifi": {"ssid": "field-lab", "key": KEY}, "apn": "internet",
+              "apn_password": PASSWORD}
+    flash = make_flash(tmp_path / "flash", WIFI_APP, config)
+    env = dict(os.environ, SYNACK_WIFI_KEY=KEY)
+    with rig(flash) as r:
+        time.sleep(1.0)
+        seen = []
+        res = synack("diag", "-p", r.board.port, "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        rep = json.loads(res.stdout)
+        assert rep["link"] == "wifi" and rep["wifi"]["ssid"] == "field-lab"
+        assert rep["wifi"]["ip"] == "127.0.0.1"
+        assert any("***" in e["detail"] for e in rep["blackbox"]["events"])
+        seen += [res.stdout, res.stderr]
+        res = synack("diag", "-p", r.board.port, env=env)
+        seen += [res.stdout, res.stderr]
+        # the AT console echoes what is typed: the board scrubs the config's password
+        res = synack("at", "-p", r.board.port, f'AT+CGAUTH=1,1,"user","{PASSWORD}"',
+                     env=env)
+        assert "AT+CGAUTH=1,1,\"user\",\"***\"" in res.stdout     # the modem's echo
+        seen += [res.stdout, res.stderr]
+        log = tmp_path / "mon.log"
+        res = synack("monitor", "-p", r.board.port, "--duration", "1.5", "--save", str(log),
+                     env=env)
+        assert "tick" in res.stdout and "debug: joined with key ***" in res.stdout
+        seen += [res.stdout, res.stderr, log.read_text()]
+        seen.append(r.board.stderr() + r.modem.stderr())
+    for text in seen:
+        assert KEY not in text and PASSWORD not in text
