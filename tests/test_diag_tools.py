@@ -86,6 +86,47 @@ def test_selftest_names_the_failing_step(cell):
         assert "Traceback" not in out
 
 
+def test_selftest_names_a_blackholed_path(cell, echo):
+    """The server's port silently drops everything (nftables, no RST): the connect step
+    fails with ETIMEDOUT within the step timeout, and nothing else is blamed."""
+    from synack_host.hil.blackhole import PortBlackhole, blackhole_unavailable
+
+    why = blackhole_unavailable()
+    if why:
+        pytest.skip(f"a blackholed path {why}")
+    with PortBlackhole(echo.port):
+        t0 = time.monotonic()
+        res = synack("diag", "selftest", "-p", cell.board.port, "--json", "--step-timeout",
+                     "2", "--tcp", f"127.0.0.1:{echo.port}")
+        took = time.monotonic() - t0
+    assert res.returncode == 1, res.stderr
+    tcp = json.loads(res.stdout)["tcp"]
+    assert (tcp["failed"], tcp["error"].split(":")[0]) == ("connect", "ETIMEDOUT"), tcp
+    assert "dns" in tcp["steps"] and 1500 <= tcp["steps"]["total"] < 6000, tcp
+    assert took < 20 and "Traceback" not in res.stdout + res.stderr
+
+
+def test_watch_repeats_the_report_until_ctrl_c(cell, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child = pexpect.spawn(sys.executable, ["-m", "synack_host.cli", "diag", "-p",
+                                           cell.board.port, "--json", "--watch", "0.5"],
+                          env=env, encoding="utf-8", timeout=30)
+    try:
+        stamps = []
+        for _ in range(3):
+            child.expect(r'"uptime_ms": (\d+)')
+            stamps.append(int(child.match.group(1)))
+        child.sendintr()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] >= 900, stamps
+    assert "Traceback" not in (child.before or "")
+    # the board went back to its application
+    assert diag_json(cell.board.port)["supervisor"]["state"] == "ONLINE"
+
+
 def test_at_commands_as_arguments_then_exec_works(cell):
     res = synack("at", "-p", cell.board.port, "AT+CSQ", "AT+CPIN?")
     assert res.returncode == 0, res.stderr

@@ -266,6 +266,9 @@ def _diag_args(p):
     p.add_argument("--ca", metavar="BOARD_PATH",
                    help="selftest: CA file on the board to verify https:// (default: "
                    "unverified, reported as such)")
+    p.add_argument("--step-timeout", type=float_range(0, 120, "step timeout"), default=10.0,
+                   metavar="S", help="selftest: seconds each network step (connect, each "
+                   "read) may take before it is reported as failed (default 10)")
 
 
 def cmd_diag(state: State, args) -> None:
@@ -276,6 +279,16 @@ def cmd_diag(state: State, args) -> None:
     code = (f"_synack_diag.show(link={args.link!r}, timeout_ms={args.at_timeout}, "
             f"uart_id={args.uart}, baud={args.modem_baud})")
     style = Style(state.out)
+    try:
+        _report_loop(state, args, code, style)
+    except KeyboardInterrupt:
+        if not args.watch:
+            raise
+        # Ctrl-C is how a watch ends: the board is back in its application (the session
+        # restored it on the way out), so this is a normal exit, not an interruption
+
+
+def _report_loop(state: State, args, code: str, style) -> None:
     with board_session(args) as repl:
         while True:
             with device_errors():
@@ -300,7 +313,8 @@ def _selftest(state: State, args) -> None:
         raise CommandError("--watch belongs to the report, not to selftest")
     code = ("from synack import selftest as _synack_selftest\n"
             f"_synack_selftest.show_selftest(url={args.url!r}, tcp={args.tcp!r}, "
-            f"link={args.link!r}, ca={args.ca!r})")
+            f"link={args.link!r}, ca={args.ca!r}, "
+            f"timeout_ms={int(args.step_timeout * 1000)})")
     with board_session(args) as repl:
         with device_errors():
             result = secrets.scrub(run_json(repl, code, timeout=180))
