@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -84,6 +85,60 @@ def test_selftest_names_the_failing_step(cell):
     assert web["failed"] == "dns" and "EHOSTUNREACH" in web["error"]
     for out in (res.stdout, res.stderr):
         assert "Traceback" not in out
+
+
+def test_selftest_over_https_verifies_with_a_ca_on_the_board(cell, http_server, tmp_path):
+    """``--url https://... --ca /file``: the tls step is timed and the server verified
+    with the CA on the board's flash; a CA that did not sign the server fails at tls."""
+    from synack_host.hil.pki import Pki, unavailable
+
+    if unavailable():
+        pytest.skip(f"test certificates: {unavailable()}")
+    pki = Pki(tmp_path / "pki")
+    pki.ca("ca")
+    pki.ca("other")
+    pki.leaf("server", names=["diag.example"])
+    ctx = pki.server_context("server")
+    front = socket.create_server(("127.0.0.1", 0))
+    port = front.getsockname()[1]
+
+    def serve() -> None:        # TLS in front of the plain test server, one request each
+        while True:
+            try:
+                raw, _ = front.accept()
+            except OSError:
+                return
+            try:
+                conn = ctx.wrap_socket(raw, server_side=True)
+                request = conn.recv(4096)
+                with socket.create_connection(("127.0.0.1", http_server)) as back:
+                    back.sendall(request)
+                    while data := back.recv(65536):
+                        conn.sendall(data)
+                conn.close()
+            except (OSError, ssl.SSLError):
+                raw.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        for name in ("ca", "other"):
+            res = synack("cp", "-p", cell.board.port, str(pki.path(name, "der")),
+                         f":/{name}.der")
+            assert res.returncode == 0, res.stderr
+        url = f"https://diag.example:{port}/status"
+        res = synack("diag", "selftest", "-p", cell.board.port, "--json", "--url", url,
+                     "--ca", "/ca.der")
+        assert res.returncode == 0, res.stdout + res.stderr
+        web = json.loads(res.stdout)["http"]
+        assert web["ok"] and web["verified"] is True and web["status"] == 200, web
+        assert list(web["steps"]) == ["dns", "connect", "tls", "first_byte", "body", "total"]
+        res = synack("diag", "selftest", "-p", cell.board.port, "--json", "--url", url,
+                     "--ca", "/other.der")
+        assert res.returncode == 1
+        web = json.loads(res.stdout)["http"]
+        assert web["failed"] == "tls" and "EACCES" in web["error"], web
+    finally:
+        front.close()
 
 
 def test_selftest_names_a_blackholed_path(cell, echo):
