@@ -15,7 +15,7 @@ Bounded: at most ``size`` entries (the oldest are dropped), each detail cut to
 
 Bounded flash writes: ``add()`` only marks the ring dirty; it is written when at least
 ``min_interval_ms`` (default 10 s) passed since the last write, or by ``flush(True)``,
-or at once for the events in ``URGENT`` (boot, link down). A power cut loses at most the
+or at once for the events in ``URGENT`` (boot, link down, a dead heartbeat). A power cut loses at most the
 events of the last interval. ``writes`` counts the flash writes.
 
 Power-cut safe: the whole ring is written to ``ring.tmp``, flushed to the medium and
@@ -39,7 +39,7 @@ _DETAIL = const(72)          # characters kept of an event's detail
 _SIZE = const(32)            # entries kept
 _MIN_INTERVAL_MS = const(10000)
 _MAX_FILE = const(8192)      # a larger file is not ours (or damaged): ignored
-URGENT = ("boot", "link_down", "reset")
+URGENT = ("boot", "link_down", "reset", "hb_dead")
 
 RESET_CAUSES = {1: "power-on", 2: "hard reset", 3: "watchdog", 4: "deep-sleep wake",
                 5: "soft reset"}   # machine.*_RESET on ESP32

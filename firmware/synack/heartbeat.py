@@ -268,11 +268,16 @@ class Driver:
     settimeout/recv_into/write). ``run()`` returns "dead", "deadline" or "stopped";
     the caller owns the socket and closes it."""
 
-    def __init__(self, sock, hb, on_push, poll_ms=100, rx_size=128):
+    def __init__(self, sock, hb, on_push, poll_ms=100, rx_size=128, events=None):
+        """``events``: an optional sink ``events(kind, detail)`` told of each missed
+        heartbeat ("hb_miss") and of the link's death ("hb_dead", the reason), e.g. a
+        black box's ``add``; it cannot stop the driver (its failures are ignored)."""
         self.sock = sock
         self.hb = hb
         self.on_push = on_push
         self.poll_ms = poll_ms
+        self.events = events
+        self._dead_told = False
         self._rx = bytearray(rx_size)
         self._rxmv = memoryview(self._rx)
         self._stop = False
@@ -318,15 +323,18 @@ class Driver:
         asyncio task (synack.tasks.heartbeat) share the logic of run()."""
         hb = self.hb
         if hb.state == DEAD:
-            return _DEAD
+            return self._dead()
         if self._stop or (stop is not None and stop()):
             return _STOPPED
         now = time.ticks_ms()
         if end is not None and time.ticks_diff(end, now) <= 0:
             return _DEADLINE
+        misses, seq = hb.total_misses, hb.seq  # seq: the heartbeat that may go unanswered
         self._act(hb.timer(now))
+        if hb.total_misses != misses:
+            self._tell("hb_miss", "%d of %d in a row, seq %d" % (hb.missed, hb.misses, seq))
         if hb.state == DEAD:
-            return _DEAD
+            return self._dead()
         wait = self.poll_ms
         due = hb.wake_at()
         if due is not None:
@@ -334,6 +342,19 @@ class Driver:
         if end is not None:
             wait = min(wait, time.ticks_diff(end, now))
         return max(wait, 1)
+
+    def _dead(self):
+        if not self._dead_told:
+            self._dead_told = True
+            self._tell("hb_dead", self.hb.reason)
+        return _DEAD
+
+    def _tell(self, kind, detail):
+        if self.events is not None:
+            try:
+                self.events(kind, detail)
+            except Exception:  # a broken sink must not take the heartbeat down with it
+                pass
 
     def read_ready(self):
         """Take in what has arrived, without waiting."""

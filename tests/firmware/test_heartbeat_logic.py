@@ -255,6 +255,39 @@ def test_driver_declares_the_link_dead_after_the_misses():
     with_clock(check)
 
 
+def test_driver_tells_its_event_sink_each_miss_and_the_death_once():
+    def check(clock):
+        sock = ScriptedSock(clock)
+        told = []
+        hb = hbm.Heartbeat(idle_ms=300, timeout_ms=200, misses=3, now=0)
+        drv = hbm.Driver(sock, hb, None, poll_ms=1000,
+                         events=lambda kind, detail: told.append((clock.now, kind, detail)))
+        eq(drv.run(), "dead")
+        eq(drv.run(), "dead")                  # the death is told once
+        eq(told, [(500, "hb_miss", "1 of 3 in a row, seq 1"),
+                  (700, "hb_miss", "2 of 3 in a row, seq 2"),
+                  (900, "hb_miss", "3 of 3 in a row, seq 3"),
+                  (900, "hb_dead", hb.reason)])
+
+        def broken(kind, detail):
+            raise ValueError("a sink that fails")
+        hb2 = hbm.Heartbeat(idle_ms=300, timeout_ms=200, misses=1, now=clock.now)
+        eq(hbm.Driver(sock, hb2, None, poll_ms=1000, events=broken).run(), "dead")
+    with_clock(check)
+
+
+def test_driver_tells_a_death_by_the_connection_too():
+    def check(clock):
+        told = []
+        sock = ScriptedSock(clock, [(40, b"")])
+        hb = hbm.Heartbeat(idle_ms=10000, timeout_ms=200, misses=2, now=0)
+        drv = hbm.Driver(sock, hb, None, poll_ms=100,
+                         events=lambda kind, detail: told.append((kind, detail)))
+        eq(drv.run(duration_ms=1000), "dead")
+        eq(told, [("hb_dead", "connection closed by the peer")])
+    with_clock(check)
+
+
 def test_driver_stops_when_asked():
     def check(clock):
         sock = ScriptedSock(clock)
