@@ -169,7 +169,7 @@ ROWS = [
      "cannot reach the modem's control socket"),
     # -- sim board
     ("sim-board-negative-flash", ["sim", "board", "--flash-size", "-1"],
-     "argument --flash-size: flash size must be 1..1073741824, got -1"),
+     "argument --flash-size: flash size must be 1..1073741824 bytes, got -1"),
     ("sim-board-zero-baud", ["sim", "board", "--baud", "0"], "argument --baud"),
     ("sim-board-fs-cannot-be-made", ["sim", "board", "--fs", "/proc/synack-flash"],
      "--fs /proc/synack-flash: cannot create it: "),

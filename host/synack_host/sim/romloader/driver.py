@@ -20,7 +20,8 @@ the control socket (``--control PATH``, same line protocol as the modem's fault
 socket, so ``synack sim fault PATH reset`` works) stands in for the buttons:
 ``reset`` (press EN with BOOT released: boot from flash), ``download`` (hold BOOT,
 press EN: ROM loader), ``status`` and ``log`` (JSON: phase, loader mode, baud,
-commands received).
+commands received); one fault, ``stall N``: after N more bytes from the host the chip
+stops answering (a hung chip, a cable pulled mid-write) until ``reset``/``download``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .flash import Flash
 from .loader import INITIAL_BAUD, Loader
 
 DOWNLOAD, MICROPYTHON, BOOT_ERROR, HALTED = "download", "micropython", "boot-error", "halted"
+STALLED = "stalled"       # the ``stall`` fault fired: input ignored, nothing answered
 ERROR_PERIOD_S = 1.0      # between two watchdog resets of a chip that cannot boot
 IDLE_WAIT_S = 0.5
 WATCHDOG_DELAY_S = 0.05   # enabled RTC watchdog -> reset; esptool's lock write comes first
@@ -75,6 +77,7 @@ class DownloadBoard:
         self._next_cycle = 0.0
         self._watchdog_at: float | None = None
         self._running = False
+        self.stall_left: int | None = None  # host bytes until the ``stall`` fault fires
         self.control = ControlServer(self, control_path) if control_path else None
         self.enter_download("poweron")
 
@@ -110,6 +113,7 @@ class DownloadBoard:
         self._events.clear()
         self._cycles = []
         self._watchdog_at = None
+        self.stall_left = None
         self.phase = DOWNLOAD
         self.pty.write((self.chip.rom_banner + self.chip.reset_line(cause, download=True)
                         + "waiting for download\r\n").encode())
@@ -122,6 +126,7 @@ class DownloadBoard:
         self.pty.clear_input()
         self._events.clear()
         self._watchdog_at = None
+        self.stall_left = None
         result = boot_mod.boot(self.chip, self.flash, cause)
         self.boot_detail, self.version = result.detail, result.version
         self._trace(f"boot ({cause} reset): {result.kind}: {result.detail}")
@@ -178,6 +183,13 @@ class DownloadBoard:
             chunk = self.pty.read()
             if not chunk:
                 break
+            if self.stall_left is not None and len(chunk) >= self.stall_left:
+                self.dropped += len(chunk) - self.stall_left
+                chunk, self.stall_left = chunk[:self.stall_left], None
+                self.phase = STALLED
+                self._trace("stalled: the chip stops answering")
+            elif self.stall_left is not None:
+                self.stall_left -= len(chunk)
             self.loader.receive(chunk)
             self.pty.write(self.loader.take_output())
             self._events += self.loader.take_events()
@@ -255,6 +267,7 @@ class DownloadBoard:
                 "flash": self.flash.path, "flash_size": self.flash.size,
                 "boot": self.boot_detail, "version": self.version,
                 "counts": dict(self.loader.counts), "dropped": self.dropped,
+                "stall_left": self.stall_left,
                 "commands": log if everything else log[-STATUS_TAIL:]}
 
 
@@ -276,6 +289,15 @@ def _log(board: DownloadBoard, args: list[str]) -> str:
     return json.dumps(board.status(everything=True)["commands"])
 
 
+def _stall(board: DownloadBoard, args: list[str]) -> str:
+    if len(args) != 1 or not args[0].isdigit():
+        raise FaultError("stall wants one argument: the host bytes to take before stalling")
+    if board.phase != DOWNLOAD:
+        raise FaultError(f"the chip is not in download mode ({board.phase})")
+    board.stall_left = int(args[0])
+    return f"stalls after {board.stall_left} more bytes from the host"
+
+
 def _clear_log(board: DownloadBoard, args: list[str]) -> str:
     if args:
         raise FaultError("clear-log takes no arguments")
@@ -289,5 +311,7 @@ CONTROLS: dict[str, Fault] = {
     "download": Fault(_download, "download", "hold BOOT, press EN: the ROM loader"),
     "status": Fault(_status, "status", "phase, loader mode, baud, counts, last commands (JSON)"),
     "log": Fault(_log, "log", "every command received (JSON list)"),
+    "stall": Fault(_stall, "stall N", "after N more bytes from the host the chip stops "
+                   "answering (ignores input) until reset/download"),
     "clear-log": Fault(_clear_log, "clear-log", "forget the commands received so far"),
 }
