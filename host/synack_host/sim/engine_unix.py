@@ -20,11 +20,13 @@ with its own signals, sockets and files, so less is bridged than for the wasm en
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -39,8 +41,8 @@ from .uart import PipeRx
 ESCALATE_S = 1.5
 
 HEAD_UNIX = r'''
-import sys, io, json, errno, select, vfs
-import os as _os, time as _time, machine as _machine
+import sys, io, json, errno, select, vfs, binascii, micropython
+import os as _os, time as _time, machine as _machine, select as _select
 _co = open(_W, 'wb')
 def _reply():
     n = _ci.read(8)
@@ -69,6 +71,9 @@ def _call(name, *a):
             if r[0] == _jn[0]:
                 return r[1]
 _jail = lambda cwd, p, follow: _call('jail', cwd, p, follow)
+_stdin_read = lambda n: binascii.a2b_base64(_call('stdin', n))
+_stdin_wait = lambda t: _call('stdin_wait', t)
+_kbd_intr = lambda c: _call('kbd_intr', c)
 _mount_jail(vfs.VfsPosix(_ROOT))
 _ut = _ur = None
 class UART:
@@ -276,6 +281,15 @@ class UnixHost:
                 self.rx.rxbuf = size
             self.rx.baud = baud if isinstance(baud, int) and baud > 0 else None
             self.answer(seq, None)
+        elif name in ("stdin", "stdin_wait"):   # to the board (sim/stdin.py)
+            self.drain_output()   # what the code printed before it waits (its acks)
+            if name == "stdin":
+                self.send(b"R", struct.pack(">Iii", args[0], args[1], -1))
+            else:
+                self.send(b"P", struct.pack(">Ii", args[0], args[1]))
+        elif name == "kbd_intr":
+            self.send(b"K", struct.pack(">i", args[1]))
+            self.answer(args[0], None)
         elif name == "uart_any":
             self.answer(args[0], self.rx.level() if self.rx else 0)
         elif name in ("reset", "soft_reset"):
@@ -307,7 +321,14 @@ class UnixHost:
                 if not data:
                     return
                 for kind, payload in self.frames.feed(data):
-                    self.interrupt() if kind == b"I" else self.jobs.append(Job(kind, payload))
+                    if kind == b"I":
+                        self.interrupt()
+                    elif kind in (b"i", b"p"):   # the board's answer to a stdin request
+                        (seq,) = struct.unpack(">I", payload[:4])
+                        self.answer(seq, binascii.b2a_base64(payload[4:]).decode()
+                                    if kind == b"i" else payload[4:] == b"\x01")
+                    else:
+                        self.jobs.append(Job(kind, payload))
             if self.ctl_r in ready:
                 data = os.read(self.ctl_r, 65536)
                 if not data:   # the VM is gone: its last output, then what to do about it

@@ -413,6 +413,8 @@ class VMHost:
         self.more = ""
         self.uart = None
         self.socks: dict[int, socket.socket] = {}
+        self.stdin_seq = 0
+        self.stdin_reply = b""
 
     # -- frames --------------------------------------------------------------------
     def send(self, kind: bytes, payload: bytes = b"") -> None:
@@ -445,6 +447,9 @@ class VMHost:
                 with self.lock:
                     if kind == b"I":
                         self.interrupt()
+                    elif kind in (b"i", b"p"):   # the board's answer to a stdin request
+                        self.stdin_reply = payload
+                        self.lock.notify_all()
                     else:
                         self.jobs.append(Job(kind, payload))
                         self.lock.notify_all()
@@ -638,6 +643,29 @@ class VMHost:
             select.select([fd], [], [], max(0.0, seconds))
         if self.kbd:
             raise _Interrupted
+
+    # -- sys.stdin and kbd_intr: the board's (sim/stdin.py) ---------------------------
+    def _stdin(self, kind: bytes, args: tuple) -> bytes:
+        self.send(b"")   # what the code printed before it waits (its acks) goes first
+        with self.lock:
+            self.stdin_seq += 1
+            seq = struct.pack(">I", self.stdin_seq)
+        self.send(kind, seq + struct.pack(">" + "i" * len(args), *args))
+        with self.lock:
+            while self.stdin_reply[:4] != seq:
+                if self.kbd:
+                    raise _Interrupted
+                self.lock.wait(0.05)
+            return self.stdin_reply[4:]
+
+    def h_stdin(self, n: int) -> str:
+        return b64encode(self._stdin(b"R", (n, -1))).decode()
+
+    def h_stdin_wait(self, timeout_ms: int) -> bool:
+        return self._stdin(b"P", (timeout_ms,)) == b"\x01"
+
+    def h_kbd_intr(self, c: int) -> None:
+        self.send(b"K", struct.pack(">i", c))
 
     def h_jail(self, cwd: str, path: str, follow: bool) -> str | None:
         """Where a device path leads in the flash (None: outside, ENOENT)."""

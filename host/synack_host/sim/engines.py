@@ -12,7 +12,8 @@ interactive line (expression values are printed), ``F`` run a file of the flash 
 ``I`` (with a SIGINT) is a Ctrl-C. Child -> parent: ``O`` output bytes (already in REPL
 form, ``\\n`` -> ``\\r\\n``), ``D`` done (payload: MicroPython-style traceback text,
 empty if none), ``E`` done by sys.exit(), ``H``/``S`` the code asked for machine.reset() /
-machine.soft_reset().
+machine.soft_reset(). Running code's stdin and ``micropython.kbd_intr`` are frames too
+(``R``/``P``/``K`` out, ``i``/``p`` back: stdin.py), on every engine.
 
 The child works in the board's flash directory. Device code (the REPL namespace and
 modules imported from the flash) sees a MicroPython-flavoured ``os`` whose absolute paths
@@ -291,43 +292,87 @@ def _execute(kind: bytes, payload: bytes, ns: dict, root: str) -> str | None:
     return error
 
 
+_INBOX: list[tuple[bytes, bytes]] = []   # frames from the board not taken yet
+_READER = FrameReader()
+_SEQ = [0]
+
+
+def _fill() -> None:
+    """Block for the board's next frames (EOFError: the board has gone)."""
+    data = os.read(_IN_FD, 65536)
+    if not data:
+        raise EOFError
+    _INBOX.extend(_READER.feed(data))
+
+
+def _request(kind: bytes, payload: bytes) -> bytes:
+    """A stdin request of device code: wait for the board's reply with our sequence
+    number (a Ctrl-C's KeyboardInterrupt ends the wait; a late reply is then dropped)."""
+    _SEQ[0] += 1
+    seq = struct.pack(">I", _SEQ[0])
+    _send(kind, seq + payload)
+    while True:
+        for i, (k, p) in enumerate(_INBOX):
+            if k in (b"i", b"p") and p[:4] == seq:
+                del _INBOX[i]
+                return p[4:]
+        _fill()
+
+
+def _install_stdin() -> None:
+    import select
+
+    from .shims import install
+    from .stdin import PortIn, poll_module
+
+    install()   # the micropython module's directory on sys.path
+    import micropython
+
+    sys.stdin = PortIn(_request)   # type: ignore[assignment]
+    sys.modules["select"] = sys.modules["uselect"] = poll_module(select, sys.stdin)
+    # the board decides what a received 0x03 is (stdin.py)
+    micropython.kbd_intr = lambda c: _send(b"K", struct.pack(">i", c))
+
+
 def _child_main(root: str, uart1: str) -> None:
-    global _OUT_FD
+    global _OUT_FD, _IN_FD
     # the frame pipe gets private descriptors; stray C-level output goes to stderr
     _OUT_FD = os.dup(1)
-    in_fd = os.dup(0)
+    _IN_FD = os.dup(0)
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     _set_parent_death_signal()
     signal.signal(signal.SIGINT, _on_sigint)
     ns: dict = {"__name__": "__main__"}
+    # before the flash joins sys.path: an import now would cache its lib/ as missing
+    _install_stdin()
     install_device_shims(root, uart1 or None, ns, _send)
     sys.stdout = sys.stderr = _PortOut()   # type: ignore[assignment]
-    reader = FrameReader()
     while True:
-        try:
-            data = os.read(in_fd, 65536)
-        except KeyboardInterrupt:
-            continue
-        if not data:
-            return
-        frames = reader.feed(data)
-        _Child.pending = False   # an interrupt before this read was meant for old code
-        for i, (kind, payload) in enumerate(frames):
-            if kind == b"I":
-                continue
-            # an interrupt queued behind this request: the host pressed Ctrl-C before
-            # the code could start (a slow start, main.py at power-up)
-            _Child.pending = any(k == b"I" for k, _ in frames[i + 1:])
+        if not _INBOX:
             try:
-                error = _execute(kind, payload, ns, root)
-                if error is None:
-                    _send(b"E")
-                else:
-                    _send(b"D", error.encode("utf-8", "replace"))
-            except KeyboardInterrupt:   # landed after the code finished: too late
-                _send(b"D", b"")
+                _fill()
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+            _Child.pending = False   # an interrupt before this read was meant for old code
+            continue
+        kind, payload = _INBOX.pop(0)
+        if kind in (b"I", b"i", b"p"):   # stdin replies: to code that was interrupted
+            continue
+        # an interrupt queued behind this request: the host pressed Ctrl-C before
+        # the code could start (a slow start, main.py at power-up)
+        _Child.pending = any(k == b"I" for k, _ in _INBOX)
+        try:
+            error = _execute(kind, payload, ns, root)
+            if error is None:
+                _send(b"E")
+            else:
+                _send(b"D", error.encode("utf-8", "replace"))
+        except KeyboardInterrupt:   # landed after the code finished: too late
+            _send(b"D", b"")
 
 
 def _set_parent_death_signal() -> None:
@@ -340,8 +385,8 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-
 _OUT_FD = 1
+_IN_FD = 0
 
 if __name__ == "__main__":
     _child_main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")
