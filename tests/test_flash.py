@@ -40,6 +40,26 @@ def flash_bytes(path, offset: int, length: int) -> bytes:
         return f.read(length)
 
 
+def test_a_merged_firmware_bin_boots_the_app_version(tmp_path, capsys):
+    """A real MicroPython firmware.bin is bootloader + partition table (0x8000) + app
+    (0x10000) written at 0x1000: the version reported is the app's, seen on the banner."""
+    from synack_host.sim.romloader.images import build_firmware
+
+    image = build_firmware("esp32", version=VERSION)
+    (tmp_path / "firmware.bin").write_bytes(image)
+    flash = tmp_path / "flash.bin"
+    board = start_download_board("--mac", MAC, "--no-pacing", flash=flash)
+    try:
+        code, out, err = synack(capsys, "flash", tmp_path / "firmware.bin", "-p", board.port,
+                                *VIRTUAL)
+        assert code == 0, err
+        assert flash_bytes(flash, 0x1000, len(image)) == image
+        assert f"boots MicroPython {VERSION}" in out
+        assert board.status()["version"] == VERSION
+    finally:
+        board.stop()
+
+
 def test_flash_1_5_mib_at_921600_then_the_banner(tmp_path, capsys):
     image = build_image("esp32", version=VERSION, size=3 * MIB // 2)
     (tmp_path / "fw.bin").write_bytes(image)

@@ -104,3 +104,30 @@ def test_erased_and_corrupted_images_give_the_boot_error_loop(board, tmp_path):
         assert wait_phase(b, "boot-error")["version"] is None
     finally:
         port.s.close()
+
+
+@pytest.mark.parametrize("chip", ["esp32", "esp32s3"])
+def test_a_real_firmware_layout_boots_the_app_behind_the_partition_table(tmp_path, chip):
+    """What a real MicroPython firmware.bin holds: the bootloader at the boot offset (no
+    version in it), the partition table at 0x8000, the app (with the version) at 0x10000.
+    The version comes from the factory app; a corrupt app is the bootloader's complaint."""
+    from synack_host.sim.romloader.boot import boot
+    from synack_host.sim.romloader.chips import CHIPS
+    from synack_host.sim.romloader.flash import Flash
+    from synack_host.sim.romloader.images import BOOT_OFFSETS, build_firmware
+
+    def booted(image: bytes, name: str):
+        flash = Flash(tmp_path / name, 4 << 20)
+        try:
+            flash.program(BOOT_OFFSETS[chip], image)
+            return boot(CHIPS[chip], flash)
+        finally:
+            flash.close()
+
+    good = booted(build_firmware(chip, version="v1.25.0 on 2025-04-15"), "good.bin")
+    assert (good.kind, good.version) == ("micropython", "v1.25.0 on 2025-04-15"), good
+    bad = booted(build_firmware(chip, corrupt_app=True), "bad.bin")
+    assert bad.kind == "error" and "csum err" in bad.detail, bad    # the app's checksum
+    assert "entry 0x" in bad.cycles[0], bad     # ... after the bootloader was loaded
+    none = booted(build_firmware(chip, version=None), "none.bin")
+    assert none.kind == "no-firmware", none

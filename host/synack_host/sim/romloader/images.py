@@ -9,6 +9,11 @@ segment filling the rest. The filler is one 4 KiB pattern per sector, stamped wi
 sector number: it compresses to a few KiB (fast flashing at any baud rate), yet a
 sector written at the wrong offset is told apart. ``random=True`` makes it
 incompressible.
+
+``build_firmware("esp32", version=...)`` lays out what a real MicroPython
+``firmware.bin`` holds, to be written at the chip's boot offset: a second-stage
+bootloader image (no version string), the partition table at flash 0x8000 and the
+application, holding the version, at 0x10000 (the factory partition).
 """
 
 from __future__ import annotations
@@ -73,3 +78,36 @@ def write_image(path: str | os.PathLike, **options) -> bytes:
     with open(path, "wb") as f:
         f.write(data)
     return data
+
+
+PARTITION_TABLE = 0x8000
+APP_OFFSET = 0x10000
+BOOT_OFFSETS = {"esp32": 0x1000, "esp32s3": 0x0}
+
+
+def partition_table(app_size: int) -> bytes:
+    """An ESP-IDF partition table (binary: 32-byte entries, magic 0xAA50): nvs and
+    phy_init data partitions and the factory app at APP_OFFSET; 0xFF after the last."""
+    def entry(ptype: int, subtype: int, offset: int, size: int, label: str) -> bytes:
+        return struct.pack("<2sBBII16sI", b"\xaa\x50", ptype, subtype, offset, size,
+                           label.encode(), 0)
+    app = -(-app_size // 0x10000) * 0x10000
+    table = (entry(1, 0x02, 0x9000, 0x6000, "nvs") + entry(1, 0x01, 0xF000, 0x1000, "phy_init")
+             + entry(0, 0x00, APP_OFFSET, app, "factory"))
+    return table + b"\xff" * (0xC00 - len(table))
+
+
+def build_firmware(chip: str = "esp32", version: str | None = "v1.24.1 on 2024-11-29",
+                   app_size: int = 256 * 1024, corrupt_app: bool = False) -> bytes:
+    """A merged ``firmware.bin`` (bootloader + partition table + app) for ``chip``'s
+    boot offset; ``corrupt_app`` flips a byte inside the app (its SHA-256 then fails)."""
+    base = BOOT_OFFSETS[chip]
+    loader = build_image(chip, version=None, size=16 * 1024)
+    app = bytearray(build_image(chip, version=version, size=app_size))
+    if corrupt_app:
+        app[len(app) // 2] ^= 0xFF
+    out = bytearray(loader)
+    out += b"\xff" * (PARTITION_TABLE - base - len(out))
+    out += partition_table(len(app))
+    out += b"\xff" * (APP_OFFSET - base - len(out))
+    return bytes(out + app)
