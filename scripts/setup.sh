@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="tcpdump mosquitto iproute2 nftables"   # wire captures, the MQTT broker, netns/tc
+APT_PACKAGES="tcpdump mosquitto iproute2 nftables ser2net"   # wire captures, the MQTT broker, netns/tc, labgrid's RFC 2217 serial server
 
 py=${PYTHON:-python3}
 if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then

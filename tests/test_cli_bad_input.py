@@ -151,6 +151,24 @@ ROWS = [
     ("hil-no-such-board", ["hil", "--board", NO_PORT],           # checked once, up front
      f"cannot open {NO_PORT}: no such file or directory"),
     ("hil-board-is-a-file", ["hil", "--board", "{regular}"], "a regular file, not a serial port"),
+    # -- hil on labgrid places: refused before anything is acquired
+    ("hil-place-and-board", ["hil", "--place", "synack-1", "--board", NO_PORT],
+     "give --board or --place/--places, not both"),
+    ("hil-place-and-places", ["hil", "--place", "a", "--places", "b,c"],
+     "give --place or --places, not both"),
+    ("hil-places-empty-name", ["hil", "--places", "a,,b", "--coordinator", "127.0.0.1:1"],
+     "--places: '' is not a place name"),
+    ("hil-places-named-twice", ["hil", "--places", "a,a", "--coordinator", "127.0.0.1:1"],
+     "a place is named twice"),
+    ("hil-place-coordinator-unreachable",
+     ["hil", "--place", "synack-1", "--coordinator", "127.0.0.1:1"],
+     "cannot reach the labgrid coordinator at 127.0.0.1:1"),
+    # -- farm
+    ("farm-up-zero-boards", ["farm", "up", "--boards", "0"],
+     "farm up: argument --boards: number of boards must be 1..16, got 0"),
+    ("farm-up-state-dir-is-a-file", ["farm", "up", "--state-dir", "{regular}"],
+     "not a directory"),
+    ("farm-down-nothing-running", ["farm", "down", "--state-dir", "{dir}"], "no farm to stop"),
     # -- sim modem
     ("sim-modem-negative-baud", ["sim", "modem", "--baud", "-1"],
      "sim modem: argument --baud: baud rate must be 300..12000000, got -1"),

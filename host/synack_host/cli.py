@@ -21,6 +21,7 @@ from . import __version__
 from .board_commands import BOARD_COMMANDS
 from .chain import CHAIN_COMMANDS
 from .diag_commands import DIAG_COMMANDS
+from .farm_commands import FARM_COMMANDS
 from .flash_commands import FLASH_COMMANDS
 from .fs_commands import FS_COMMANDS
 from .hil_commands import HIL_COMMANDS
@@ -90,7 +91,7 @@ def _subparser(parser: argparse.ArgumentParser, word: str) -> argparse.ArgumentP
 # commands that work on an open board, so ``synack connect PORT`` can chain them
 BOARD_SESSION_COMMANDS = {**BOARD_COMMANDS, **FS_COMMANDS, **REPL_COMMANDS}
 COMMANDS = {**CHAIN_COMMANDS, **BOARD_SESSION_COMMANDS, **HIL_COMMANDS, **SIM_COMMANDS,
-            **DIAG_COMMANDS, **FLASH_COMMANDS}
+            **DIAG_COMMANDS, **FLASH_COMMANDS, **FARM_COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:

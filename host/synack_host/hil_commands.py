@@ -36,6 +36,12 @@ def _hil_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tests", type=Path, help="directory of HIL tests (default: hil_tests/ "
                    "of this checkout)")
     p.add_argument("-k", metavar="EXPR", help="only tests matching this pytest expression")
+    p.add_argument("--place", help="a labgrid place (synack farm up: synack-1 ...): "
+                   "acquired for the run, its board used over RFC 2217, then released")
+    p.add_argument("--places", metavar="A,B,...|all-free", help="shard the suite across "
+                   "these places in parallel (all-free: every place nobody holds)")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="the labgrid coordinator "
+                   "(default $LG_COORDINATOR)")
 
 
 def cmd_hil(state: State, args: argparse.Namespace) -> None:
@@ -46,9 +52,14 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
         raise CommandError(f"no HIL tests at {tests} (give --tests DIR)")
     if args.k:
         _check_k_expression(args.k)
-    if args.board != "virtual":
+    if args.place or args.places:
+        from .hil import farmrun
+
+        farmrun.check_args(args)
+    elif args.board != "virtual":
         _check_board(args.board, args.baud)
-    name = run.default_report_name(args.board, args.engine, args.modem, time.time())
+    where = args.place or ("places" if args.places else args.board)
+    name = run.default_report_name(where, args.engine, args.modem, time.time())
     if args.junit is None:
         args.junit = Path("hil-reports") / f"{name}.xml"
         _make_dir("--junit", args.junit.parent)
@@ -58,7 +69,7 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
     _make_dir("--logdir", args.logdir)
     if not os.access(args.logdir, os.W_OK | os.X_OK):
         raise CommandError(f"--logdir {args.logdir}: not writable")
-    options = ["--board", args.board, "--engine", args.engine, "--modem", args.modem,
+    options = ["--engine", args.engine, "--modem", args.modem,
                "--server-host", args.server_host, "--hil-logdir", str(args.logdir)]
     if args.baud:
         options += ["--baud", str(args.baud)]
@@ -69,8 +80,11 @@ def cmd_hil(state: State, args: argparse.Namespace) -> None:
     if args.k:
         options += ["-k", args.k]
     args.junit.unlink(missing_ok=True)
-    print(run.title(args.board, args.engine, args.modem), file=state.out, flush=True)
-    code = run.run_pytest(tests, args.junit, options, state.out)
+    if args.place or args.places:          # labgrid places: hil/farmrun.py
+        code = farmrun.run_on_places(state, args, tests, options)
+    else:
+        print(run.title(args.board, args.engine, args.modem), file=state.out, flush=True)
+        code = run.run_pytest(tests, args.junit, ["--board", args.board, *options], state.out)
     if not args.junit.exists():
         raise CommandError(f"the HIL run produced no report (pytest exit status {code})")
     try:

@@ -10,8 +10,9 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
   test fails.
 - ``modem``: the virtual modem process with its fault-injection API (reboot,
   drop_registration, close_link, lose_data_urcs, delay_replies, inject_garbage,
-  network_lost, pause/resume; see synack_host.sim.faults); skips on a real board or over
-  Wi-Fi.
+  network_lost, pause/resume; see synack_host.sim.faults); on a farm rig (``--place``)
+  the same faults through the rig's exported control socket; skips on a real board
+  without one or over Wi-Fi.
 - ``echo_server``, ``http_server``, ``presence_server``: reference servers reachable by
   the device at ``hil.server_host``.
 - ``hil_pki``: a test CA and server certificates for ``hil.server_host`` (openssl);
@@ -37,6 +38,7 @@ from pathlib import Path
 import pytest
 
 from .. import secrets
+from . import lease
 from .device import NETWORKS, Device
 from .http_server import HttpServer
 from .servers import EchoServer
@@ -60,6 +62,9 @@ class HilConfig:
     apn: str = "internet"
     wifi_ssid: str = "synack-virtual"
     wifi_key: str = field(default="", repr=False)
+    place: str | None = None               # a labgrid place (--place): a farm's board
+    modem_control: str | None = None       # its rig's modem fault socket, if it has one
+    rig_minute_s: float | None = None      # that rig modem's AT+CTCPKA minute
 
     @property
     def virtual(self) -> bool:
@@ -67,6 +72,8 @@ class HilConfig:
 
     @property
     def keepalive_minute_s(self) -> float:
+        if self.rig_minute_s:
+            return self.rig_minute_s
         return VIRTUAL_KEEPALIVE_MINUTE_S if self.virtual else 60.0
 
     @property
@@ -95,6 +102,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="the modem's APN (default $SYNACK_APN or 'internet')")
     g.addoption("--wifi-ssid", default=os.environ.get("SYNACK_WIFI_SSID", "synack-virtual"),
                 help="Wi-Fi network of a real board (default $SYNACK_WIFI_SSID)")
+    g.addoption("--place", default=None,
+                help="a labgrid place (synack farm up): acquired for the run, its board's "
+                "rfc2217:// port used, released at the end")
+    g.addoption("--coordinator", default=None,
+                help="the labgrid coordinator HOST:PORT (default $LG_COORDINATOR)")
     g.addoption("--wifi-key", default=os.environ.get("SYNACK_WIFI_KEY", ""),
                 help="its password (default $SYNACK_WIFI_KEY; an environment variable "
                 "keeps it out of shell history)")
@@ -105,8 +117,14 @@ def hil(request: pytest.FixtureRequest) -> HilConfig:
     opt = request.config.getoption
     logdir = Path(opt("--hil-logdir") or tempfile.mkdtemp(prefix="synack-hil-"))
     logdir.mkdir(parents=True, exist_ok=True)
-    return HilConfig(opt("--board"), opt("--engine"), opt("--modem"), opt("--baud"), logdir,
-                     opt("--server-host"), opt("--apn"), opt("--wifi-ssid"), opt("--wifi-key"))
+    config = HilConfig(opt("--board"), opt("--engine"), opt("--modem"), opt("--baud"), logdir,
+                       opt("--server-host"), opt("--apn"), opt("--wifi-ssid"),
+                       opt("--wifi-key"))
+    held = lease.of(request.config)
+    if held is not None:
+        config.place, config.modem_control = held.name, held.board.control
+        config.rig_minute_s = held.board.keepalive_minute_s
+    return config
 
 
 @pytest.fixture(scope="session")
@@ -123,11 +141,14 @@ def rig(hil: HilConfig):
 
 
 @pytest.fixture(scope="session")
-def _device(hil: HilConfig, rig):
+def _device(hil: HilConfig, rig, request: pytest.FixtureRequest):
     port = rig.board.port if rig is not None else hil.board
     dev = Device(port, baud=hil.baud or 115200, network=hil.modem,
                  log_path=hil.logdir / "session.log", apn=hil.apn, ssid=hil.wifi_ssid,
                  key=hil.wifi_key)
+    held = lease.of(request.config)
+    if held is not None:        # the place vanished: a test blocked on the board fails now
+        held.on_lost(dev.link.close)
     dev.deploy()
     yield dev
     dev.close()
@@ -149,6 +170,7 @@ class _MaskSecrets(logging.Filter):
 
 def pytest_configure(config: pytest.Config) -> None:
     secrets.register(*(config.getoption(o, None) for o in SECRET_OPTIONS))
+    lease.start(config)       # --place: acquire it, --board becomes its rfc2217:// URL
 
 
 @pytest.hookimpl(trylast=True)
@@ -181,7 +203,16 @@ def pytest_make_collect_report(collector: pytest.Collector):
     return report
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    lease.check_before(item)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    lease.finish(config)
+    _mask_junit(config)
+
+
+def _mask_junit(config: pytest.Config) -> None:
     """The JUnit XML once more, after pytest wrote it (also record_xml_attribute and
     record_testsuite_property values, which bypass the reports)."""
     xml = getattr(config.option, "xmlpath", None)
@@ -199,6 +230,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
     _mask_report(report)
+    lease.name_vanished(item, report)
     setattr(item, f"hil_report_{report.when}", report)
     log = getattr(item, "hil_log", None)
     if report.failed and log is not None:
@@ -233,6 +265,13 @@ def board(_device: Device, hil: HilConfig, request: pytest.FixtureRequest):
 
 @pytest.fixture
 def modem(hil: HilConfig, rig):
+    if hil.modem != "wifi" and rig is None and hil.modem_control:
+        from .places import RemoteModem
+
+        remote = RemoteModem(hil.modem_control)     # a farm rig's, through its socket
+        yield remote
+        remote.heal()
+        return
     if rig is None or hil.modem == "wifi":
         pytest.skip("the modem fixture needs the virtual rig with a modem")
     yield rig.modem

@@ -30,8 +30,11 @@ class Outcome:
 def pytest_command(tests: Path, junit: Path, options: list[str]) -> list[str]:
     # junit_family legacy: the XML keeps the figures tests record with record_property;
     # the live plugin prints a line per test as it ends, in place of pytest's dots (the
-    # terminal plugin and the ini's addopts, which are terminal options, are left out)
+    # terminal plugin and the ini's addopts, which are terminal options, are left out;
+    # labgrid's pytest plugin, installed with synack[farm], needs the terminal plugin and
+    # is not how synack hil reaches labgrid: hil/places.py is)
     return [sys.executable, "-m", "pytest", str(tests), "-p", "no:cacheprovider",
+            "-p", "no:labgrid",
             "-p", "synack_host.hil.live", "-p", "no:terminal", "-o", "addopts=",
             "-o", "junit_family=legacy", "--junitxml", str(junit), *options]
 
