@@ -42,7 +42,8 @@ from . import lease
 from .device import NETWORKS, Device
 # fixtures of the servers and the wire, found by pytest as attributes of this plugin
 from .net_fixtures import (blackhole, capture, echo_server, hil_pki,  # noqa: F401
-                           http_server, https_server, network, presence_server)
+                           http_server, https_server, network, presence_server,
+                           require_tools)
 
 ENGINES = ("cpython", "micropython", "unix")
 # options whose values are secrets: masked (***) in everything the run logs or reports
