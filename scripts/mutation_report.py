@@ -11,6 +11,7 @@ mutants (a timeout is a kill: the tests did not pass).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -37,12 +38,13 @@ def collect(root: Path) -> dict:
             source = (group / "src" / rel).read_text()
             counts = dict.fromkeys(KINDS, 0)
             survivors = []
+            mutants_module = []  # parsed once per file, on the first survivor
             for name, code in sorted(codes.items()):
                 kind = STATUS.get(code, "suspicious")
                 counts[kind] += 1
                 if kind in ("survived", "no tests", "suspicious"):
                     survivors.append({"mutant": name, "status": kind,
-                                      "diff": show(group, name)})
+                                      "diff": diff(group, rel, name, mutants_module)})
             counts["equivalent (marked)"] = source.count("pragma: no mutate")
             scored = sum(counts[k] for k in KINDS if k != "not checked")
             counts["score"] = round(100.0 * (counts["killed"] + counts["timeout"]) / scored, 1) \
@@ -50,6 +52,29 @@ def collect(root: Path) -> dict:
             files["firmware/" + rel] = {"group": group.name, **counts,
                                         "survivors": survivors}
     return files
+
+
+def diff(group: Path, rel: str, name: str, cache: list) -> str:
+    """The mutant's changed lines, from mutmut's own mutants file (parsed once per file):
+    what ``mutmut show`` prints, without a process per mutant; ``show`` if that fails."""
+    here = os.getcwd()
+    try:
+        import difflib
+
+        import libcst as cst
+        os.chdir(group)  # mutmut reads its configuration from there when first imported
+        from mutmut.mutation.diff_apply import read_mutant_function, read_original_function
+        if not cache:
+            cache.append(cst.parse_module((group / "mutants" / "src" / rel).read_text()))
+        module = cache[0]
+        orig, mutant = (cst.Module([f]).code.strip().split("\n") for f in
+                        (read_original_function(module, name), read_mutant_function(module, name)))
+    except Exception:  # another mutmut version, or a module it cannot parse
+        return show(group, name)
+    finally:
+        os.chdir(here)
+    return "\n".join(ln for ln in difflib.unified_diff(orig, mutant, lineterm="")
+                     if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---")))
 
 
 def show(group: Path, name: str) -> str:
@@ -73,14 +98,18 @@ def write(files: dict, out: Path) -> None:
           f"Generated {stamp} by `bash scripts/mutate.sh` (mutmut, one group's fast tests "
           "per file; see docs/development.md). Score = (killed + timeout) / non-equivalent "
           "mutants; equivalent mutants are the lines marked `# pragma: no mutate` with a "
-          "reason, and are not generated.", "",
-          "| file | killed | survived | timeout | no tests | equivalent (marked) | score |",
-          "|---|---:|---:|---:|---:|---:|---:|"]
+          "reason, and are not generated; a run stopped early leaves mutants not checked "
+          "(not in the score).", "",
+          "| file | killed | survived | timeout | no tests | equivalent (marked) | not checked "
+          "| score |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for path, f in files.items():
         md.append(f"| `{path}` | {f['killed']} | {f['survived']} | {f['timeout']} | "
-                  f"{f['no tests']} | {f['equivalent (marked)']} | {f['score']} % |")
+                  f"{f['no tests']} | {f['equivalent (marked)']} | {f['not checked']} | "
+                  f"{f['score']} % |")
     md.append(f"| **total** | {total['killed']} | {total['survived']} | {total['timeout']} | "
-              f"{total['no tests']} | {total['equivalent (marked)']} | {total['score']} % |")
+              f"{total['no tests']} | {total['equivalent (marked)']} | {total['not checked']} | "
+              f"{total['score']} % |")
     md += ["", "## Surviving mutants", ""]
     for path, f in files.items():
         if not f["survivors"]:
@@ -93,7 +122,7 @@ def write(files: dict, out: Path) -> None:
 
 
 def main() -> None:
-    root, out = Path(sys.argv[1]), Path(sys.argv[2])
+    root, out = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     files = collect(root)
     write(files, out)
     for path, f in files.items():

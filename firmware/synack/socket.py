@@ -55,10 +55,8 @@ import time
 
 from micropython import const
 
-from . import keepalive as _ka
 from . import stream
 from . import tcp
-from .at.errors import CommandError, CommandTimeout, ModemError
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -113,10 +111,19 @@ def current_backend():
     return _backend
 
 
+def _modem_error():
+    """What the ``except`` clauses here catch besides OSError: a modem's own failures
+    (synack.at.errors.ModemError) once a modem driver has loaded that module, else
+    nothing (an empty tuple): a program on the native stack never loads the AT layer.
+    An ``except`` expression is evaluated only when an exception is being matched."""
+    errors = sys.modules.get("synack.at.errors")
+    return () if errors is None else errors.ModemError
+
+
 def getaddrinfo(host, port, af=0, type=0, proto=0, flags=0):
     try:
         return current_backend().getaddrinfo(host, port)
-    except ModemError as e:
+    except _modem_error() as e:
         raise as_oserror(e, "getaddrinfo(%r)" % (host,))
 
 
@@ -125,6 +132,7 @@ def as_oserror(e, what):
     an AT command's timeout is ETIMEDOUT, its ERROR/+CME ERROR EIO, another modem
     failure the errno it names (``os_errno``: EHOSTUNREACH for a failed bring-up) or
     EIO. The AT detail stays in the message."""
+    from .at.errors import CommandError, CommandTimeout  # loaded: ``e`` is a ModemError
     if isinstance(e, CommandTimeout):
         code = errno.ETIMEDOUT
     elif isinstance(e, CommandError):
@@ -195,15 +203,17 @@ class socket(_Stream):
             raise OSError(errno.EOPNOTSUPP, "option %d/%d not supported by %s"
                           % (level, option, getattr(self._backend, "name", "backend")))
 
-    def keepalive(self, idle=_ka.DEFAULT_IDLE_S, interval=_ka.DEFAULT_INTERVAL_S,
-                  count=_ka.DEFAULT_COUNT):
-        """Detect a dead peer: probe after ``idle`` s of silence, every ``interval`` s,
-        give up after ``count`` probes (then reads fail with ETIMEDOUT, state CLOSED).
-        Call before connect(). Returns the mechanism: "tcp", "modem" or "probe" (the
-        backend cannot: run a synack.heartbeat with these timings instead)."""
+    def keepalive(self, *args, **kw):
+        """``keepalive(idle=7200, interval=75, count=10)`` (the arguments of
+        ``synack.keepalive.Keepalive``): detect a dead peer: probe after ``idle`` s of
+        silence, every ``interval`` s, give up after ``count`` probes (then reads fail
+        with ETIMEDOUT, state CLOSED). Call before connect(). Returns the mechanism:
+        "tcp", "modem" or "probe" (the backend cannot: run a synack.heartbeat with these
+        timings instead)."""
+        from . import keepalive as _ka  # lazy: a socket never asked for it does not load it
         if self._handle is not None:
             raise OSError(errno.EALREADY, "set keepalive before connect()")
-        ka = _ka.Keepalive(idle, interval, count)
+        ka = _ka.Keepalive(*args, **kw)
         choose = getattr(self._backend, "keepalive_mechanism", None)
         self._keepalive = ka
         self.keepalive_mechanism = choose(ka) if choose else _ka.PROBE
@@ -219,7 +229,7 @@ class socket(_Stream):
         and raises OSError(EINPROGRESS); ``connect_done()`` then tells how it went."""
         try:
             self._connect(address)
-        except ModemError as e:
+        except _modem_error() as e:
             raise as_oserror(e, "connect")
 
     def _connect(self, address):
@@ -266,7 +276,7 @@ class socket(_Stream):
         if self._connect_pending:
             try:
                 return self._connect_step(False)
-            except ModemError as e:
+            except _modem_error() as e:
                 raise as_oserror(e, "connect")
         return True  # established (and maybe closed by the peer since)
 
@@ -308,7 +318,7 @@ class socket(_Stream):
         if handle is not None:
             try:
                 self._backend.close(self, self._timeout_ms)
-            except ModemError as e:
+            except _modem_error() as e:
                 raise as_oserror(e, "close")
             finally:
                 self._handle = None
@@ -334,7 +344,7 @@ class socket(_Stream):
         try:
             self._check_open()
             return self._backend.send(self, mv, self._timeout_ms)
-        except ModemError as e:
+        except _modem_error() as e:
             raise as_oserror(e, "send")
 
     def send(self, data):
@@ -370,7 +380,7 @@ class socket(_Stream):
         """Read what is available (at least 1 byte, or 0 at end of stream)."""
         try:
             return self._recv_into(buf, nbytes)
-        except ModemError as e:
+        except _modem_error() as e:
             raise as_oserror(e, "recv")
 
     def _recv_into(self, buf, nbytes=0):
@@ -424,7 +434,7 @@ class socket(_Stream):
         if request == _MP_STREAM_POLL:
             try:
                 return self.poll_flags(arg)
-            except ModemError:
+            except _modem_error():
                 return POLLERR | POLLHUP
         if request == _MP_STREAM_CLOSE:
             self.close()

@@ -5,9 +5,12 @@ split at every point, and a full receive buffer loses bytes (an overrun). Whatev
 UART does, a reply is either exact or an error -- never wrong data -- and the channel
 is never wedged: the next command works. Runs on CPython and in the MicroPython VM."""
 
-from portable import eq, raises
+from portable import eq, raises, with_clock
 
+from synack.at import driver
+from synack.at import engine as engine_mod
 from synack.at.driver import Channel
+from synack.at.engine import Engine
 from synack.at.errors import CommandTimeout
 from synack.at.parser import Parser
 
@@ -176,4 +179,234 @@ def test_resync_does_not_spin_on_a_uart_whose_any_never_drops_to_zero():
     uart = Uart(replies(), any_extra=5)
     ch = channel(uart)
     raises(CommandTimeout, ch.command, b"AT+NOANSWER", None, None, 30)
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+
+
+# -- waiting for URCs: wait_for and poll end exactly at their deadline ---------------------
+def _counting(results):
+    """A predicate that answers ``results`` in turn (then its last answer), and counts."""
+    calls = []
+
+    def predicate():
+        calls.append(1)
+        return results[min(len(calls), len(results)) - 1]
+
+    return predicate, calls
+
+
+def test_wait_for_is_true_at_once_when_the_predicate_holds():
+    def run(clock):
+        ch = channel(Uart(replies()))
+        eq(ch.wait_for(lambda: True, 0), True)
+        eq(ch.wait_for(lambda: True, 1000), True)
+        eq(clock.sleeps, [])
+    with_clock(driver, run)
+
+
+def test_wait_for_zero_checks_once_more_at_the_deadline_and_never_sleeps():
+    def run(clock):
+        ch = channel(Uart(replies()))
+        never, calls = _counting([False])
+        eq(ch.wait_for(never, 0), False)
+        eq(len(calls), 2)
+        eq(clock.sleeps, [])
+    with_clock(driver, run)
+
+
+def test_wait_for_sleeps_while_time_is_left_and_sees_the_predicate_come_true():
+    def run(clock):
+        ch = channel(Uart(replies()))
+        later, calls = _counting([False, True])
+        eq(ch.wait_for(later, 1), True)     # 1 ms left is still time to wait
+        eq(clock.sleeps, [1])
+        never, calls = _counting([False])
+        eq(ch.wait_for(never, 3), False)
+        eq(clock.sleeps, [1, 1, 1, 1])
+    with_clock(driver, run)
+
+
+def test_poll_without_a_timeout_takes_what_arrived_and_does_not_wait():
+    def run(clock):
+        uart = Uart(replies())
+        ch = channel(uart)
+        seen = []
+        ch.engine.on_urc(b"+IPCLOSE:", seen.append)
+        uart._modem_sends(b"\r\n+IPCLOSE: 0,1\r\n")
+        ch.poll()
+        eq(seen, [b"+IPCLOSE: 0,1"])
+        ch.poll()
+        eq(clock.sleeps, [])
+    with_clock(driver, run)
+
+
+def test_wait_for_sleeps_even_when_any_says_more_than_readinto_gives():
+    def run(clock):
+        ch = channel(Uart(replies(), any_extra=5))
+        eq(ch.wait_for(lambda: False, 3), False)
+        eq(clock.sleeps, [1, 1, 1])
+    with_clock(driver, run)
+
+
+def test_bytes_moved_are_counted_both_ways():
+    uart = Uart(replies())
+    ch = channel(uart)
+    ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000)
+    eq((ch.tx_bytes, ch.rx_bytes), (len(b"AT+CSQ\r"), len(b"\r\n+CSQ: 21,99\r\n\r\nOK\r\n")))
+    ch.command(b"AT", timeout_ms=1000)
+    eq((ch.tx_bytes, ch.rx_bytes), (len(b"AT+CSQ\rAT\r"),
+                                    len(b"\r\n+CSQ: 21,99\r\n\r\nOK\r\n\r\nOK\r\n")))
+
+
+def _shared_clock(fn):
+    """``fn(clock)`` with the driver and the engine on one fake clock."""
+    real = engine_mod.time
+
+    def run(clock):
+        engine_mod.time = clock
+        try:
+            return fn(clock)
+        finally:
+            engine_mod.time = real
+    return with_clock(driver, run)
+
+
+def test_a_command_waits_five_seconds_by_default():
+    def run(clock):
+        ch = channel(Uart(replies()))
+        e = raises(CommandTimeout, ch.command, b"AT+NOANSWER")
+        eq(str(e), "AT+NOANSWER: no answer within 5000 ms")
+        eq(clock.now, 5000)
+    _shared_clock(run)
+
+
+def test_resync_drops_stale_input_unread():
+    uart = Uart(replies())
+    ch = channel(uart)
+    raises(CommandTimeout, ch.command, b"AT+NOANSWER", None, None, 30)
+    uart._modem_sends(b"\r\n+CSQ: 9,9\r\n\r\nOK\r\n")   # the late answer, then noise
+    uart._modem_sends(b"garbage\r\n")
+    eng = ch.engine
+    before = (eng.unexpected, eng.noise)
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+    eq((eng.unexpected, eng.noise), before)
+    eq(uart.commands[-2:], [b"AT", b"AT+CSQ"])
+
+
+def test_resync_waits_two_seconds_for_the_modems_ok():
+    def run(clock):
+        uart = Uart(replies())
+        ch = channel(uart)
+        ch.needs_resync = True
+        del uart.replies[b"AT"]
+        e = raises(CommandTimeout, ch.command, b"AT+CSQ", b"+CSQ:", None, 1000)
+        eq(str(e), "AT: no answer within 2000 ms")
+        eq(ch.needs_resync, True)      # the next command tries the resync again
+    _shared_clock(run)
+
+
+def test_resync_waits_until_the_line_was_quiet_for_100_ms():
+    def run(clock):
+        uart = Uart(replies())
+        ch = channel(uart)
+        ch.needs_resync = True
+        ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000)
+        eq(ch.needs_resync, False)
+        eq(clock.sleeps, [1] * 100)
+    _shared_clock(run)
+
+
+class Chatter(Uart):
+    """After the resync's OK the modem keeps talking, one byte a millisecond."""
+
+    def __init__(self, clock):
+        super().__init__(replies())
+        self.clock = clock
+        self.talking = False
+        self.chatted = 0
+
+    def any(self):
+        return 1 if self.talking and not self.rx else super().any()
+
+    def readinto(self, buf):
+        if self.rx:
+            n = super().readinto(buf)
+            self.talking = True     # the OK is out: from now on, noise
+            return n
+        self.clock.now += 1
+        self.chatted += 1
+        buf[0] = 0x2e
+        return 1
+
+
+def test_resync_gives_up_waiting_for_quiet_after_two_seconds():
+    def run(clock):
+        uart = Chatter(clock)
+        ch = channel(uart)
+        ch.resync()
+        eq(uart.chatted, 2000)
+        eq(ch.needs_resync, False)
+    _shared_clock(run)
+
+
+def test_resync_drops_stale_input_of_many_chunks():
+    uart = Uart(replies())
+    ch = channel(uart)
+    raises(CommandTimeout, ch.command, b"AT+NOANSWER", None, None, 30)
+    uart._modem_sends(b"\r\n+CSQ: 9,9\r\n" * 60 + b"\r\nOK\r\n")  # 786 bytes: 4 chunks
+    eng = ch.engine
+    before = (eng.unexpected, eng.noise)
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+    eq((eng.unexpected, eng.noise), before)
+
+
+def test_a_payload_that_lost_its_framing_resyncs_the_next_command_only():
+    bad = b"\r\n+CIPRXGET: 2,0,3,0\r\nabcd\r\nOK\r\n"     # 3 announced, 4 came
+    uart = Uart(replies({READ: bad}))
+    ch = channel(uart)
+    eq(ch.command(READ, b"+CIPRXGET: 2,", timeout_ms=1000).payload, None)
+    eq(ch.needs_resync, True)
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+    eq(uart.commands[1:], [b"AT", b"AT+CSQ", b"AT+CSQ"])
+
+
+def test_channel_uses_the_engine_it_is_given():
+    eng = Engine(Parser())
+    eq(Channel(Uart(replies()), engine=eng).engine is eng, True)
+
+
+class PyserialUart:
+    """pyserial's way: ``in_waiting`` instead of ``any()``."""
+
+    def __init__(self, uart):
+        self.uart = uart
+        self.write = uart.write
+        self.readinto = uart.readinto
+
+    @property
+    def in_waiting(self):
+        return len(self.uart.rx)
+
+
+def test_a_uart_with_in_waiting_instead_of_any_works():
+    ch = channel(PyserialUart(Uart(replies())))
+    eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])
+
+
+class BrokenUart(Uart):
+    """A UART whose first write fails (the port vanished for a moment)."""
+
+    def write(self, data):
+        if not self.commands and not getattr(self, "failed", False):
+            self.failed = True
+            raise OSError(5, "write failed")
+        return super().write(data)
+
+
+def test_a_failed_write_leaves_the_channel_idle_for_the_next_command():
+    uart = BrokenUart(replies())
+    ch = channel(uart)
+    raises(OSError, ch.command, b"AT+CSQ", b"+CSQ:", None, 1000)
+    eq(ch.engine.busy, False)
+    eq(ch.needs_resync, True)
     eq(ch.command(b"AT+CSQ", b"+CSQ:", timeout_ms=1000).lines, [b"+CSQ: 21,99"])

@@ -6,7 +6,7 @@ from portable import eq, raises
 from synack.http.errors import HTTPError, LimitError, LocalProtocolError, TooManyRedirects
 from synack.http.request import (HTTP10, LAST_CHUNK, build_head, chunk_header, encode_head,
                                  header_pairs, host_header, is_token, join_url, parse_url,
-                                 split_url)
+                                 split_url, to_bytes)
 from synack.http.response import DATA, END, RESPONSE, Reader
 
 PORTABLE = True
@@ -135,3 +135,128 @@ def test_error_messages_carry_status_and_url():
     eq(str(e), "HTTP 302: more than 5 redirects (http://h/loop)")
     e = LimitError("body size", 10, "too big", 200)
     eq((e.limit, e.value, e.status, isinstance(e, HTTPError)), ("body size", 10, 200, True))
+
+
+def test_request_keeps_the_connection_by_default():
+    eq(build_head(b"GET", "h", 80, "/", None, []),
+       (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", False))
+
+
+def test_only_a_connection_header_asks_to_close():
+    head, close_after = build_head(b"GET", "h", 80, "/", None, [("X-Note", "close")])
+    eq(close_after, False)
+    eq(head, b"GET / HTTP/1.1\r\nHost: h\r\nX-Note: close\r\n\r\n")
+    eq(build_head(b"GET", "h", 80, "/", None, [("Connection", "Close")])[1], True)
+
+
+def test_host_header_of_https_leaves_out_port_443():
+    eq(build_head(b"GET", "h", 443, "/", None, [], tls=True)[0],
+       b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    eq(build_head(b"GET", "h", 443, "/", None, [])[0],
+       b"GET / HTTP/1.1\r\nHost: h:443\r\n\r\n")
+
+
+def test_put_and_post_without_a_body_send_a_zero_length():
+    for method in (b"PUT", b"POST"):
+        eq(build_head(method, "h", 80, "/", None, [])[0],
+           method + b" / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+    eq(build_head(b"DELETE", "h", 80, "/", None, [])[0],
+       b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n")
+
+
+def test_a_body_of_unknown_length_over_http10_is_refused_with_the_reason():
+    e = raises(LocalProtocolError, build_head, b"POST", "h", 80, "/", iter([b"x"]), [],
+               HTTP10)
+    eq(str(e), "a body of unknown length needs HTTP/1.1 (chunked)")
+
+
+def test_relative_redirect_keeps_the_path_before_the_first_question_mark():
+    eq(join_url("h", 80, "/a/b?x=1?y=2", "?z"), "http://h/a/b?z")
+    eq(join_url("h", 80, "/a/b c?x=1", "?z"), "http://h/a/b c?z")
+    eq(join_url("h", 80, "/a/b?x=/c/d", "e"), "http://h/a/e")
+
+
+def test_url_with_a_scheme_in_its_query_is_split_at_the_first():
+    eq(split_url("http://h/x?next=https://other/"), (False, "h", 80, "/x?next=https://other/"))
+
+
+def test_not_an_absolute_url_is_refused_naming_it():
+    e = raises(LocalProtocolError, split_url, "/path/only")
+    eq(str(e), "not an absolute URL: '/path/only'")
+    eq(e.args, ("not an absolute URL: '/path/only'",))
+    eq(HTTPError("x", 500).args, ("x",))
+
+
+def _url_error(url):
+    return str(raises(LocalProtocolError, split_url, url))
+
+
+def test_url_errors_name_the_url():
+    eq(_url_error("http://h:0/"), "bad port in URL 'http://h:0/'")
+    eq(_url_error("http:///x"), "no host in URL 'http:///x'")
+    eq(_url_error("http://?x=1"), "no host in URL 'http://?x=1'")
+    eq(_url_error("http://a b/"), "bad host in URL 'http://a b/'")
+    long = "http://" + "a." * 127 + "b/"
+    eq(_url_error(long), "bad host in URL %r" % long)
+    eq(_url_error("http://a..b/"), "bad host in URL 'http://a..b/'")
+    eq(_url_error("http://u@h/"), "credentials in the URL are not supported: 'http://u@h/'")
+
+
+def test_url_port_is_1_to_65535_in_at_most_5_digits():
+    eq(split_url("http://h:1/")[2], 1)
+    eq(split_url("http://h:65535/")[2], 65535)
+    eq(split_url("http://h:00080/")[2], 80)
+    for bad in ("http://h:65536/", "http://h:000080/"):
+        eq(_url_error(bad), "bad port in URL %r" % bad)
+
+
+def test_url_host_up_to_253_characters_one_trailing_dot_and_printable():
+    host = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61
+    eq(split_url("http://" + host + "/")[1], host)
+    eq(split_url("http://" + host + "./")[1], host + ".")
+    eq(_url_error("http://" + host + "d/"), "bad host in URL %r" % ("http://" + host + "d/"))
+    eq(split_url("http://ab.c./")[1], "ab.c.")
+    eq(_url_error("http://a../"), "bad host in URL 'http://a../'")
+    eq(split_url("http://a~b/")[1], "a~b")
+
+
+def test_url_host_port_split_at_the_last_colon():
+    eq(split_url("http://[::1]:8080/x"), (False, "[::1]", 8080, "/x"))
+
+
+def test_url_query_and_fragment_start_at_their_first_mark():
+    eq(split_url("http://h?a=1?b=2"), (False, "h", 80, "/?a=1?b=2"))
+    eq(split_url("http://h/a#b#c"), (False, "h", 80, "/a"))
+    eq(split_url("http://h/a?x=#y"), (False, "h", 80, "/a?x="))
+
+
+def test_request_target_and_header_values_are_checked_byte_by_byte():
+    eq(encode_head(b"GET", b"/a!b\x80", []), b"GET /a!b\x80 HTTP/1.1\r\n\r\n")
+    e = raises(LocalProtocolError, encode_head, b"GET", b"/a\x7fb", [])
+    eq(str(e), "request target contains a space or control byte: b'/a\\x7fb'")
+    eq(str(raises(LocalProtocolError, encode_head, b"GET", b"", [])), "empty request target")
+    e = raises(LocalProtocolError, encode_head, b"GET", b"/", [("X-A", "a\rb")])
+    eq(str(e), "header X-A: value contains CR, LF or NUL: b'a\\rb'")
+    eq(str(raises(LocalProtocolError, encode_head, b"G T", b"/", [])),
+       "method is not a token: b'G T'")
+    eq(str(raises(LocalProtocolError, encode_head, b"GET", b"/", [], b"HTTP/2")),
+       "unsupported version b'HTTP/2'")
+
+
+def test_http10_request_line_and_keep_alive():
+    eq(build_head(b"GET", "h", 80, "/", None, [], HTTP10),
+       (b"GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n", False))
+
+
+def test_header_values_of_any_buffer_type():
+    eq(to_bytes(bytearray(b"x")), b"x")
+    eq(to_bytes(memoryview(b"yz")), b"yz")
+    eq(to_bytes(7), b"7")
+    eq(to_bytes("s"), b"s")
+
+
+def test_tokens_are_letters_digits_and_tchar_punctuation():
+    for good in (b"GET", b"X-Az_09", b"!#$%&'*+-.^_`|~"):
+        eq(is_token(good), True, repr(good))
+    for bad in (b"a[b", b"a{b", b"a@b", b"a:b", b"a b", b"a/b", b"", b"a\\x7f"):
+        eq(is_token(bad), False, repr(bad))

@@ -5,9 +5,9 @@ Runs on CPython and on the MicroPython VM."""
 from portable import eq, feed_variants, raises
 
 from synack.http.errors import ConnectionClosed, LimitError, ProtocolError
-from synack.http.head import decimal, digits, hex_size
+from synack.http.head import Head, decimal, digits, hex_size, parse_status
 from synack.http.head import text as as_text
-from synack.http.response import DATA, END, NEED_DATA, RESPONSE, Reader
+from synack.http.response import DATA, END, ERROR, NEED_DATA, RESPONSE, Reader
 
 PORTABLE = True
 
@@ -329,3 +329,291 @@ def test_feed_rules():
     eq(r.next_event(), (NEED_DATA, None))
     r.feed_eof()
     raises(ValueError, r.feed, b"late")
+
+
+def test_content_length_of_up_to_15_digits():
+    eq(decimal("9" * 15), 999999999999999)
+    eq(decimal("1" * 16), -1)
+
+
+def test_close_delimited_body_limit_names_its_size():
+    err = fails(b"HTTP/1.0 200 OK\r\n\r\n" + b"z" * 11, LimitError, max_body=10)
+    eq((err.limit, err.value), ("body size", 10))
+    eq(str(err), "HTTP 200: body exceeds the limit of 10 bytes")
+
+
+def test_chunked_body_limit_names_its_size():
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"4\r\nabcd\r\n" * 3
+    err = fails(chunked, LimitError, max_body=10)
+    eq((err.limit, err.value), ("body size", 10))
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_chunk_extensions_are_ignored_from_the_first_semicolon():
+    data = CHUNKED_HEAD + b"5;a=1;b=2\r\nhello\r\n0\r\n\r\n"
+    check(data, [("head", 200, 11, b"OK", [(b"transfer-encoding", b"chunked")], True),
+                 ("body", b"hello"), ("end", [])])
+
+
+def test_bad_chunk_size_line_is_quoted_up_to_40_bytes():
+    err = fails(CHUNKED_HEAD + b"zz\r\n", ProtocolError)
+    eq(str(err), "HTTP 200: bad chunk size line b'zz'")
+    long = b"g" * 50
+    err = fails(CHUNKED_HEAD + long + b"\r\n", ProtocolError)
+    eq(str(err), "HTTP 200: bad chunk size line %r" % (b"g" * 40))
+
+
+def test_chunk_data_must_end_with_crlf():
+    err = fails(CHUNKED_HEAD + b"2\r\nabX\r\n", ProtocolError)
+    eq(str(err), "HTTP 200: chunk data not followed by CRLF")
+
+
+def _trailers_pass(trailers, **limits):
+    data = CHUNKED_HEAD + b"1\r\nx\r\n0\r\n" + trailers + b"\r\n"
+    try:
+        parse([data], **limits)
+        return True
+    except LimitError:
+        return False
+
+
+def test_trailers_have_a_header_budget_of_their_own():
+    # the head's fields do not count against the trailers: each part gets the limits
+    trailers = b"T: " + b"x" * 60 + b"\r\n"              # 65 bytes, then the empty line
+    eq(_trailers_pass(trailers, max_header_bytes=67), True)
+    eq(_trailers_pass(trailers, max_header_bytes=66), False)
+    three = b"A: 1\r\nB: 2\r\nC: 3\r\n"
+    eq(_trailers_pass(three, max_headers=3), True)
+    eq(_trailers_pass(three, max_headers=2), False)
+
+
+def test_reader_is_done_after_a_chunked_body_and_its_trailers():
+    r = Reader()
+    r.start()
+    r.feed(CHUNKED_HEAD + b"1\r\nx\r\n0\r\nT: v\r\n\r\n")
+    kinds = []
+    while not kinds or kinds[-1] != END:
+        kinds.append(r.next_event()[0])
+    eq(kinds, [RESPONSE, DATA, END])
+    eq(r.done, True)
+    eq(r.next_event(), (NEED_DATA, None))
+
+
+def test_close_delimited_body_of_exactly_the_limit_is_fine():
+    check(b"HTTP/1.0 200 OK\r\n\r\n" + b"z" * 10,
+          [("head", 200, 10, b"OK", [], False), ("body", b"z" * 10), ("end", [])],
+          eof=True, max_body=10)
+
+
+# every error the reader raises, by its exact message (the status once it is known)
+ERRORS = (
+    (b"HTTP/1.1 200 OK\r\n folded\r\n\r\n", False,
+     "HTTP 200: header block starts with a continuation line"),
+    (b"HTTP/1.1 200 OK\r\n" + b"x" * 100 + b"\r\n\r\n", False,
+     "HTTP 200: malformed header line %r" % (b"x" * 80)),
+    (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\n\r\n", False,
+     "HTTP 200: header X-A has a CR or NUL in its value"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", False,
+     "HTTP 200: unsupported transfer coding b'gzip, chunked'"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", False,
+     "HTTP 200: bad Content-Length b'5, 6'"),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", False,
+     "HTTP 101: unexpected 101 Switching Protocols"),
+    (b"HTTP/1.1 2", True, "connection closed in the middle of the response headers"),
+    (b"HTTP/1.1 200 OK\r\nContent-", True,
+     "HTTP 200: connection closed in the middle of the response headers"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", True,
+     "HTTP 200: connection closed after 2 of 5 body bytes"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", True,
+     "HTTP 200: connection closed inside the chunked body (after 3 bytes)"),
+)
+
+
+def test_reader_errors_say_exactly_what_is_wrong():
+    for data, eof, text in ERRORS:
+        err = raises(ProtocolError, parse, [data], b"GET", eof)
+        eq(str(err), text)
+        eq(isinstance(err, ConnectionClosed), False, text)
+
+
+def test_header_count_limit_message():
+    many = b"HTTP/1.1 200 OK\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(10)) + b"\r\n"
+    eq(str(fails(many, LimitError, max_headers=9)), "HTTP 200: more than 9 header fields")
+
+
+def test_content_length_limit_names_its_size():
+    err = fails(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n", LimitError, max_body=10)
+    eq(err.value, 10)
+
+
+def test_header_value_without_a_space_after_the_colon():
+    check(b"HTTP/1.1 200 OK\r\nX-A:b\r\nContent-Length: 0\r\n\r\n",
+          [("head", 200, 11, b"OK", [(b"x-a", b"b"), (b"content-length", b"0")], True),
+           ("end", [])])
+
+
+def test_chunked_body_of_exactly_the_limit_is_fine():
+    data = CHUNKED_HEAD + b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n"
+    check(data, [("head", 200, 11, b"OK", [(b"transfer-encoding", b"chunked")], True),
+                 ("body", b"abcdefghij"), ("end", [])], max_body=10)
+
+
+def test_received_counts_every_byte_of_the_response():
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    r = Reader()
+    r.start()
+    r.feed(data)
+    while r.next_event()[0] != END:
+        pass
+    eq(r.received, len(data))
+
+
+def test_bodyless_responses_have_length_zero():
+    for method, head in ((b"HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+                         (b"GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+                         (b"GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n")):
+        r = Reader()
+        r.start(method)
+        r.feed(head)
+        kind, value = r.next_event()
+        eq((kind, value.length), (RESPONSE, 0))
+
+
+def test_header_lookup_takes_str_or_bytes_names_in_any_case():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n")
+    head = r.next_event()[1]
+    eq(head.header("Content-Type"), b"text/plain")
+    eq(head.header(b"CONTENT-TYPE"), b"text/plain")
+    eq(head.tokens("content-type"), [b"text/plain"])
+
+
+def test_reader_is_done_after_a_close_delimited_body():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.0 200 OK\r\n\r\nabc")
+    eq(r.next_event()[0], RESPONSE)
+    eq(r.next_event()[0], DATA)
+    r.feed_eof()
+    eq(r.next_event(), (END, []))
+    eq(r.done, True)
+    eq(r.next_event(), (NEED_DATA, None))
+
+
+def test_reader_defaults():
+    r = Reader()
+    eq((r.max_header_bytes, r.max_headers, r.max_line, r.max_body), (4096, 32, 1024, None))
+    eq(r.method, b"GET")
+
+
+def test_reader_method_may_be_str():
+    r = Reader()
+    r.start("HEAD")
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+    eq(r.next_event()[1].length, 0)
+
+
+def test_header_budget_is_exact():
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"     # 17 + 19 + 2 bytes
+    eq(parse([data], max_header_bytes=38)[-1], ("end", []))
+    raises(LimitError, parse, [data], b"GET", False, None, 0, max_header_bytes=37)
+
+
+def test_header_line_of_exactly_max_line_bytes_is_fine():
+    line = b"X-Abc: 123456789012\r"        # 20 bytes before the LF
+    check(b"HTTP/1.1 200 OK\r\n" + line + b"\nContent-Length: 0\r\n\r\n",
+          [("head", 200, 11, b"OK", [(b"x-abc", b"123456789012"),
+                                     (b"content-length", b"0")], True), ("end", [])],
+          max_line=20)
+    fails(b"HTTP/1.1 200 OK\r\nX-Abcd: 123456789012\r\n\r\n", LimitError, max_line=20)
+
+
+def test_a_feed_starting_with_the_lf_of_a_split_line_may_be_long():
+    r = Reader(max_line=100)
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r")
+    eq(r.next_event(), (NEED_DATA, None))
+    r.feed(b"\n" + b"x" * 200)
+    eq(r.next_event()[0], RESPONSE)
+    eq(bytes(r.next_event()[1]), b"x" * 200)
+
+
+def test_received_counts_every_byte_however_it_is_fed():
+    data = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    for chunks in feed_variants(data):
+        r = Reader()
+        r.start()
+        for chunk in chunks:
+            r.feed(chunk)
+            while r.next_event()[0] not in (NEED_DATA, END):
+                pass
+        eq(r.received, len(data))
+
+
+def test_feed_misuse_is_a_value_error_saying_what():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\n")
+    eq(str(raises(ValueError, r.feed, b"more")), "feed() before the previous data was consumed")
+    r.next_event()
+    r.feed_eof()
+    eq(str(raises(ValueError, r.feed, b"late")), "feed() after feed_eof()")
+
+
+def test_a_failed_reader_is_in_the_error_state():
+    r = Reader()
+    r.start()
+    r.feed(b"HTTP/1.1 200 OK\r\nbad line\r\n\r\n")
+    raises(ProtocolError, r.next_event)
+    eq(r.state, ERROR)
+    eq(r.done, False)
+
+
+def test_a_new_head_has_no_framing_yet():
+    h = Head(11, 200, b"OK")
+    eq((h.length, h.chunked, h.keep_alive, h.headers), (None, False, False, []))
+
+
+def test_digits_are_ascii_digits_and_hex_letters_a_to_f():
+    eq(digits(b"1:", 10, 5), -1)
+    eq(hex_size(b"1g"), -1)
+    eq(hex_size(b"fF"), 255)
+
+
+def test_status_line_rules():
+    eq(parse_status(b"HTTP/1.9 200 OK").version, 11)
+    eq(parse_status(b"HTTP/1.0 200").version, 10)
+    eq(parse_status(b"HTTP/1.1 404 ").reason, b"")
+    for bad in (b"HTTP/2.0 200 OK", b"XTTP/1.1 200 OK", b"HTTP/1.1", b"HTTP/1.1 20",
+                b"HTTP/1.: 200 OK", b"HTTP/1.1 200X", b"HTTP/1.1_200 OK", b"HTTP/1.1 099 x"):
+        eq(parse_status(bad), None, repr(bad))
+
+
+def test_header_bytes_limit_names_its_size():
+    err = fails(b"HTTP/1.1 200 OK\r\nX-A: " + b"a" * 100 + b"\r\n\r\n", LimitError,
+                max_header_bytes=60)
+    eq((err.limit, err.value), ("header bytes", 60))
+
+
+def test_malformed_status_line_is_quoted_up_to_80_bytes():
+    line = b"garbage " * 15
+    err = raises(ProtocolError, parse, [line + b"\r\n"])
+    eq(str(err), "malformed status line %r" % line[:80])
+
+
+def test_split_line_buffer_is_made_only_when_a_line_arrives_split():
+    # Memory (bench/bench_memory.py): a head that arrives whole in one feed costs no
+    # max_line buffer; the first line split across two feeds makes it, then it is kept.
+    wire = b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+    r = Reader(max_line=64)
+    eq(parse([wire], reader=r)[0][1], 304)
+    eq(parse([wire[:27], wire[27:]], reader=r)[0][1], 304)  # split at a line's start
+    eq(len(r._lmv), 0)
+    eq(parse([wire[:20], wire[20:]], reader=r)[0][1], 304)  # split inside the status line
+    eq(len(r._lmv), 64)
+    kept = r._lmv
+    eq(parse([wire[:30], wire[30:]], reader=r)[0][4], [(b"etag", b'"v1"')])
+    eq(r._lmv is kept, True)

@@ -155,3 +155,58 @@ def test_integer_fields():
     for bad in (b"+CIPOPEN: 0,x", b"+CIPOPEN: 0,--1", b"+CIPOPEN: 0,-", b"+CIPOPEN: +1,0",
                 b"+CIPOPEN: 0,"):
         eq(base.parse_ints(bad, 9), None, repr(bad))
+
+
+def test_sync_tries_ten_times_half_a_second_each_by_default():
+    at = ScriptedAt(**{"AT": [CommandTimeout(b"AT", 500)]})
+    raises(base.ModemNotResponding, base.sync, at)
+    eq(at.sent, [(b"AT", 500)] * 10)
+
+
+def test_a_busy_sim_is_asked_again_for_ten_seconds_by_default():
+    def check(clock):
+        at = ScriptedAt(clock, **{"AT+CPIN?": [cme(14)]})
+        raises(base.NoSIM, base.check_sim, at)
+        eq(clock.sleeps, [500] * 20)
+    with_clock(check)
+
+
+def test_a_busy_sim_is_asked_again_while_any_time_is_left():
+    def check(clock):
+        at = ScriptedAt(clock, **{"AT+CPIN?": [cme(14)]})
+        raises(base.NoSIM, base.check_sim, at, None, 1)
+        eq((clock.sleeps, len(at.sent)), ([500], 2))
+    with_clock(check)
+
+
+def test_a_pin_that_would_inject_a_command_is_refused_by_name():
+    def check(clock):
+        at = ScriptedAt(clock, **{"AT+CPIN?": [[b"+CPIN: SIM PIN"]]})
+        e = raises(ValueError, base.check_sim, at, '1";+CFUN=0')
+        eq(str(e), "invalid PIN '1\";+CFUN=0': printable ASCII without '\"', at most 100 "
+                   "characters")
+        eq(at.sent, [(b"AT+CPIN?", None)])
+    with_clock(check)
+
+
+def test_malformed_signal_quotes_the_first_line_only():
+    at = ScriptedAt(**{"AT+CSQ": [[b"+CSQ: 32,99", b"+CSQ: 5,99"]]})
+    eq(str(raises(base.MalformedReply, base.signal_dbm, at)),
+       "AT+CSQ: malformed reply [b'+CSQ: 32,99']")
+
+
+def test_wait_registered_polls_every_second_for_a_minute_by_default():
+    def check(clock):
+        at = ScriptedAt(clock, **{"AT+CEREG?": [[b"+CEREG: 0,2"]]})
+        raises(base.NotRegistered, base.wait_registered, at)
+        eq(clock.now, 60000)
+        eq(len([c for c, _ in at.sent if c == b"AT+CEREG?"]), 61)
+    with_clock(check)
+
+
+def test_wait_registered_polls_again_while_any_time_is_left():
+    def check(clock):
+        at = ScriptedAt(clock, **{"AT+CEREG?": [[b"+CEREG: 0,2"]]})
+        raises(base.NotRegistered, base.wait_registered, at, 1, 1)
+        eq((clock.now, len([c for c, _ in at.sent if c == b"AT+CEREG?"])), (1, 2))
+    with_clock(check)

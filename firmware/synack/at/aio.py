@@ -44,7 +44,7 @@ class AsyncChannel(_Pump):
 
     async def _resync(self):
         # See Channel.resync: drain whatever trails the "AT" reply for a quiet period.
-        self.needs_resync = False
+        self.needs_resync = False  # pragma: no mutate -- None: only its truth is read
         self._discard_input()
         self.engine.parser.reset()
         await self._run(b"AT", None, None, _RESYNC_TIMEOUT_MS)

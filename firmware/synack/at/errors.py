@@ -36,11 +36,11 @@ class CommandError(ModemError):
         self.code = None
         text = result.decode()
         colon = text.find(":")
-        if colon > 0:
+        if colon > 0:  # pragma: no mutate -- results are ERROR or +CM? ERROR: colon -1 or 10
             detail = text[colon + 1:].strip()
             try:
                 self.code = int(detail)
-                detail = CME_TEXT.get(self.code, "")
+                detail = CME_TEXT.get(self.code, "")  # pragma: no mutate -- "" or None: no text
             except ValueError:
                 pass
             if detail and not text.endswith(detail):

@@ -109,7 +109,7 @@ class AsyncResponse(BaseResponse):
     async def read(self):
         """The whole body as bytes (bounded by the client's ``max_body``); the buffer
         grows with what arrives (``BaseResponse._grow``)."""
-        out = bytearray(0)
+        out = bytearray(0)  # pragma: no mutate -- any start: _grow() takes it from there
         n = 0
         while not self.done or len(self._pending):
             if n == len(out):
@@ -119,7 +119,7 @@ class AsyncResponse(BaseResponse):
             n += await self.readinto(memoryview(out)[n:])
             if n < len(out):
                 break  # readinto() stops short only at the end of the body
-        return bytes(out) if n == len(out) else bytes(out[:n])
+        return bytes(out) if n == len(out) else bytes(out[:n])  # pragma: no mutate -- same bytes
 
     async def drain(self):
         """Read and discard the rest of the body, so that the connection can be reused;

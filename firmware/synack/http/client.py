@@ -1,6 +1,6 @@
 """Blocking HTTP/1.x client over synack.socket, with persistent connections.
 
-    http = Client(chunk=1024, read_timeout_ms=5000)
+    http = Client(chunk=512, read_timeout_ms=5000)
     r = http.get("http://example.com/data")
     n = r.readinto(buf)   # the body streams through the client's chunk buffer
 

@@ -144,9 +144,13 @@ class BaseClient:
 
     Counters: ``connections`` (TCP connections opened), ``handshakes`` (TLS handshakes
     done), ``requests`` (sent, including retries and redirects), ``reused`` (sent on a
-    pooled connection), ``retries``, ``redirects``."""
+    pooled connection), ``retries``, ``redirects``.
 
-    def __init__(self, chunk=1024, connect_timeout_ms=10000, read_timeout_ms=10000,
+    ``chunk`` (512) is the receive buffer, one socket read: ~45 ms of a 115200-baud
+    UART, one AT read command of a modem (they take up to 1500), a poll's whole reply
+    in one read. A bigger one only saves read calls on big bodies (``chunk=1500``)."""
+
+    def __init__(self, chunk=512, connect_timeout_ms=10000, read_timeout_ms=10000,
                  total_timeout_ms=None, max_redirects=5, max_header_bytes=4096,
                  max_headers=32, max_line=1024, max_body=1048576, http10=False,
                  keep_alive=None, headers=None, backend=None, max_pool=2, max_idle_ms=None,
@@ -271,7 +275,7 @@ class BaseClient:
         A Location that is not a URL (RFC 3986: printable ASCII, no space) is the
         server's error: ProtocolError; one we cannot follow (https, a bad host or
         port) raises LocalProtocolError, as the same URL given to request() would."""
-        location = resp.head.header(b"location")
+        location = resp.head.header(b"location")  # pragma: no mutate -- header() lowercases
         for c in location:
             if c <= 32 or c >= 127:
                 raise ProtocolError("Location is not a URL: %r" % location[:80],
@@ -285,7 +289,7 @@ class BaseClient:
         if plan.tls and not new_tls:
             raise ProtocolError("redirect from https to http refused: %r" % location[:80],
                                 resp.status, plan.url)
-        if resp.status <= 303 and plan.method != b"HEAD":
+        if resp.status <= 303 and plan.method != b"HEAD":  # pragma: no mutate -- 304: never here
             # RFC 9110 15.4: 303 (and in practice 301/302) turn into GET without body
             plan.method = b"GET"
             plan.body = None

