@@ -73,6 +73,18 @@ def write_output(state: State, data: bytes) -> None:
         state.out.write(data.decode(errors="replace"))
 
 
+def output_sink(state: State) -> Callable[[bytes], None]:
+    """write_output for a program's output in pieces as it arrives (exec and run show it
+    live, as mpremote does, and the host holds none of it); a text stream gets it
+    through an incremental decoder, so a character split between pieces survives."""
+    if getattr(state.out, "buffer", None) is not None:
+        return lambda data: write_output(state, data)
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    return lambda data: state.out.write(decoder.decode(data))
+
+
 def _exec_args(p):
     _port_args(p)
     p.add_argument("code", help="Python code to run on the board")
@@ -80,7 +92,7 @@ def _exec_args(p):
 
 def cmd_exec(state: State, args) -> None:
     with session(state, args) as repl:
-        write_output(state, repl.exec(args.code))
+        repl.exec(args.code, sink=output_sink(state))
 
 
 def _eval_args(p):
@@ -113,7 +125,7 @@ def _run_args(p):
 def cmd_run(state: State, args) -> None:
     code = read_text_input(args.file)
     with session(state, args) as repl:
-        write_output(state, repl.exec(code, timeout=3600))
+        repl.exec(code, timeout=3600, sink=output_sink(state))
 
 
 def _deploy_args(p):

@@ -27,6 +27,10 @@ from .. import secrets
 from ..transport import RawRepl, TransportError, open_link
 
 NETWORKS = ("sim7600", "wifi")
+# bytes of a started program's output held for expect() and finish(): far more than a
+# test prints (a board printing nonstop at 115200 baud fills it in 90 s); beyond it the
+# oldest bytes go to the log file only
+WATCH_LIMIT = 1 << 20
 
 _PREAMBLE = """
 import sys
@@ -78,6 +82,8 @@ class Device:
         self.repl = RawRepl(self.link)
         self.repl.enter()
         self.watched = b""     # output of code started with start(), read by expect()
+        self._pos = 0          # where the next expect() searches from
+        self.dropped = 0       # bytes of that output beyond WATCH_LIMIT (in the log)
 
     # -- logging ---------------------------------------------------------------------
     def log(self, kind: str, text: str | bytes) -> None:
@@ -129,30 +135,57 @@ class Device:
         self.log("start", code)
         self.repl.start(code)
         # output that arrived with the end of the paste handshake is already read
-        self.watched, self.repl.buf = self.repl.buf, b""
+        pending, self.repl.buf = self.repl.buf, b""
+        self.watched, self._pos, self.dropped = b"", 0, 0
+        self._keep(pending)
+
+    def _keep(self, data: bytes) -> None:
+        """Add the running code's output to ``watched``, which holds at most WATCH_LIMIT
+        bytes (a board printing for ever must not exhaust the host): older bytes go to
+        the log file and are counted in ``dropped``."""
+        self.watched += data
+        over = len(self.watched) - WATCH_LIMIT
+        if over > 0:
+            self.log(f"output (the first {over} bytes beyond the watch limit)",
+                     self.watched[:over])
+            self.watched = self.watched[over:]
+            self._pos = max(0, self._pos - over)
+            self.dropped += over
 
     def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[bytes]:
-        """Wait until the running code has printed something matching ``pattern``."""
+        """Wait until the running code prints something matching ``pattern`` after the
+        previous expect()'s match (as pexpect does: successive calls move forward)."""
         rx = re.compile(pattern.encode())
         deadline = time.monotonic() + timeout
         while True:
-            m = rx.search(self.watched)
+            m = rx.search(self.watched, self._pos)
             if m:
+                self._pos = m.end()
                 return m
-            if b"\x04" in self.watched or time.monotonic() > deadline:
+            ended = b"\x04" in self.watched
+            if ended or time.monotonic() > deadline:
                 self.log("expect failed", self.watched)
+                why = "the code ended" if ended else f"not within {timeout:g} s"
+                where = f"; whole output in {self.log_path}" if self.log_path else ""
                 raise DeviceTimeout(secrets.mask(
-                    f"device did not print /{pattern}/ within {timeout:g} s; "
-                    f"it printed: {self.watched[-600:]!r}"))
-            self.watched += self.link.read_available(0.01)
+                    f"device did not print /{pattern}/ ({why}); the last of "
+                    f"{len(self.watched) + self.dropped} bytes it printed: "
+                    f"{self.watched[-600:]!r}{where}"))
+            self._keep(self.link.read_available(0.01))
 
     def finish(self, timeout: float = 60.0) -> str:
+        """Wait for the started code to end; its output (at most WATCH_LIMIT bytes: the
+        last ones; the rest is in the log)."""
+        # what expect() read may hold the end of the output and more (the traceback,
+        # the prompt): it goes through the raw REPL's parsing again, into a bounded
+        # ``watched``
+        pending, self.watched, self._pos = self.watched, b"", 0
         try:
-            out = self.repl.finish(timeout, pending=self.watched)
+            self.repl.finish(timeout, pending=pending, sink=self._keep)
         except Exception as e:
             self._failed(e)
             raise
-        self.watched = b""
+        out, self.watched = self.watched, b""
         self.log("output", out)
         return out.decode(errors="replace")
 

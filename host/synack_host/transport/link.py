@@ -9,6 +9,7 @@ level *before* the port opens, and a reset happens only when asked for.
 from __future__ import annotations
 
 import os
+import select
 import stat
 import time
 
@@ -25,6 +26,10 @@ class Link:
     def __init__(self, port: serial.SerialBase, name: str):
         self.port = port
         self.name = name
+        try:   # a local port's descriptor (socket://, rfc2217:// ... have none)
+            self._fd = port.fileno()
+        except (AttributeError, serial.SerialException, OSError, ValueError):
+            self._fd = None
 
     def write(self, data: bytes) -> None:
         try:
@@ -37,11 +42,23 @@ class Link:
         try:
             n = self.port.in_waiting
             if not n:
-                time.sleep(wait)
+                self._wait(wait)
                 n = self.port.in_waiting
-            return self.port.read(n) if n else b""
+            # read(1) with nothing waiting returns b"" at once (timeout 0), but it is
+            # where pyserial notices a dead line: rfc2217:// whose server went away
+            # (in_waiting alone would say 0 forever), a local port that hung up
+            return self.port.read(n or 1)
         except (serial.SerialException, OSError, TypeError) as e:
             raise TransportError(f"{self.name}: port vanished: {e}") from None
+
+    def _wait(self, wait: float) -> None:
+        """Until a byte arrives or ``wait`` passes. On a descriptor select() wakes at the
+        first byte; a sleep would add up to a timer tick to each of the handful of waits
+        in a raw-REPL exec (bench/reports/host_tools.md: exec round trip)."""
+        if self._fd is None:
+            time.sleep(wait)
+        else:
+            select.select([self._fd], [], [], wait)
 
     def hard_reset(self) -> None:
         """Pulse EN through RTS, as esptool does: the chip reboots and runs boot.py and
