@@ -65,7 +65,7 @@ def broker(tmp_path):
 
 
 @pytest.fixture
-def tls_broker(tmp_path, pki):
+def tls_broker(tmp_path, pki):  # noqa: F811  (the fixture)
     """mosquitto with a TLS listener: its certificate is test_tls's leaf for localhost,
     signed by the test CA (``pki / "ca.pem"``)."""
     yield from _mosquitto(tmp_path, f"cafile {pki / 'ca.pem'}\ncertfile {pki / 'leaf.pem'}\n"

@@ -15,8 +15,8 @@ Bounded: at most ``size`` entries (the oldest are dropped), each detail cut to
 
 Bounded flash writes: ``add()`` only marks the ring dirty; it is written when at least
 ``min_interval_ms`` (default 10 s) passed since the last write, or by ``flush(True)``,
-or at once for the events in ``URGENT`` (boot, link down, a dead heartbeat). A power cut loses at most the
-events of the last interval. ``writes`` counts the flash writes.
+or at once for the events in ``URGENT`` (boot, link down, a dead heartbeat). A power cut
+loses at most the events of the last interval. ``writes`` counts the flash writes.
 
 Power-cut safe: the whole ring is written to ``ring.tmp``, flushed to the medium and
 renamed over ``ring`` (synack.outbox.FileStore), and carries a CRC; a file that fails it
