@@ -19,7 +19,6 @@ import time
 
 from micropython import const
 
-from . import keepalive as _ka
 from . import tcp
 
 try:
@@ -78,6 +77,7 @@ class NativeBackend:
         return out
 
     def keepalive_mechanism(self, ka):
+        from . import keepalive as _ka  # lazy: loaded only by a socket that asks for it
         # ESP32's lwIP socket module has no SO_KEEPALIVE/TCP_KEEP* options to set
         names = ("SO_KEEPALIVE", "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
         if all(hasattr(self.mod, n) for n in names):
@@ -103,8 +103,10 @@ class NativeBackend:
         """Start the handshake on a non-blocking socket; True if it completed at once."""
         s = self.mod.socket(2, 1)
         sock._handle = s
-        if sock.keepalive_mechanism == _ka.TCP:
-            self._apply_keepalive(s, sock._keepalive)
+        if sock.keepalive_mechanism is not None:  # keepalive() was called: its module is in
+            from . import keepalive as _ka
+            if sock.keepalive_mechanism == _ka.TCP:
+                self._apply_keepalive(s, sock._keepalive)
         s.setblocking(False)
         sock.tcp.fire(tcp.CONNECT)
         addr = None
