@@ -514,3 +514,37 @@ def test_a_connection_idle_longer_than_max_idle_ms_is_not_reused(server):
         c.get(url(server, path)).read()
     assert (c.connections, c.reused) == (1, 1)
     c.close()
+
+
+def test_the_defaults_are_the_documented_ones():
+    """docs/http.md's defaults: a 512-byte chunk buffer, 10 s connect and read timeouts,
+    5 redirects, 4096 header bytes, 32 headers, 1024-byte lines, a 1 MiB body, 2 pooled
+    hosts, no idle limit; the client's own headers are kept as given."""
+    from synack.http.client import Client
+
+    c = Client()
+    assert (c.chunk, c.connect_timeout_ms, c.read_timeout_ms) == (512, 10000, 10000)
+    assert (c.max_redirects, c.max_header_bytes, c.max_headers, c.max_line, c.max_body) \
+        == (5, 4096, 32, 1024, 1 << 20)
+    assert (c.max_pool, c.max_idle_ms, c.total_timeout_ms) == (2, None, None)
+    mine = {"User-Agent": "probe/1"}
+    assert Client(headers=mine).headers is mine
+    c.close()
+
+
+def test_the_total_timeout_bounds_each_step_and_names_itself():
+    """``total_timeout_ms``: each step gets its own timeout or what is left of the total,
+    whichever is less; with nothing left the request fails with ETIMEDOUT saying so."""
+    from synack.http.client import Client
+
+    c = Client(total_timeout_ms=1500)
+    deadline = core.time.ticks_add(core.time.ticks_ms(), 1000)
+    assert c._left_ms(5000, deadline) in range(900, 1001)        # the total is tighter
+    assert c._left_ms(200, deadline) == 200                      # the step's own is
+    assert c._left_ms(None, deadline) in range(900, 1001)
+    assert c._left_ms(300, None) == 300                          # no total: the step's
+    past = core.time.ticks_add(core.time.ticks_ms(), 0)
+    with pytest.raises(OSError) as info:
+        c._left_ms(300, past)
+    assert info.value.args == (errno.ETIMEDOUT, "total timeout of 1500 ms exceeded")
+    c.close()
