@@ -29,10 +29,9 @@ from synack.at.engine import Engine
 from synack.at.parser import Parser
 from synack.http.client import Client
 from synack.modems import sim7600_tls, simcom_ssl
-from synack.poll import Poller
 from synack_host.sim.launch import start_modem
 from synack_host.sim.modem import cclk_text
-from test_tls import BODY, Server, make_pki
+from test_tls import BODY, Server, assert_polls_share_one_handshake, make_pki
 
 ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
                 "TIME_WAIT", "CLOSED"]
@@ -196,17 +195,9 @@ def test_peer_close_is_end_of_stream(pki, rig):
 
 @pytest.mark.parametrize("polls", [100])
 def test_polls_use_one_connection_and_one_handshake(pki, https, rig, polls):
-    c = Client(backend=rig.modem, tls="modem", cadata=(pki / "ca.pem").read_bytes())
-    seen = []
-    p = Poller(f"https://localhost:{https.port}/poll", lambda r: seen.append(r.read()),
-               client=c, interval_ms=0)
-    assert p.run(polls=polls) == polls
-    assert (p.ok, p.not_modified, p.errors) == (1, polls - 1, 0), p.last_error
-    assert seen == [b"ok"]
-    assert (c.connections, c.handshakes) == (1, 1)
-    assert (https.accepts, https.handshakes) == (1, 1)
-    assert https.paths == ["/poll"] * polls
-    p.close()
+    assert_polls_share_one_handshake(
+        Client(backend=rig.modem, tls="modem", cadata=(pki / "ca.pem").read_bytes()),
+        https, polls)
 
 
 def test_the_client_checks_its_tls_option(rig):

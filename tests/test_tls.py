@@ -278,7 +278,13 @@ def test_the_async_client_says_https_is_not_supported():
 # -- polling over https: one connection, one handshake -------------------------------------
 @pytest.mark.parametrize("polls", [100])
 def test_polls_over_https_use_one_connection_and_one_handshake(pki, https, backend, polls):
-    c = Client(backend=backend, cadata=(pki / "ca.der").read_bytes())
+    assert_polls_share_one_handshake(Client(backend=backend, cadata=(pki / "ca.der").read_bytes()),
+                                     https, polls)
+
+
+def assert_polls_share_one_handshake(c: Client, https: Server, polls: int) -> None:
+    """``polls`` polls with ETag over https: 1 connection and 1 handshake, counted by the
+    client and by the server, every request on it (tests/test_modem_tls.py too)."""
     seen = []
     p = Poller(f"https://localhost:{https.port}/poll", lambda r: seen.append(r.read()),
                client=c, interval_ms=0)
@@ -412,6 +418,9 @@ def test_a_client_certificate_is_presented_when_the_server_asks(pki, backend):
         with pytest.raises(OSError):
             bare.get(url).read()
         bare.close()
+        deadline = time.monotonic() + 5     # the server's thread records its refusal
+        while not server.tls_errors and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert server.paths == ["/small"] and len(server.tls_errors) == 1
 
 

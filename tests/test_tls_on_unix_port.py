@@ -10,6 +10,8 @@ request byte sent."""
 
 from __future__ import annotations
 
+import time
+
 from test_stream_on_unix_port import kind, modem, run_mp  # noqa: F401  (fixtures)
 from test_tls import Server, pki  # noqa: F401  (fixture)
 
@@ -95,4 +97,7 @@ def test_a_client_certificate_on_the_unix_port(tmp_path, kind, modem, pki):  # n
                      KEY=str(pki / "leaf.key"))
     assert out[0] == "with b'ok'", out
     assert out[1].startswith("without refused"), out
+    deadline = time.monotonic() + 5     # the server's thread records its refusal
+    while not server.tls_errors and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert server.paths == ["/small"] and len(server.tls_errors) == 1

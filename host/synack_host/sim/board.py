@@ -25,13 +25,12 @@ import codeop
 import collections
 import os
 import selectors
-import signal
 import time
 import warnings
 from collections.abc import Callable
 
 from .engines import CPythonEngine
-from .pty import PtyLink, Waker
+from .pty import PtyLink, Waker, serve_until_signalled
 from .shims.flash import host_path
 from .stdin import STDIN_RING, StdinServer
 
@@ -414,15 +413,7 @@ class Board:
         self._waker.wake()
 
     def run_until_signalled(self) -> None:
-        handlers = {signal.SIGTERM: lambda s, f: self.request_stop(),
-                    signal.SIGINT: lambda s, f: self.request_stop()}
-        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        try:
-            self.serve()
-        finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            self.close()
+        serve_until_signalled(self.serve, self.request_stop, self.close)
 
     def close(self, keep_pty: bool = False) -> None:
         """``keep_pty``: leave the pty open for its next owner (a reset into the ROM

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .faults import FAULTS, ControlServer, Fault
-from .pty import PtyLink, Waker
+from .pty import PtyLink, Waker, serve_until_signalled
 
 CR, LF, BS, DEL = 13, 10, 8, 127
 MAX_LINE = 1024           # longer command lines are answered with ERROR
@@ -528,16 +528,8 @@ class Modem:
 
     def run_until_signalled(self) -> None:
         """Serve in the main thread until SIGTERM or SIGINT; SIGUSR1 = network lost."""
-        handlers = {signal.SIGTERM: lambda s, f: self.request_stop(),
-                    signal.SIGINT: lambda s, f: self.request_stop(),
-                    signal.SIGUSR1: lambda s, f: self.call_soon(self.network_lost)}
-        previous = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
-        try:
-            self.serve()
-        finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            self.close()
+        serve_until_signalled(self.serve, self.request_stop, self.close,
+                              {signal.SIGUSR1: lambda: self.call_soon(self.network_lost)})
 
     def close(self) -> None:
         """Release the pty, the selector and the wake-up pipe (idempotent)."""

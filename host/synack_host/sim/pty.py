@@ -24,7 +24,10 @@ for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import os
+import signal
 import termios
 import time
 import tty
@@ -220,6 +223,22 @@ class PtyLink:
                 os.unlink(self.link_path)
             except OSError:
                 pass
+
+
+def serve_until_signalled(serve: Callable[[], None], stop: Callable[[], None],
+                          close: Callable[[], None],
+                          extra: dict[int, Callable[[], None]] | None = None) -> None:
+    """Run ``serve()`` in the main thread until SIGTERM or SIGINT call ``stop()`` (``extra``:
+    more signals and what they do), then put the old handlers back and ``close()``."""
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, **(extra or {})}
+    previous = {sig: signal.signal(sig, lambda s, f, act=act: act())
+                for sig, act in handlers.items()}
+    try:
+        serve()
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+        close()
 
 
 class Waker:

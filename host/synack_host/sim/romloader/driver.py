@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import json
 import selectors
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ..faults import ControlServer, Fault, FaultError
-from ..pty import PtyLink, Waker
+from ..pty import PtyLink, Waker, serve_until_signalled
 from . import boot as boot_mod
 from .chips import Chip
 from .flash import Flash
@@ -231,14 +230,7 @@ class DownloadBoard:
             self.board.request_stop()
 
     def run_until_signalled(self) -> None:
-        handler = lambda s, f: self.request_stop()   # noqa: E731
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            self.serve()
-        finally:
-            for sig, h in previous.items():
-                signal.signal(sig, h)
-            self.close()
+        serve_until_signalled(self.serve, self.request_stop, self.close)
 
     def close(self) -> None:
         if self.control is not None:
