@@ -76,8 +76,10 @@ class Server:
         self.received = bytearray()
         self.paths: list[str] = []
         self.conns: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
         self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
         while not self._stop:
@@ -87,7 +89,9 @@ class Server:
                 return
             self.accepts += 1
             self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(t)
+            t.start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(30)
@@ -129,13 +133,20 @@ class Server:
                 f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
     def close(self) -> None:
+        """Shut every socket down and let its own thread close it. Closing here, under a
+        thread blocked in SSL_read, would free the fd number while OpenSSL still reads
+        from it: the next test's client socket gets that number and the old thread
+        steals its TLS records (the client then sees BAD_RECORD_MAC)."""
         self._stop = True
-        self.ls.close()
-        for c in self.conns:
+        for s in [self.ls, *self.conns]:
             try:
-                c.close()
+                socket.socket.shutdown(s, socket.SHUT_RDWR)  # not SSLSocket's: it drops _sslobj
             except OSError:
                 pass
+        self._acceptor.join(5)
+        for t in self.threads:
+            t.join(5)
+        self.ls.close()
 
     def __enter__(self) -> Server:
         return self
