@@ -93,7 +93,7 @@ def _open_link(modem) -> int:
 
 
 def _cme_on_open(ctx: Ctx) -> None:
-    ctx.modem.fault("cme-error AT+CIPOPEN 3 2")
+    ctx.modem.fault(f"cme-error {ctx.modem.wording.open} 3 2")
     ctx.modem.close_link(_open_link(ctx.modem))    # the next poll must open a link
 
 
@@ -153,23 +153,23 @@ def _all(*checks):
 ROWS = [
     Row("reboot", "modem reboots (links lost silently, RDY)",
         lambda ctx: ctx.modem.reboot(), 10.0, bit=_lost_link),
-    Row("cme-error-on-open", "link closed by the network; next 2 AT+CIPOPEN: +CME ERROR: 3",
+    Row("cme-error-on-open", "link closed by the network; the next 2 opens: +CME ERROR: 3",
         _cme_on_open, 10.0, bit=_all(_armed("cme-error"), _failed_poll)),
-    Row("lose-ok", "the next final OK is lost (AT+CIPSEND's)",
+    Row("lose-ok", "the next final OK is lost (a send's)",
         lambda ctx: ctx.modem.fault("lose-ok 1"), 20.0, bit=_armed("lose-ok")),
-    Row("registration-loss", "registration lost for 2 s (+CIPEVENT, searching)",
+    Row("registration-loss", "registration lost for 2 s (bearer lost, searching)",
         lambda ctx: ctx.modem.drop_registration(2.0), 14.0, bit=_lost_link),
-    Row("ipclose-mid-send", "link closed while an AT+CIPSEND payload comes in: ERROR, +IPCLOSE",
+    Row("ipclose-mid-send", "link closed while a send's payload comes in: ERROR, close URC",
         lambda ctx: ctx.modem.fault("ipclose-during-send"), 5.0,
         bit=_all(_armed("ipclose-during-send"), _new_connection)),
-    Row("send-fail", "next send: +CIPSEND: <link>,<n>,-1, +IPCLOSE: <link>,2",
+    Row("send-fail", "the next send reported failed, the link closed",
         lambda ctx: ctx.modem.fault("send-fail"), 5.0,
         bit=_all(_armed("send-fail"), _new_connection)),
-    Row("lost-data-urc", "the next 3 +CIPRXGET: 1 URCs are lost",
+    Row("lost-data-urc", "the next 3 data URCs are lost",
         lambda ctx: ctx.modem.lose_data_urcs(3), 5.0, bit=_armed("lose-urc")),
     Row("garbage-line", "a line of noise: \\xff\\x00+GARBAGE",
         lambda ctx: ctx.modem.inject_garbage(b"\xff\x00+GARBAGE\r\n"), 5.0),
-    Row("truncated-read", "next AT+CIPRXGET=2 payload cut to half, then silence",
+    Row("truncated-read", "the next read's payload cut to half, then silence",
         lambda ctx: ctx.modem.fault("truncate-read"), 15.0, bit=_armed("truncate-read")),
     Row("slow-modem", "next 3 commands answered 1.5 s late (within the 5 s timeout)",
         lambda ctx: ctx.modem.delay_replies(1.5, 3), 10.0, bit=_armed("delay")),
@@ -177,7 +177,7 @@ ROWS = [
         _peer_rst, 5.0, modem=False, bit=_new_connection),
     Row("path-blackhole", f"the server's port drops every packet for {BLACKHOLE_S:g} s",
         _blackhole, BLACKHOLE_S + 12.0, modem=False, needs=("blackhole",), bit=_failed_poll),
-    Row("malformed-urc", "URCs '+IPCLOSE: 0,' and '+CIPRXGET: 1,O'",
+    Row("malformed-urc", "two malformed URCs in the dialect's words",
         lambda ctx: ctx.modem.fault("malformed-urc"), 5.0),
 ]
 

@@ -77,6 +77,9 @@ def tls_mode(request, board, hil, hil_pki, record_property) -> TlsMode:
     mode = TLS_MODES[request.param]
     if mode.needs_modem and hil.modem == "wifi":
         pytest.skip(f"TLS mode {request.param!r} needs a modem link, not Wi-Fi")
+    if mode.needs_modem and board.exec("print(hasattr(modem, 'tls_offload'))").strip() != "True":
+        pytest.skip(f"TLS mode {request.param!r}: synack has no TLS offload for the "
+                    f"{hil.modem} (only the SIM7600's AT+CCH*): use software TLS")
     if mode.needs_ssl:
         has, what = board_ssl(board)
         if not has:

@@ -22,10 +22,11 @@ import time
 from synack import diag, blackbox, supervisor
 from synack.modems.sim7600 import SIM7600
 from synack.link import modem_uart
+from synack.link.modem import ModemLink
 bb = blackbox.Blackbox('/blackbox', echo=True)
 modem = SIM7600(modem_uart(1, 115200), apn='internet')
 bb.watch_modem(modem)
-sup = supervisor.Supervisor(supervisor.ModemLink(modem, register_timeout_ms=1500),
+sup = supervisor.Supervisor(ModemLink(modem, register_timeout_ms=1500),
                             events=bb.supervisor_event, base_ms=300, cap_ms=1000)
 diag.register(modem=modem, supervisor=sup, blackbox=bb)
 sup.start()

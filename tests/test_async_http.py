@@ -284,9 +284,9 @@ class RecordingNative(NativeBackend):
         super().__init__()
         self.socks = []
 
-    def connect_start(self, sock, host, port):
+    def connect_start(self, sock, host, port, limit_ms):
         self.socks.append(sock)
-        return super().connect_start(sock, host, port)
+        return super().connect_start(sock, host, port, limit_ms)
 
 
 async def connect_while_ticking(c, target):

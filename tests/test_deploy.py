@@ -103,10 +103,10 @@ def test_config_file_is_validated(tmp_path, board_fs):
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     with pytest.raises(deploy.DeployError, match="bad.json"):
-        deploy.write_config(board, bad)
+        config.write_config(board, bad)
     good = tmp_path / "good.json"
     good.write_text('{"apn": "internet", "wifi": {"ssid": "lab"}}')
-    deploy.write_config(board, good)
+    config.write_config(board, good)
     assert (fs / "synack_config.json").read_bytes() == b'{"apn":"internet","wifi":{"ssid":"lab"}}'
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synack import tcp
+from synack.backend import Backend
 from synack.http.client import Client
 from synack.http.errors import HTTPError
 from synack.http.head import text
@@ -304,7 +305,7 @@ def test_valid_responses_to_head_have_no_body(rw, sizes):
 
 
 # -- the client and the poller, over a scripted backend -----------------------------------
-class Scripted:
+class Scripted(Backend):
     """A socket backend without a network: each connection reads the next script of
     ``scripts`` (bytes, in pieces of ``sizes``), then the end of the stream."""
 
@@ -315,22 +316,22 @@ class Scripted:
         self.sizes = sizes
         self.connects = 0
 
-    def connect(self, sock, host, port, limit):
+    def connect_start(self, sock, host, port, limit_ms):
         self.connects += 1
         host.encode("idna")   # as CPython's resolver does: UnicodeError for a bad label
         data = self.scripts.pop(0) if self.scripts else b""
-        sock._handle = [data, 0, 0]
         sock.tcp.fire(tcp.CONNECT)
         sock.tcp.fire(tcp.CONNECTED)
+        return [data, 0, 0], True
 
     def send(self, sock, mv, timeout_ms):
         return len(mv)
 
     def recv_into(self, sock, mv, timeout_ms):
-        data, pos, i = sock._handle
+        data, pos, i = sock.handle
         n = min(len(mv), self.sizes[i % len(self.sizes)], len(data) - pos)
         mv[:n] = data[pos:pos + n]
-        sock._handle[1:] = [pos + n, i + 1]
+        sock.handle[1:] = [pos + n, i + 1]
         return n
 
     def close(self, sock, timeout_ms):

@@ -16,7 +16,7 @@ import pytest
 
 from atclient import Client
 from synack_host.hil.servers import ScriptedServer
-from synack_host.sim.faults import FaultError
+from synack_host.sim.control import FaultError
 
 
 def prompt_and_send(c: Client, link: int, data: bytes) -> None:

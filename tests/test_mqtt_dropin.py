@@ -101,7 +101,7 @@ def app(request):
 def _app(backend):
     # modules that use the host's socket module bind it before the swap
     import synack.native  # noqa: F401
-    import synack_host.sim.faults  # noqa: F401
+    import synack_host.sim.control  # noqa: F401
 
     synsocket.use(backend)
     saved = sys.modules.get("socket")

@@ -40,8 +40,8 @@ class StackSocket:
 class Sock:
     """What synack.socket hands its backend: the handle and the TCP lifecycle."""
 
-    def __init__(self, handle):
-        self._handle = handle
+    def __init__(self, platform_socket):
+        self.handle = native._Conn(platform_socket)
         self.tcp = tcp.Connection()
         for event in (tcp.CONNECT, tcp.CONNECTED):
             self.tcp.fire(event)
@@ -64,7 +64,7 @@ def test_blocking_read_or_write_etimedout_is_the_stack_giving_up(port, op):
             backend.send(sock, b"ping", None)
     assert exc.value.errno == errno.ETIMEDOUT
     assert "peer stopped answering" in str(exc.value)
-    assert sock._handle.timeouts == [None]  # blocking: no timeout of ours was running
+    assert sock.handle.s.timeouts == [None]  # blocking: no timeout of ours was running
     assert (sock.tcp.state_name, sock.tcp.last_event()) == ("CLOSED", tcp.TIMEOUT)
 
 
@@ -77,7 +77,7 @@ def test_our_own_read_timeout_leaves_the_connection_alive(port):
         native.NativeBackend().recv_into(sock, memoryview(bytearray(16)), 250)
     assert exc.value.errno == errno.ETIMEDOUT
     assert "peer stopped answering" not in str(exc.value)
-    assert sock._handle.timeouts == [0.25]
+    assert sock.handle.s.timeouts == [0.25]
     assert sock.tcp.state_name == "ESTABLISHED"
 
 

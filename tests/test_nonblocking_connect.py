@@ -158,32 +158,10 @@ def test_native_keepalive_is_applied_before_a_nonblocking_connect(echo):
     s.setblocking(False)
     with pytest.raises(OSError):
         s.connect(("127.0.0.1", echo.port))
-    raw = s._handle
+    raw = s.handle.s
     assert raw.getsockopt(pysocket.SOL_SOCKET, pysocket.SO_KEEPALIVE) == 1
     assert raw.getsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_KEEPIDLE) == 30
     poll_until_done(s)
     s.close()
 
 
-class BlockingOnlyBackend(NativeBackend):
-    """A backend with only the blocking ``connect(sock, host, port, timeout_ms)`` (as
-    older or in-memory backends have), built on the native one."""
-
-    connect_start = None  # type: ignore[assignment]
-
-    def connect(self, sock, host, port, timeout_ms):
-        self.limits = getattr(self, "limits", []) + [timeout_ms]
-        if not (NativeBackend.connect_start(self, sock, host, port)
-                or NativeBackend.connect_poll(self, sock, timeout_ms)):
-            raise NativeBackend.connect_abort(self, sock, timeout_ms)
-
-
-def test_backend_without_the_split_connects_blocking(echo):
-    backend = BlockingOnlyBackend()
-    s = synsocket.socket(backend=backend)
-    s.setblocking(False)
-    s.connect_timeout_ms = 3000
-    s.connect(("127.0.0.1", echo.port))     # no EINPROGRESS: it is done
-    assert s.connect_done() and s.tcp.states() == HANDSHAKE
-    assert backend.limits == [3000]         # bounded by the non-blocking limit
-    s.close()

@@ -148,7 +148,7 @@ def test_control_socket_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path)
         live.close()                            # now a stale socket file
     assert os.path.exists(path)
     with start_modem("--control", path) as modem:
-        from synack_host.sim.faults import FaultClient
+        from synack_host.sim.control import FaultClient
 
         assert "bearer" in FaultClient(path).send("status")
         assert modem.port

@@ -15,28 +15,20 @@ from synack import tcp
 from synack.at import driver as at_driver
 from synack.at import engine as at_engine
 from synack.at.errors import CommandError, CommandTimeout
-from synack.modems import base, sim7600
+from synack.modems import base, links, sim7600
 
-POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
-
-
-class Prompted:
-    """A reply that asks for a payload: ``prompt`` now, ``size`` raw bytes from the host,
-    then ``answer(payload)``."""
-
-    def __init__(self, prompt, size, answer):
-        self.prompt, self.size, self.answer = prompt, size, answer
+import farmodem
+from farmodem import (OK, POLLERR, POLLHUP, POLLIN, POLLOUT, Clock, arg, events,
+                      on_one_clock, oserror, prompted, read, sock_on)
 
 
 def cipsend(accepted=None, urc=True):
     """AT+CIPSEND=<link>,<size>: ``>``, the payload, OK, then +CIPSEND: <link>,<size>,
     <accepted> (all of it unless ``accepted`` says otherwise; -1: the send failed)."""
-    def reply(line):
-        link, size = (int(v) for v in line.split(b"=", 1)[1].split(b","))
+    def answer(link, size):
         sent = size if accepted is None else accepted
-        tail = b"\r\n+CIPSEND: %d,%d,%d\r\n" % (link, size, sent) if urc else b""
-        return Prompted(b"\r\n>", size, lambda payload: b"\r\nOK\r\n" + tail)
-    return reply
+        return OK + (b"\r\n+CIPSEND: %d,%d,%d\r\n" % (link, size, sent) if urc else b"")
+    return prompted(b"\r\n>", answer)
 
 
 def rxget(data, rest=0):
@@ -48,26 +40,15 @@ def rxget(data, rest=0):
 
 
 def cipopen(err=0):
-    def reply(line):
-        link = int(line.split(b"=", 1)[1].split(b",")[0])
-        return b"\r\nOK\r\n\r\n+CIPOPEN: %d,%d\r\n" % (link, err)
-    return reply
+    return lambda line: OK + b"\r\n+CIPOPEN: %d,%d\r\n" % (arg(line, 0), err)
 
 
 def cipclose(err=0):
-    def reply(line):
-        link = int(line.split(b"=", 1)[1])
-        return b"\r\nOK\r\n\r\n+CIPCLOSE: %d,%d\r\n" % (link, err)
-    return reply
+    return lambda line: OK + b"\r\n+CIPCLOSE: %d,%d\r\n" % (arg(line, 0), err)
 
 
-OK = b"\r\nOK\r\n"
 BRING_UP = {
-    b"AT": OK, b"ATE0": OK, b"AT+CMEE=1": OK,
-    b"AT+CPIN?": b"\r\n+CPIN: READY\r\n" + OK,
-    b"AT+CSQ": b"\r\n+CSQ: 20,99\r\n" + OK,
-    b"AT+CEREG?": b"\r\n+CEREG: 0,1\r\n" + OK,
-    b"AT+CREG?": b"\r\n+CREG: 0,1\r\n" + OK,
+    **farmodem.READY,
     b'AT+CGDCONT=1,"IP","internet"': OK,
     b"AT+CIPMODE=0": OK, b"AT+CIPRXGET=1": OK,
     b"AT+NETOPEN": OK + b"\r\n+NETOPEN: 0\r\n",
@@ -75,149 +56,18 @@ BRING_UP = {
     b"AT+CIPCLOSE=": cipclose(0),
     b"AT+CIPSEND=": cipsend(),
 }
-START_COMMANDS = [b"AT", b"ATE0", b"AT+CMEE=1", b"AT+CPIN?", b"AT+CSQ", b"AT+CEREG?",
-                  b'AT+CGDCONT=1,"IP","internet"', b"AT+CIPMODE=0", b"AT+CIPRXGET=1",
-                  b"AT+NETOPEN"]
+START_COMMANDS = farmodem.START + [b'AT+CGDCONT=1,"IP","internet"', b"AT+CIPMODE=0",
+                                   b"AT+CIPRXGET=1", b"AT+NETOPEN"]
 
 
-class Far:
-    """The modem's end of the UART, scripted: ``replies`` maps a command line (bytes,
-    without CR; a key ending in "=" or "," matches as a prefix, the longest wins) to the
-    bytes it answers, a function of the line, or a Prompted payload exchange. Commands
-    without a reply get ERROR; a reply of None is silence. ``later(data)`` queues bytes
-    the modem sends once the host has read everything before them (a URC that comes
-    after the reply, not with it)."""
+class Far(farmodem.Far):
+    """The SIM7600's far end: BRING_UP answered unless a case says otherwise."""
 
-    def __init__(self, replies=None):
-        self.replies = dict(BRING_UP)
-        self.replies.update(replies or {})
-        self.rx = bytearray()
-        self.tx = bytearray()
-        self.commands = []
-        self.payloads = []
-        self.queue = []
-        self._need = 0
-        self._payload = b""
-        self._answer = None
-
-    def later(self, data):
-        self.queue.append(data)
-
-    def inject(self, data):
-        self.rx += data
-
-    def _reply(self, line):
-        best = line if line in self.replies else None
-        for key in self.replies:
-            if (key[-1:] in (b"=", b",") and line.startswith(key)
-                    and (best is None or len(key) > len(best))):
-                best = key
-        reply = self.replies[best] if best is not None else b"\r\nERROR\r\n"
-        return reply(line) if callable(reply) else reply
-
-    def write(self, data):
-        self.tx += bytes(data)
-        while self.tx:
-            if self._need:
-                take = bytes(self.tx[:self._need])
-                del self.tx[:self._need]
-                self._payload += take
-                self._need -= len(take)
-                if not self._need:
-                    self.payloads.append(self._payload)
-                    self.rx += self._answer(self._payload)
-                continue
-            i = self.tx.find(b"\r")
-            if i < 0:
-                break
-            line = bytes(self.tx[:i])
-            del self.tx[:i + 1]
-            self.commands.append(line)
-            reply = self._reply(line)
-            if isinstance(reply, Prompted):
-                self._need, self._payload, self._answer = reply.size, b"", reply.answer
-                reply = reply.prompt
-            if reply is not None:
-                self.rx += reply
-        return len(data)
-
-    def any(self):
-        if not self.rx and self.queue:
-            self.rx += self.queue.pop(0)
-        return len(self.rx)
-
-    def readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        buf[:n] = self.rx[:n]
-        del self.rx[:n]
-        return n
+    DEFAULTS = BRING_UP
 
 
-class Clock:
-    """``time`` for the firmware modules: moves when code sleeps, and ``step`` ms at
-    every reading (a slow clock makes long limits pass in a few rounds)."""
-
-    def __init__(self, step=0):
-        self.now = 1000
-        self.step = step
-
-    def ticks_ms(self):
-        self.now += self.step
-        return self.now
-
-    def ticks_add(self, t, delta):
-        return t + delta
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def sleep_ms(self, ms):
-        self.now += ms
-
-
-@pytest.fixture
-def fast_clock(monkeypatch):
-    """Every firmware module on one clock that advances 250 ms per reading."""
-    clock = Clock(step=250)
-    for module in (sim7600, base, at_engine, at_driver, synsocket, tcp):
-        monkeypatch.setattr(module, "time", clock)
-    return clock
-
-
-def modem_on(far, **kw):
-    kw.setdefault("poll_ms", 5)
-    return sim7600.SIM7600(far, apn="internet", **kw)
-
-
-def started(replies=None, **kw):
-    far = Far(replies)
-    modem = modem_on(far, **kw)
-    modem.start(register_timeout_ms=100)
-    far.commands.clear()
-    return far, modem
-
-
-def sock_on(modem, timeout=1):
-    s = synsocket.socket(backend=modem)
-    s.settimeout(timeout)
-    return s
-
-
-def connected(replies=None, **kw):
-    far, modem = started(replies, **kw)
-    s = sock_on(modem)
-    s.connect(("10.0.0.1", 80))
-    return far, modem, s
-
-
-def events(s):
-    return [tcp.EVENT_NAMES[e] for (_, e, _, _) in s.tcp.history()]
-
-
-def oserror(fn, *args):
-    with pytest.raises(OSError) as exc:
-        fn(*args)
-    return exc.value
+fast_clock = farmodem.clock_fixture()
+modem_on, started, connected = farmodem.helpers(Far, sim7600.SIM7600)
 
 
 # -- bring-up ---------------------------------------------------------------------------
@@ -281,7 +131,7 @@ def test_netopen_without_its_urc_gives_up_after_75_s(fast_clock):
     modem = modem_on(far)
     t0 = fast_clock.now
     with pytest.raises(base.PDPError) as exc:
-        modem._net_up()
+        modem.bearer_open()
     assert str(exc.value) == "no +NETOPEN within 75 s"
     assert 75000 <= fast_clock.now - t0 < 80000
     assert not modem.net_open
@@ -292,10 +142,10 @@ def test_netopen_urc_of_an_earlier_attempt_is_not_taken_for_this_one():
     far = Far({b"AT+NETOPEN": OK + b"\r\n+NETOPEN: 1\r\n"})
     modem = modem_on(far)
     with pytest.raises(base.PDPError):
-        modem._net_up()
+        modem.bearer_open()
     far.replies[b"AT+NETOPEN"] = OK
     far.later(b"\r\n+NETOPEN: 0\r\n")
-    modem._net_up()
+    modem.bearer_open()
     assert modem.net_open
 
 
@@ -854,7 +704,7 @@ def test_reopen_stops_when_the_next_wait_would_pass_the_connects_limit():
 def test_reopen_registration_wait_is_bounded_by_the_connects_limit(monkeypatch):
     # after a reboot the bring-up waits for registration: 10 s at most, less when the
     # connect's own limit is shorter
-    monkeypatch.setattr(sim7600, "time", Clock(step=0))
+    monkeypatch.setattr(base, "time", Clock(step=0))
     far, modem = started()
     far.inject(b"\r\nRDY\r\n")
     modem.at.poll(0)
@@ -968,13 +818,6 @@ def test_send_before_the_handshake_completed_is_enotconn():
 
 
 # -- receive ------------------------------------------------------------------------------
-def read(modem, s, size, timeout_ms=1000):
-    """The backend's read of ``size`` bytes at most (the socket's own small reads go
-    through its 512-byte buffer): the bytes read."""
-    buf = bytearray(size)
-    return bytes(buf[:modem.recv_into(s, memoryview(buf), timeout_ms)])
-
-
 def test_recv_asks_for_what_fits_and_reads_exactly_that():
     far, modem, s = connected({b"AT+CIPRXGET=2,": rxget(b"hello")})
     far.inject(b"\r\n+CIPRXGET: 1,0\r\n")
@@ -1305,7 +1148,7 @@ def test_urcs_without_a_space_after_the_colon_are_read():
     modem.at.poll(0)
     assert s.state == "CLOSE_WAIT"
     far.replies[b"AT+NETOPEN"] = OK + b"\r\n+NETOPEN:0\r\n"
-    modem._net_up()
+    modem.bearer_open()
     assert modem.net_open
 
 
@@ -1351,9 +1194,7 @@ def test_keepalive_not_in_minutes_names_it():
 
 
 def test_poll_flags_never_waits(monkeypatch):
-    clock = Clock(step=0)
-    for module in (sim7600, at_driver, at_engine):
-        monkeypatch.setattr(module, "time", clock)
+    clock = on_one_clock(monkeypatch, modules=(links, at_driver, at_engine))
     far, modem, s = connected(poll_ms=10 ** 9)
     before = clock.now
     s.poll_flags(POLLIN | POLLOUT)
@@ -1362,7 +1203,7 @@ def test_poll_flags_never_waits(monkeypatch):
 
 def test_poll_flags_readable_exactly_poll_ms_after_the_last_read(monkeypatch):
     clock = Clock(step=0)
-    monkeypatch.setattr(sim7600, "time", clock)
+    monkeypatch.setattr(links, "time", clock)
     far, modem, s = connected(poll_ms=1000)
     modem.links[0].checked = clock.now
     clock.now += 999
@@ -1376,9 +1217,7 @@ def unregistered():
 
 
 def test_start_waits_for_registration_as_long_as_it_is_told(monkeypatch):
-    clock = Clock(step=0)
-    for module in (sim7600, base, at_driver, at_engine):
-        monkeypatch.setattr(module, "time", clock)
+    clock = on_one_clock(monkeypatch, modules=(links, base, at_driver, at_engine))
     modem = modem_on(unregistered())
     t0 = clock.now
     with pytest.raises(base.NotRegistered):
@@ -1387,9 +1226,7 @@ def test_start_waits_for_registration_as_long_as_it_is_told(monkeypatch):
 
 
 def test_start_waits_a_minute_for_registration_by_default(monkeypatch):
-    clock = Clock(step=0)
-    for module in (sim7600, base, at_driver, at_engine):
-        monkeypatch.setattr(module, "time", clock)
+    clock = on_one_clock(monkeypatch, modules=(links, base, at_driver, at_engine))
     modem = modem_on(unregistered())
     t0 = clock.now
     with pytest.raises(base.NotRegistered):
@@ -1466,13 +1303,6 @@ def test_close_after_a_failed_connect_is_quiet():
     n = len(far.commands)
     s.close()
     assert far.commands[n:] == []
-
-
-def on_one_clock(monkeypatch):
-    clock = Clock(step=0)
-    for module in (sim7600, base, at_driver, at_engine, synsocket, tcp):
-        monkeypatch.setattr(module, "time", clock)
-    return clock
 
 
 def test_connect_returns_as_soon_as_cipopen_comes(monkeypatch):

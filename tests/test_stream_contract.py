@@ -22,6 +22,7 @@ import pytest
 
 from synack import socket as synsocket
 from synack import tcp
+from synack.backend import Backend
 from synack.at.errors import CommandError, CommandTimeout, ModemError
 from synack.modems import base
 from synack_host.hil.servers import ScriptedServer
@@ -179,7 +180,7 @@ def test_peer_close_is_readable_then_eof(kind):
 
 
 # -- every socket method raises OSError only -------------------------------------------
-class FailingBackend:
+class FailingBackend(Backend):
     """A backend whose every call raises ``exc``: what synack.socket lets out."""
     name = "failing"
 
@@ -194,11 +195,10 @@ class FailingBackend:
     def getaddrinfo(self, host, port):
         self._maybe()
 
-    def connect_start(self, sock, host, port):
+    def connect_start(self, sock, host, port, limit_ms):
         self._maybe()
-        sock._handle = 0
         sock.tcp.fire(tcp.CONNECT)
-        return False
+        return 0, False
 
     def connect_poll(self, sock, wait_ms):
         self._maybe()

@@ -10,6 +10,7 @@ import pytest
 
 from synack import socket as synsocket
 from synack import supervisor as sv
+from synack.link.modem import ModemLink
 from modemrig import Rig
 from synack_host.hil.servers import EchoServer
 
@@ -41,7 +42,7 @@ def flaky_modem():
 def test_modem_backoff_reinit_loss_and_recovery(flaky_modem):
     proc, modem = flaky_modem
     rec = Recorder()
-    sup = sv.Supervisor(sv.ModemLink(modem, register_timeout_ms=3000, reset_wait_ms=3000),
+    sup = sv.Supervisor(ModemLink(modem, register_timeout_ms=3000, reset_wait_ms=3000),
                         on_change=rec, base_ms=150, cap_ms=2000, jitter_pct=20,
                         reinit_after=3, check_ms=50)
     assert sup.run(duration_ms=8000, stop=lambda: sup.online) == "ONLINE"

@@ -252,7 +252,7 @@ def test_clock_not_set_is_refused_before_connecting(pki, https, real_clock):
     time.sleep(0.2)
     assert https.received == b"" and https.handshakes == 0
     with Server() as plain:            # set it from a plain request's Date header
-        clock.sync_http(f"http://127.0.0.1:{plain.port}/")
+        clock.sync_http(f"http://127.0.0.1:{plain.port}/", c)
     assert clock.is_set() and clock.source == "http"
     assert c.get(f"https://localhost:{https.port}/").read() == b"ok"
 
@@ -404,7 +404,7 @@ def test_sync_modem_sets_the_clock_from_cclk(real_clock):
 def test_sync_http_sets_the_clock_from_a_date_header(real_clock):
     clock.set_time(946684800)
     with Server() as plain:
-        t = clock.sync_http(f"http://127.0.0.1:{plain.port}/")
+        t = clock.sync_http(f"http://127.0.0.1:{plain.port}/", Client())
     assert abs(t - time.time()) <= 2 and abs(clock.now() - time.time()) <= 2
     assert clock.source == "http" and plain.paths == ["/"]
 

@@ -6,7 +6,7 @@ handshake the clock is set from the network:
 
     from synack import clock
     clock.sync_modem(modem)                      # the modem's network time (AT+CCLK?)
-    clock.sync_http("http://example.com/")      # or the Date header of a plain request
+    clock.sync_http("http://example.com/", Client())  # or a plain request's Date header
     clock.is_set()                               # True once it reads 2024 or later
 
 ``synack.tls.wrap`` refuses to start a handshake while ``is_set()`` is False
@@ -206,22 +206,14 @@ def sync_modem(modem):
     return _accept(parse_cclk(lines[0]), "modem")
 
 
-def sync_http(url, client=None):
+def sync_http(url, client):
     """Set the clock from the ``Date`` header of a plain ``HEAD`` request to ``url``
-    (an ``http://`` URL: TLS would need the clock already). ``client``: a
-    synack.http.client.Client (one is made and closed if None). Returns the time set;
-    ValueError without a valid Date."""
-    own = client is None
-    if own:
-        from .http.client import Client  # lazy: only sync_http needs the HTTP client
-        client = Client()
-    try:
-        resp = client.head(url)
-        date = resp.head.header(b"date")
-        resp.close()
-    finally:
-        if own:
-            client.close()
+    (an ``http://`` URL: TLS would need the clock already) made with ``client`` (a
+    synack.http.client.Client: the caller's, so this module does not depend on the HTTP
+    stack, which depends on it). Returns the time set; ValueError without a valid Date."""
+    resp = client.head(url)
+    date = resp.head.header(b"date")
+    resp.close()
     if date is None:
         raise ValueError("no Date header from %s" % url)
     return _accept(parse_http_date(date), "http")

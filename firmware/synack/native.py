@@ -20,6 +20,7 @@ import time
 from micropython import const
 
 from . import tcp
+from .backend import Backend
 
 try:
     import usocket as _sys_socket  # MicroPython, even when synack.socket is installed as socket
@@ -61,7 +62,19 @@ else:
     _OWN_TIMEOUT_ERRNO = errno.ETIMEDOUT
 
 
-class NativeBackend:
+class _Conn:
+    """The handle of one connection: the platform socket, the poller of a pending
+    connect and its address, the readiness poller (kept: made once per connection)."""
+
+    __slots__ = ("s", "connecting", "poller")
+
+    def __init__(self, s):
+        self.s = s
+        self.connecting = None  # type: tuple | None  # (poller, addr) while pending
+        self.poller = None
+
+
+class NativeBackend(Backend):
     name = "native"
 
     def __init__(self, module=None):
@@ -99,14 +112,14 @@ class NativeBackend:
         s.settimeout(None if timeout_ms is None else timeout_ms / 1000)
 
     # -- connect: start, poll, abort (synack.socket drives them) ---------------------
-    def connect_start(self, sock, host, port):
-        """Start the handshake on a non-blocking socket; True if it completed at once."""
+    def connect_start(self, sock, host, port, limit_ms):
+        """Start the handshake on a non-blocking socket: (handle, completed at once)."""
         s = self.mod.socket(2, 1)
-        sock._handle = s
+        conn = _Conn(s)
         if sock.keepalive_mechanism is not None:  # keepalive() was called: its module is in
             from . import keepalive as _ka
             if sock.keepalive_mechanism == _ka.TCP:
-                self._apply_keepalive(s, sock._keepalive)
+                self._apply_keepalive(s, sock.keepalive_settings)
         s.setblocking(False)
         sock.tcp.fire(tcp.CONNECT)
         addr = None
@@ -117,32 +130,32 @@ class NativeBackend:
         except OSError as e:
             code = _code(e)
             if addr is None or code not in _IN_PROGRESS:
-                raise self._connect_failed(sock, code, e)
+                raise self._connect_failed(sock, conn, code, e)
             poller = select.poll()
             poller.register(s, select.POLLOUT)
-            sock._connecting = (poller, addr)
-            return False
+            conn.connecting = (poller, addr)
+            return conn, False
         sock.tcp.fire(tcp.CONNECTED)
-        return True
+        return conn, True
 
     def connect_poll(self, sock, wait_ms):
         """True once the handshake completed; False if still pending after ``wait_ms``
         (None: until the stack decides); raises its failure."""
-        poller, addr = sock._connecting
+        conn = sock.handle
+        poller, addr = conn.connecting
         events = poller.poll(-1 if wait_ms is None else wait_ms)
         if not events:
             return False
-        s = sock._handle
-        code, e = self._connect_error(s, events[0][1], addr)
+        code, e = self._connect_error(conn.s, events[0][1], addr)
         if code:
-            raise self._connect_failed(sock, code, e)
-        sock._connecting = None
+            raise self._connect_failed(sock, conn, code, e)
+        conn.connecting = None
         sock.tcp.fire(tcp.CONNECTED)
         return True
 
     def connect_abort(self, sock, limit_ms):
         """The connect did not complete within ``limit_ms``: drop it; the error to raise."""
-        return self._connect_failed(sock, errno.ETIMEDOUT,
+        return self._connect_failed(sock, sock.handle, errno.ETIMEDOUT,
                                     "not established within %d ms" % limit_ms)
 
     def _connect_error(self, s, mask, addr):
@@ -163,19 +176,17 @@ class NativeBackend:
                 return _code(e), e
         return errno.ECONNREFUSED, "connection failed (poll flags 0x%x)" % mask
 
-    def _connect_failed(self, sock, code, why):
+    def _connect_failed(self, sock, conn, code, why):
         """Close the half-made connection, record the TCP event; the OSError to raise."""
-        s = sock._handle
-        sock._handle = None
-        sock._connecting = None
-        s.close()
+        conn.connecting = None
+        conn.s.close()
         sock.tcp.fire(tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT
                       if code == errno.ETIMEDOUT else tcp.RESET)
-        host, port = sock._peer
+        host, port = sock.peer
         return OSError(code, "connect to %s:%d failed: %s" % (host, port, why))
 
     def send(self, sock, data, timeout_ms):
-        s = sock._handle
+        s = sock.handle.s
         self._timeout(s, timeout_ms)
         try:
             return s.send(data)
@@ -183,7 +194,7 @@ class NativeBackend:
             raise self._failed(sock, e, "send", timeout_ms)
 
     def recv_into(self, sock, buf, timeout_ms):
-        s = sock._handle
+        s = sock.handle.s
         self._timeout(s, timeout_ms)
         try:
             if hasattr(s, "recv_into"):
@@ -201,10 +212,11 @@ class NativeBackend:
     def poll_flags(self, sock, flags):
         """Readiness of the underlying socket (poll with timeout 0) for select.poll
         and asyncio over a synack socket; one poller per synack socket, kept."""
-        s = sock._handle
-        p = sock._poller
+        conn = sock.handle
+        s = conn.s
+        p = conn.poller
         if p is None:
-            p = sock._poller = select.poll()
+            p = conn.poller = select.poll()
             p.register(s, flags)
         else:
             p.modify(s, flags)
@@ -226,7 +238,7 @@ class NativeBackend:
         return OSError(code, "%s failed: %s" % (what, e))
 
     def close(self, sock, timeout_ms=None):
-        s = sock._handle
+        s = sock.handle.s
         conn = sock.tcp
         if conn.state == tcp.ESTABLISHED and hasattr(s, "shutdown"):
             conn.fire(tcp.CLOSE)

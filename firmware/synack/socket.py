@@ -28,12 +28,10 @@ without stopping the loop)::
     while not s.connect_done():       # False while pending; raises ECONNREFUSED,
         await asyncio.sleep_ms(10)    # ETIMEDOUT ... as a blocking connect would
 
-Backends that can split the handshake have ``connect_start(sock, host, port)`` (True:
-already established), ``connect_poll(sock, wait_ms)`` (wait up to ``wait_ms``, None: as
-long as the stack takes; True once established, raises on failure) and
-``connect_abort(sock, limit_ms)`` (give up: returns the ETIMEDOUT to raise). The
-blocking connect is the same three calls, waiting in ``connect_poll``. A backend with
-only ``connect(sock, host, port, timeout_ms)`` connects blocking even when asked not to.
+A backend (synack.backend.Backend: the native stack, a modem) splits the handshake in
+``connect_start`` (returns its handle), ``connect_poll`` (wait up to a limit; True once
+established, raises on failure) and ``connect_abort`` (give up: the ETIMEDOUT to raise).
+The blocking connect is the same three calls, waiting in ``connect_poll``.
 
 Errors are ``OSError`` with the errno a native socket gives (ETIMEDOUT, ECONNREFUSED,
 ECONNRESET, ENOTCONN, EHOSTUNREACH), and nothing else: a backend's own failure that
@@ -171,16 +169,30 @@ class socket(_Stream):
         # (non-blocking, or blocking without settimeout); None: the backend's limit.
         self.connect_timeout_ms = None  # type: int | None
         self._peer = None  # type: Any  # (host, port) of the last connect()
-        self._connecting = None  # type: Any  # backend state of a pending connect
         self._connect_t0 = 0
         self._connect_limit = None  # type: int | None
         self._connect_pending = False  # started, outcome not known yet
         self._error = None  # type: Any  # a non-blocking connect's failure, seen by poll
-        self._poller = None  # type: Any  # the backend's readiness poller, if it keeps one
 
     @property
     def state(self):
         return self.tcp.state_name
+
+    # -- what a backend reads (synack.backend) -----------------------------------------
+    @property
+    def handle(self):
+        """The backend's handle of this connection (``connect_start``'s), or None."""
+        return self._handle
+
+    @property
+    def peer(self):
+        """``(host, port)`` of the last connect(), or None."""
+        return self._peer
+
+    @property
+    def keepalive_settings(self):
+        """The keepalive.Keepalive asked for with keepalive(), or None."""
+        return self._keepalive
 
     def __enter__(self):
         return self
@@ -196,12 +208,7 @@ class socket(_Stream):
         self._timeout_ms = None if flag else 0
 
     def setsockopt(self, level, option, value):
-        setopt = getattr(self._backend, "setsockopt", None)
-        if setopt is not None:
-            setopt(self, level, option, value)
-        elif not (level == SOL_SOCKET and option == SO_REUSEADDR):
-            raise OSError(errno.EOPNOTSUPP, "option %d/%d not supported by %s"
-                          % (level, option, getattr(self._backend, "name", "backend")))
+        self._backend.setsockopt(self, level, option, value)
 
     def keepalive(self, *args, **kw):
         """``keepalive(idle=7200, interval=75, count=10)`` (the arguments of
@@ -214,9 +221,8 @@ class socket(_Stream):
         if self._handle is not None:
             raise OSError(errno.EALREADY, "set keepalive before connect()")
         ka = _ka.Keepalive(*args, **kw)
-        choose = getattr(self._backend, "keepalive_mechanism", None)
         self._keepalive = ka
-        self.keepalive_mechanism = choose(ka) if choose else _ka.PROBE
+        self.keepalive_mechanism = self._backend.keepalive_mechanism(ka)
         return self.keepalive_mechanism
 
     def makefile(self, mode="rb", buffering=0):
@@ -248,14 +254,11 @@ class socket(_Stream):
         if not limit:  # no timeout of its own (None), or non-blocking (0)
             limit = self.connect_timeout_ms
             if limit is None:
-                limit = getattr(backend, "connect_limit_ms", None)
-        start = getattr(backend, "connect_start", None)
-        if start is None:  # a backend that can only connect blocking: it returns done
-            backend.connect(self, host, port, limit)
-            return
+                limit = backend.connect_limit_ms
         self._connect_t0 = time.ticks_ms()
         self._connect_limit = limit
-        if start(self, host, port):
+        self._handle, established = backend.connect_start(self, host, port, limit)
+        if established:
             return
         self._connect_pending = True
         if self._timeout_ms == 0:
@@ -300,13 +303,16 @@ class socket(_Stream):
                                               else wait)
         except OSError:
             self._connect_pending = False  # failed: the backend released the handle
+            self._handle = None
             raise
         if done:
             self._connect_pending = False
             return True
         if limit is not None and time.ticks_diff(time.ticks_ms(), self._connect_t0) >= limit:
             self._connect_pending = False
-            raise self._backend.connect_abort(self, limit)
+            e = self._backend.connect_abort(self, limit)
+            self._handle = None
+            raise e
         return False
 
     def close(self):
@@ -322,13 +328,11 @@ class socket(_Stream):
                 raise as_oserror(e, "close")
             finally:
                 self._handle = None
-                self._connecting = None
 
     def _connecting_cleanup(self):
         self._connect_pending = False
         self._rbuf = None
         self._rpos = self._rend = 0
-        self._poller = None
 
     # -- sending -----------------------------------------------------------------
     def _check_open(self):
@@ -458,7 +462,4 @@ class socket(_Stream):
         if flags & POLLIN and self._rend > self._rpos:
             ready = POLLIN
             flags &= ~POLLIN
-        poll = getattr(self._backend, "poll_flags", None)
-        if poll is None:  # a backend that cannot tell: say ready, the call blocks
-            return ready | (flags & (POLLIN | POLLOUT))
-        return ready | poll(self, flags)
+        return ready | self._backend.poll_flags(self, flags)

@@ -3,10 +3,13 @@ it falls over reconnect with exponential backoff and jitter, re-initialising the
 (a modem reset) after repeated failures.
 
 A *link* is any object with ``up()`` (blocking bring-up; raises on failure), ``down()``
-and ``is_up()``: ``ModemLink`` wraps a synack modem backend, a Wi-Fi link has the same
+and ``is_up()``: ``link.modem.ModemLink`` wraps a synack modem backend, a Wi-Fi link has the same
 three methods. *Sessions* (a heartbeat connection, an MQTT client ...) have the same
 interface and ride on the link; the device is ONLINE when the link and every session
-are up. A link may also have ``reinit()``; without it REINIT calls ``down()``.
+are up. A link may also have ``reinit()``; without it REINIT calls ``down()``; and
+``up_async()``, a coroutine that does ``up()``'s work without blocking the event loop
+(``ModemLink``), which the asyncio task (tasks.supervise) awaits: ``async_up()`` hands
+it out when the LINK_UP step is due and ``up_done()`` takes its outcome.
 
 ``Supervisor.step(now_ms)`` does at most one transition (calling the link where the
 state needs it) and returns the ticks at which it wants to run again; ``run()`` is the
@@ -227,11 +230,41 @@ class Supervisor:
             return now
         return self._reinit(now, real)
 
-    def _bring_up(self, now, real):
+    def async_up(self):
+        """The link's ``up_async`` when the next step would call ``link.up()`` (LINK_UP,
+        the link down) and the link has one; else None. A task that gets it awaits it
+        and passes the outcome to ``up_done()`` in place of that ``step()``."""
+        up = getattr(self.link, "up_async", None)
+        if up is None or self.state != LINK_UP:
+            return None
+        try:
+            return None if self.link.is_up() else up
+        except Exception:  # step() probes again and counts the failure
+            return None
+
+    def up_done(self, error=None, now=None):
+        """The LINK_UP step after the caller brought the link up itself (``async_up``):
+        ``error`` None if that worked (the sessions come next), else its exception.
+        Returns the ticks to call ``step()`` at. Stopped meanwhile: the link goes down
+        again unless the supervisor was started again."""
+        real = now is None
+        if real:
+            now = time.ticks_ms()
+        if self.state != LINK_UP:
+            if error is None and not self.wanted:
+                _quietly(self.link.down)
+            return now
+        return self._bring_up(now, real, True if error is None else error)
+
+    def _bring_up(self, now, real, link_done=None):
+        # link_done: None = bring the link up here; True / an exception = up_done()'s
         self.attempts += 1
         try:
-            if not self.link.is_up():
-                self.link.up()
+            if link_done is None:
+                if not self.link.is_up():
+                    self.link.up()
+            elif link_done is not True:
+                raise link_done
             for s in self.sessions:
                 if not s.is_up():
                     s.up()
@@ -315,44 +348,3 @@ def _quietly(fn):
         fn()
     except Exception:  # teardown errors must not stop recovery
         return
-
-
-class ModemLink:
-    """A started-or-not synack modem (e.g. modems.sim7600.SIM7600) as a link:
-    ``up`` runs the modem's bring-up, ``is_up`` reads URCs (network loss arrives as
-    ``+CIPEVENT``/``+NETCLOSE``), ``reinit`` resets the modem and waits for its boot
-    URC (``RDY``)."""
-
-    def __init__(self, modem, register_timeout_ms=60000, reset_cmd=b"AT+CRESET",
-                 reset_wait_ms=30000):
-        self.modem = modem
-        self.register_timeout_ms = register_timeout_ms
-        self.reset_cmd = reset_cmd
-        self.reset_wait_ms = reset_wait_ms
-
-    def up(self):
-        self.modem.start(self.register_timeout_ms)
-
-    def is_up(self):
-        self.modem.at.poll(0)
-        return bool(self.modem.net_open)
-
-    def down(self):
-        from .at.errors import ModemError
-        modem = self.modem
-        if modem.net_open:
-            try:
-                modem.at.command(b"AT+NETCLOSE", timeout_ms=5000)
-            except ModemError:
-                pass  # bearer already gone: the state we want
-        modem.net_open = False
-
-    def reinit(self):
-        from .modems.base import ModemNotResponding
-        modem = self.modem
-        before = modem.reboots
-        modem.net_open = False
-        modem.at.command(self.reset_cmd, timeout_ms=5000)
-        if not modem.at.wait_for(lambda: modem.reboots != before, self.reset_wait_ms):
-            raise ModemNotResponding("modem did not boot (no RDY) within %d ms after %s"
-                                     % (self.reset_wait_ms, self.reset_cmd.decode()))

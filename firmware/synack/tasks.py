@@ -4,9 +4,11 @@ for the outbox.
 Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so running them
 as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
 ``time.sleep_ms``, leaving the event loop free for the application between polls and
-checks. The network operations inside one poll or one bring-up are still the blocking
-calls with their own timeouts (connect, read, the modem's AT commands) — keep those
-timeouts short when other tasks must stay responsive.
+checks. A modem link's bring-up (``ModemLink.up_async``: registration, bearer open,
+tens of seconds) is awaited too: its AT commands wait in the event loop. Other network
+operations inside one poll are still the blocking calls with their own timeouts
+(connect, read, a bearer reopened by a connect) — keep those timeouts short when other
+tasks must stay responsive.
 
     import asyncio
     from synack import tasks
@@ -46,10 +48,20 @@ async def poll(poller, polls=None, stop=None):
 
 async def supervise(supervisor, stop=None):
     """Run ``supervisor`` (a synack.supervisor.Supervisor) as a task until it is stopped
-    or ``stop()`` is true; returns the final state name."""
+    or ``stop()`` is true; returns the final state name. A link with ``up_async`` (a
+    modem) is brought up by awaiting it; others (Wi-Fi) by the blocking ``up()``."""
     supervisor.start()
     while not (stop is not None and stop()):
-        wake = supervisor.step()
+        up = supervisor.async_up()
+        if up is None:
+            wake = supervisor.step()
+        else:
+            error = None
+            try:
+                await up()
+            except Exception as e:  # the supervisor counts it and backs off
+                error = e
+            wake = supervisor.up_done(error)
         if wake is None:
             break
         wait = time.ticks_diff(wake, time.ticks_ms())

@@ -68,7 +68,7 @@ if _MICROPYTHON:
     _Stream = io.IOBase
 
 HOW_TO_SET_CLOCK = ("set it from the network first: synack.clock.sync_modem(modem) "
-                    "(AT+CCLK?) or synack.clock.sync_http('http://...') (a Date header), "
+                    "(AT+CCLK?) or synack.clock.sync_http('http://...', client) (a Date header), "
                     "or machine.RTC().datetime(...)")
 
 

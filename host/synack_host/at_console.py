@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 
 from . import secrets
+from .board_commands import device_errors
 from .command import CommandError, State, float_range, read_text_input
+from .diag_session import PRELUDE, board_args, board_session
 from .transport import RawRepl
 
 PROMPT = "AT> "
@@ -35,8 +37,6 @@ _AT_IMPORT = f"from synack import atbridge as {_AT}\n"
 
 
 def add_arguments(p) -> None:
-    from .diag_commands import board_args
-
     board_args(p)
     p.add_argument("commands", nargs="*", metavar="CMD", help="AT commands to send in turn")
     p.add_argument("--script", type=Path, metavar="FILE", help="send/expect script")
@@ -45,9 +45,6 @@ def add_arguments(p) -> None:
 
 
 def _call(repl: RawRepl, args, code: str) -> str:
-    from .board_commands import device_errors
-    from .diag_commands import PRELUDE
-
     with device_errors():
         out = repl.exec(PRELUDE + _AT_IMPORT + code, timeout=args.timeout + 10)
     text = out.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
@@ -79,8 +76,6 @@ def cmd_at(state: State, args) -> None:
         raise CommandError("give AT commands or --script FILE, not both")
     if args.script:
         return run_script(state, args)
-    from .diag_commands import board_session
-
     with board_session(args) as repl:
         if args.commands:
             failed = None

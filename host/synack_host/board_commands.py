@@ -176,7 +176,7 @@ def cmd_deploy(state: State, args) -> None:
             if not args.dry_run:
                 _send(state, repl, plan)
                 if config is not None:
-                    n = deploy.write_config(repl, config)
+                    n = board_config.write_config(repl, config)
                     report["config_bytes"] = n
                     if not args.json:
                         print(f"config: {n} bytes to /synack_config.json", file=state.out)

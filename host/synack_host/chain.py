@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 
-from .board_commands import device_errors
-from .command import CommandError, State, baud_rate
+from .board_commands import BOARD_COMMANDS, device_errors
+from .command import CommandError, State, baud_rate, parser_for
+from .fs_commands import FS_COMMANDS
+from .terminal import REPL_COMMANDS
 from .transport import RawRepl, open_link
 
 SEPARATOR = "+"
+
+# commands that work on an open board, so ``synack connect PORT`` can chain them
+BOARD_SESSION_COMMANDS = {**BOARD_COMMANDS, **FS_COMMANDS, **REPL_COMMANDS}
 
 
 def _connect_args(p: argparse.ArgumentParser) -> None:
@@ -46,14 +51,14 @@ def split_chain(words: list[str]) -> list[list[str]]:
 
 
 def cmd_connect(state: State, args: argparse.Namespace) -> None:
-    from .cli import BOARD_SESSION_COMMANDS, build_parser   # cli imports this module
-
     groups = split_chain(args.chain)
     for group in groups:
         if group[0] not in BOARD_SESSION_COMMANDS:
             raise CommandError(f"'{group[0]}' cannot be chained after connect; board "
                                f"commands are: {', '.join(sorted(BOARD_SESSION_COMMANDS))}")
-    parser = build_parser()
+    # only board commands reach the parser, so one of their table parses them as the
+    # whole synack parser would (same prog, usage lines and errors)
+    parser = parser_for(BOARD_SESSION_COMMANDS)
     parsed = [parser.parse_args(group) for group in groups]   # all usage errors up front
     with device_errors():
         link = open_link(args.port, args.baud, reset=args.reset)

@@ -17,102 +17,23 @@ import argparse
 import os
 import sys
 
-from . import __version__
-from .board_commands import BOARD_COMMANDS
-from .chain import CHAIN_COMMANDS
+from .chain import BOARD_SESSION_COMMANDS, CHAIN_COMMANDS
 from .diag_commands import DIAG_COMMANDS
 from .farm_commands import FARM_COMMANDS
 from .flash_commands import FLASH_COMMANDS
-from .fs_commands import FS_COMMANDS
 from .hil_commands import HIL_COMMANDS
 from .sim_commands import SIM_COMMANDS
-from .terminal import REPL_COMMANDS
-from .command import CommandError, State
+from .command import CommandError, State, parser_for
 
 DEBUG_ENV = "SYNACK_DEBUG"
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, ``synack: <command>: <message>``
-    (subparsers are made of the same class)."""
-
-    def error(self, message: str):
-        """One line: the problem, then the usage of the (sub)command that has it; at the
-        top level, the commands there are."""
-        message = " ".join(message.split())
-        where = " ".join(self.prog.split()[1:])
-        usage = " ".join(self.format_usage().split())
-        if where:
-            line = f"synack: {where}: {message}; {usage}"
-        else:
-            if "required: COMMAND" in message:
-                message = "no command given"
-            elif "invalid choice: " in message:    # the list of choices follows anyway
-                message = "unknown command " + message.split("invalid choice: ")[1] \
-                    .split(" (choose from")[0]
-            line = f"synack: {message}; the commands are {', '.join(_commands(self))} " \
-                   f"(see 'synack --help' or 'synack COMMAND --help')"
-        self.exit(2, line + "\n")
-
-    def parse_args(self, args=None, namespace=None):   # type: ignore[override]
-        """As argparse's, but leftover arguments are blamed on the subcommand that was
-        given them: ``synack: exec: unrecognized arguments: --bogus``; an unknown option
-        before any command is named as such (argparse would only say a command is
-        missing)."""
-        argv = sys.argv[1:] if args is None else list(args)
-        if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-            self.error(f"unrecognized option {argv[0]}")
-        parsed, extras = self.parse_known_args(argv, namespace)
-        if extras:
-            words = [getattr(parsed, "command", None)]
-            words += [getattr(parsed, f"sub{i}", None) for i in range(3)]
-            sub = self
-            for word in filter(None, words):
-                sub = _subparser(sub, word) or sub
-            sub.error(f"unrecognized arguments: {' '.join(extras)}")
-        return parsed
-
-
-def _commands(parser: argparse.ArgumentParser) -> list[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices)
-    return []
-
-
-def _subparser(parser: argparse.ArgumentParser, word: str) -> argparse.ArgumentParser | None:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices.get(word)
-    return None
-
-
-
-# commands that work on an open board, so ``synack connect PORT`` can chain them
-BOARD_SESSION_COMMANDS = {**BOARD_COMMANDS, **FS_COMMANDS, **REPL_COMMANDS}
 COMMANDS = {**CHAIN_COMMANDS, **BOARD_SESSION_COMMANDS, **HIL_COMMANDS, **SIM_COMMANDS,
             **DIAG_COMMANDS, **FLASH_COMMANDS, **FARM_COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="synack", description="synack host tools")
-    parser.add_argument("--version", action="version", version=f"synack {__version__}")
-    groups: dict[str, argparse._SubParsersAction] = {}
-    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (handler, add_args, help_text) in COMMANDS.items():
-        words = name.split()
-        sub = top
-        for depth, word in enumerate(words[:-1]):
-            key = " ".join(words[:depth + 1])
-            if key not in groups:
-                grp = sub.add_parser(word, help=f"{key} commands")
-                groups[key] = grp.add_subparsers(dest=f"sub{depth}", metavar="COMMAND",
-                                                 required=True)
-            sub = groups[key]
-        p = sub.add_parser(words[-1], help=help_text, description=help_text)
-        add_args(p)
-        p.set_defaults(handler=handler)
-    return parser
+    return parser_for(COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """What every ``synack`` command handler shares: the error it raises for the user, the
 state it is handed, argument types that check their range, and a reader for local input
-files that refuses anything but a regular file (a FIFO would block ``open()`` forever)."""
+files that refuses anything but a regular file (a FIFO would block ``open()`` forever),
+and the parser built from a table of commands."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from . import __version__
 
 
 class CommandError(Exception):
@@ -33,6 +36,85 @@ class State:
 # these (board_commands, fs_commands, sim_commands ...) are merged into cli.COMMANDS.
 Handler = Callable[[State, argparse.Namespace], None]
 CommandTable = dict[str, tuple[Handler, Callable[[argparse.ArgumentParser], None], str]]
+
+
+# -- the parser of a command table ----------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, ``synack: <command>: <message>``
+    (subparsers are made of the same class)."""
+
+    def error(self, message: str):
+        """One line: the problem, then the usage of the (sub)command that has it; at the
+        top level, the commands there are."""
+        message = " ".join(message.split())
+        where = " ".join(self.prog.split()[1:])
+        usage = " ".join(self.format_usage().split())
+        if where:
+            line = f"synack: {where}: {message}; {usage}"
+        else:
+            if "required: COMMAND" in message:
+                message = "no command given"
+            elif "invalid choice: " in message:    # the list of choices follows anyway
+                message = "unknown command " + message.split("invalid choice: ")[1] \
+                    .split(" (choose from")[0]
+            line = f"synack: {message}; the commands are {', '.join(_commands(self))} " \
+                   f"(see 'synack --help' or 'synack COMMAND --help')"
+        self.exit(2, line + "\n")
+
+    def parse_args(self, args=None, namespace=None):   # type: ignore[override]
+        """As argparse's, but leftover arguments are blamed on the subcommand that was
+        given them: ``synack: exec: unrecognized arguments: --bogus``; an unknown option
+        before any command is named as such (argparse would only say a command is
+        missing)."""
+        argv = sys.argv[1:] if args is None else list(args)
+        if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+            self.error(f"unrecognized option {argv[0]}")
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            words = [getattr(parsed, "command", None)]
+            words += [getattr(parsed, f"sub{i}", None) for i in range(3)]
+            sub = self
+            for word in filter(None, words):
+                sub = _subparser(sub, word) or sub
+            sub.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
+
+
+def _subparser(parser: argparse.ArgumentParser, word: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(word)
+    return None
+
+
+def parser_for(commands: CommandTable) -> argparse.ArgumentParser:
+    """The ``synack`` parser of a command table: the words of each name become nested
+    subcommands, and each (sub)command's ``handler`` default is its handler."""
+    parser = Parser(prog="synack", description="synack host tools")
+    parser.add_argument("--version", action="version", version=f"synack {__version__}")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (handler, add_args, help_text) in commands.items():
+        words = name.split()
+        sub = top
+        for depth, word in enumerate(words[:-1]):
+            key = " ".join(words[:depth + 1])
+            if key not in groups:
+                grp = sub.add_parser(word, help=f"{key} commands")
+                groups[key] = grp.add_subparsers(dest=f"sub{depth}", metavar="COMMAND",
+                                                 required=True)
+            sub = groups[key]
+        p = sub.add_parser(words[-1], help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(handler=handler)
+    return parser
 
 
 # -- argument types: argparse reports their ArgumentTypeError as a usage error ---------

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .deploy import DeployError
+from .deploy import DeployError, Item, send_item
 
 
 # -- the board's config file ----------------------------------------------------------
@@ -172,3 +172,12 @@ def load_config(config: Path) -> dict:
         raise DeployError(f"config {config}: not UTF-8 text") from None
     except ValueError as e:
         raise DeployError(f"config {config}: {e}") from None
+
+
+def write_config(board, config: Path | dict, target: str = "/synack_config.json") -> int:
+    """Copy a host JSON config (Wi-Fi, APN, endpoints) to the board, validated first
+    (``config``: a file, or what load_config returned)."""
+    data = load_config(config) if isinstance(config, Path) else config
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    send_item(board, Item(str(config) if isinstance(config, Path) else "config", target, raw))
+    return len(raw)

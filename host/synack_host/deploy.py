@@ -350,14 +350,3 @@ def _discard(board, paths: list[str]) -> None:
         board.exec(_DISCARD % paths)
     except DeviceError:
         pass
-
-
-def write_config(board, config: Path | dict, target: str = "/synack_config.json") -> int:
-    """Copy a host JSON config (Wi-Fi, APN, endpoints) to the board, validated first
-    (``config``: a file, or what load_config returned)."""
-    from .config import load_config
-
-    data = load_config(config) if isinstance(config, Path) else config
-    raw = json.dumps(data, separators=(",", ":")).encode()
-    send_item(board, Item(str(config) if isinstance(config, Path) else "config", target, raw))
-    return len(raw)

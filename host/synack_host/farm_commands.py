@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .command import CommandError, CommandTable, State, baud_rate, describe_os_error, int_range
+from .sim.modem import DIALECTS
 
 MAX_BOARDS = 16
 BACKGROUND_READY_S = 120.0    # N rigs, ser2net, coordinator, exporter on a loaded machine
@@ -33,7 +34,7 @@ def _state_dir_arg(p: argparse.ArgumentParser) -> None:
 def _up_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boards", type=int_range(1, MAX_BOARDS, "number of boards"), default=1,
                    help=f"how many virtual rigs (places synack-1..N; 1..{MAX_BOARDS}, default 1)")
-    p.add_argument("--modem", default="sim7600", choices=["sim7600"],
+    p.add_argument("--modem", default="sim7600", choices=sorted(DIALECTS),
                    help="the rigs' modem dialect (default sim7600)")
     p.add_argument("--engine", default="unix", choices=["cpython", "micropython", "unix"],
                    help="what runs the boards' code (default unix: the MicroPython unix port)")

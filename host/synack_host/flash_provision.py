@@ -99,6 +99,7 @@ def provision(port: str, deploy_package: bool, dest: str, config: Record | None,
     what went there (for the record)."""
     from . import deploy
     from .bundle import send_changed
+    from .config import write_config
     from .transport import DeviceError, RawRepl, TransportError, open_link
 
     out: Record = {}
@@ -120,7 +121,7 @@ def provision(port: str, deploy_package: bool, dest: str, config: Record | None,
                         progress(done[0], total)
                 send_changed(repl, plan, step)
             if config is not None:
-                out["config_bytes"] = deploy.write_config(repl, config)
+                out["config_bytes"] = write_config(repl, config)
             repl.exit()
         finally:
             link.close()

@@ -19,8 +19,11 @@ def _hil_args(p: argparse.ArgumentParser) -> None:
                    help="what runs the virtual board's code: unix (default: the real "
                    "MicroPython unix port), micropython (MicroPython as WebAssembly) or "
                    "cpython (CPython with MicroPython shims, for debugging)")
-    p.add_argument("--modem", default="sim7600", choices=["sim7600", "wifi"],
-                   help="how the device reaches the network (default sim7600)")
+    from .hil.device import NETWORKS
+
+    p.add_argument("--modem", default="sim7600", choices=NETWORKS,
+                   help="how the device reaches the network: a modem dialect or 'wifi' "
+                   "(default sim7600)")
     p.add_argument("--baud", type=baud_rate, help="serial speed / virtual UART pacing")
     p.add_argument("--server-host", default="127.0.0.1",
                    help="address the device uses to reach this host (default 127.0.0.1)")

@@ -17,6 +17,7 @@ import time
 from . import secrets
 from .board_commands import _port_args, device_errors
 from .command import CommandError, State, float_range
+from .diag_session import Style, register_env_secrets
 from .transport import open_link
 
 EVENT_PREFIX = "synack-event: "
@@ -74,8 +75,6 @@ class Lines:
 
 
 def cmd_monitor(state: State, args) -> None:
-    from .diag_commands import Style, register_env_secrets
-
     if not args.port:
         raise CommandError("no port: give -p PORT or set SYNACK_PORT")
     register_env_secrets()

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 
 from .command import (CommandError, CommandTable, State, baud_rate, describe_os_error,
                       float_range, int_range)
 
 
 # -- synack sim modem -------------------------------------------------------------
+def _dialects() -> list[str]:
+    """The names of ``sim.modem.DIALECTS``: every --dialect/--modem choice comes from it."""
+    from .sim.modem import DIALECTS
+
+    return sorted(DIALECTS)
+
+
 def _modem_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
+    p.add_argument("--dialect", choices=_dialects(), default="sim7600",
                    help="AT dialect to emulate (default: sim7600)")
     p.add_argument("--baud", type=baud_rate, help="pace both directions like a UART at "
                    "this baud rate (8N1: baud/10 bytes/s); default: unpaced")
@@ -47,7 +56,7 @@ def _modem_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
-    from .sim.sim7600 import SIM7600
+    from .sim.modem import dialect_class
 
     hosts = {}
     for item in args.host:
@@ -60,7 +69,8 @@ def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
         def trace(text: str) -> None:
             print(text, file=state.err, flush=True)
     try:
-        modem = SIM7600(sim=args.sim, registration=args.registration, rssi=args.rssi,
+        dialect = dialect_class(args.dialect)
+        modem = dialect(sim=args.sim, registration=args.registration, rssi=args.rssi,
                         pdp_fail=args.pdp_fail, hosts=hosts, allow=tuple(args.allow),
                         drop_data_urcs=args.drop_data_urcs,
                         connect_timeout=args.connect_timeout, baud=args.baud,
@@ -77,10 +87,11 @@ def cmd_sim_modem(state: State, args: argparse.Namespace) -> None:
 
 # -- synack sim fault -------------------------------------------------------------
 def _fault_args(p: argparse.ArgumentParser) -> None:
-    from .sim.faults import FAULTS
-    from .sim.sim7600 import SIM7600
+    from .sim.modem import DIALECTS
 
-    table = {**FAULTS, **SIM7600.fault_table}
+    table: dict = {}
+    for dialect in DIALECTS.values():   # every fault of every dialect, each once
+        table.update(dialect.fault_table)
     p.epilog = "faults: " + "; ".join(f.usage for f in table.values())
     p.add_argument("control", metavar="PATH",
                    help="the modem's control socket (its --control PATH)")
@@ -89,7 +100,7 @@ def _fault_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sim_fault(state: State, args: argparse.Namespace) -> None:
-    from .sim.faults import FaultClient, FaultError
+    from .sim.control import FaultClient, FaultError
 
     try:
         detail = FaultClient(args.control).send(" ".join(args.request))
@@ -190,7 +201,7 @@ def _rig_args(p: argparse.ArgumentParser) -> None:
                    "UART at this baud rate (default: unpaced)")
     p.add_argument("--fs", metavar="DIR", help="the board's flash (default: a new "
                    "temporary directory)")
-    p.add_argument("--dialect", choices=["sim7600"], default="sim7600",
+    p.add_argument("--dialect", choices=_dialects(), default="sim7600",
                    help="AT dialect of the modem (default: sim7600)")
     p.add_argument("--modem-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for 'synack sim modem' (repeatable), e.g. "
@@ -231,15 +242,92 @@ def _selftest_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sim_selftest(state: State, args: argparse.Namespace) -> None:
-    from .sim import selftest
-
     try:
-        selftest.run(args.baud or None, args.bytes)
-    except (selftest.SelftestError, OSError) as e:
+        _selftest(args.baud or None, args.bytes)
+    except (SelftestError, OSError) as e:
         raise CommandError(f"selftest failed: {e}") from None
     except Exception as e:  # a firmware exception: name it, it is what the user debugs
         raise CommandError(f"selftest failed: {type(e).__name__}: {e}") from None
     print("selftest passed", file=state.out)
+
+
+# The firmware, on this machine, over a virtual SIM7600: the modem on a pty (optionally
+# paced like a 115200-baud UART) and a TCP echo server on 127.0.0.1; the firmware's modem
+# driver and socket layer run exactly as a board would: bring-up, DNS through the modem,
+# connect, a binary round trip, an active close; and a second connection that the server
+# closes first. Prints each step, the data rate and the TCP state sequence of both
+# connections. (Here, not in sim/: the simulator does not import the firmware.)
+class SelftestError(Exception):
+    pass
+
+
+def _selftest_firmware():
+    """Import the firmware package from the repository (it is device code, not part of
+    the installed host package)."""
+    from .packaging import FIRMWARE_DIR
+    from .sim import shims
+
+    shims.install()
+    fw = str(FIRMWARE_DIR)
+    if fw not in sys.path:
+        sys.path.insert(0, fw)
+    from synack import socket as synsocket
+    from synack.modems import sim7600
+    return synsocket, sim7600
+
+
+def _selftest(baud: int | None, size: int, out=print) -> None:
+    import serial
+
+    from .servers import EchoServer, ScriptedServer
+    from .sim.launch import start_modem
+
+    synsocket, sim7600 = _selftest_firmware()
+    args = ["--dialect", "sim7600"] + (["--baud", str(baud)] if baud else [])
+
+    def bye(conn):
+        conn.sendall(b"bye\n")
+        conn.close()
+
+    with start_modem(*args) as proc, EchoServer() as echo, ScriptedServer(bye) as closer:
+        out(f"virtual SIM7600 on {proc.port}" + (f" at {baud} baud" if baud else ""))
+        uart = serial.Serial(proc.port, baud or 115200, timeout=0)
+        try:
+            modem = sim7600.SIM7600(uart, apn="internet")
+            t0 = time.monotonic()
+            modem.start(register_timeout_ms=5000)
+            out(f"bring-up ok in {time.monotonic() - t0:.2f} s, signal {modem.rssi_dbm} dBm")
+            ip, port = modem.getaddrinfo("localhost", echo.port)[0][-1]
+            out(f"DNS via AT+CDNSGIP: localhost -> {ip}")
+
+            s = synsocket.socket(backend=modem)
+            s.settimeout(30)
+            s.connect((ip, port))
+            data = os.urandom(size)
+            t0 = time.monotonic()
+            s.sendall(data)
+            back = s.read(size)
+            dt = time.monotonic() - t0
+            if back != data:
+                raise SelftestError("echo came back different from what was sent")
+            out(f"{size} random bytes echoed byte-exact in {dt:.2f} s "
+                f"({2 * size / dt:.0f} B/s both ways)")
+            s.close()
+            out("active close:  " + " -> ".join(s.tcp.states()))
+
+            p = synsocket.socket(backend=modem)
+            p.settimeout(30)
+            p.connect(("127.0.0.1", closer.port))
+            line = p.readline()
+            if line != b"bye\n" or p.read() != b"":
+                raise SelftestError("server's goodbye did not arrive as sent")
+            p.close()
+            out("passive close: " + " -> ".join(p.tcp.states()))
+            eng = modem.at.engine
+            out(f"AT traffic: {modem.at.tx_bytes} bytes to modem, {modem.at.rx_bytes} from it; "
+                f"{eng.urcs} URCs, {eng.unexpected} unexpected lines, {eng.noise} noise bytes")
+        finally:
+            uart.close()
 
 
 def _baud_or_zero(text: str) -> int:

@@ -8,6 +8,7 @@ import portable
 from portable import eq, raises
 
 from synack import tcp
+from synack.backend import Backend
 from synack.http.client import Client
 from synack.poll import (CHANGED, FAILED, NOT_MODIFIED, Poller, Schedule, _Rand, classify,
                          retry_after_ms)
@@ -116,7 +117,7 @@ def test_default_jitter_source_stays_in_range():
         eq(100 <= d <= 150, True, str(d))
 
 
-class Scripted:
+class Scripted(Backend):
     """A socket backend without a network: each connection reads the next response of
     ``responses`` in pieces of ``piece`` bytes, then the end of the stream."""
 
@@ -127,20 +128,20 @@ class Scripted:
         self.piece = piece
         self.sent = []
 
-    def connect(self, sock, host, port, limit):
-        sock._handle = [self.responses.pop(0) if self.responses else b"", 0]
+    def connect_start(self, sock, host, port, limit_ms):
         sock.tcp.fire(tcp.CONNECT)
         sock.tcp.fire(tcp.CONNECTED)
+        return [self.responses.pop(0) if self.responses else b"", 0], True
 
     def send(self, sock, mv, timeout_ms):
         self.sent.append(bytes(mv))
         return len(mv)
 
     def recv_into(self, sock, mv, timeout_ms):
-        data, pos = sock._handle
+        data, pos = sock.handle
         n = min(len(mv), self.piece, len(data) - pos)
         mv[:n] = data[pos:pos + n]
-        sock._handle[1] = pos + n
+        sock.handle[1] = pos + n
         return n
 
     def close(self, sock, timeout_ms):

@@ -401,26 +401,36 @@ class FakeAt:
         return pred()
 
 
-class FakeModem:
-    def __init__(self):
-        self.net_open = False
-        self.reboots = 0
-        self.started = []
-        self.at = FakeAt(self)
+def _fake_modem():
+    from synack.modems.base import ModemBackend
 
-    def start(self, timeout_ms):
-        self.started.append(timeout_ms)
-        self.net_open = True
+    class FakeModem(ModemBackend):
+        """The bearer life of modems.base with a scripted AT channel: what a dialect
+        supplies is recorded."""
+        RESET_COMMAND = b"AT+CRESET"
+
+        def __init__(self):
+            self.init_modem(FakeAt(self))
+            self.started = []
+
+        def start(self, timeout_ms):
+            self.started.append(timeout_ms)
+            self.net_open = True
+
+        def bearer_close(self):
+            self.at.command(b"AT+NETCLOSE", 5000)
+
+    return FakeModem()
 
 
 def test_modem_link_maps_up_down_and_reinit_onto_the_modem():
     from synack.at.errors import CommandError
+    from synack.link.modem import ModemLink
     from synack.modems.base import ModemNotResponding
 
-    modem = FakeModem()
-    link = sv.ModemLink(modem)
-    eq((link.register_timeout_ms, link.reset_cmd, link.reset_wait_ms),
-       (60000, b"AT+CRESET", 30000))
+    modem = _fake_modem()
+    link = ModemLink(modem)
+    eq((link.register_timeout_ms, link.reset_wait_ms), (60000, 30000))
     eq(link.is_up(), False)
     link.up()
     eq((modem.started, link.is_up(), modem.at.polls), ([60000], True, [0, 0]))
@@ -438,11 +448,11 @@ def test_modem_link_maps_up_down_and_reinit_onto_the_modem():
     link.reinit()
     eq((modem.at.commands, modem.at.waited, modem.net_open, modem.reboots),
        ([(b"AT+CRESET", 5000)], 30000, False, 1))
-    link = sv.ModemLink(modem, register_timeout_ms=5, reset_cmd=b"AT+CFUN=1,1",
-                        reset_wait_ms=700)
+    modem.RESET_COMMAND = b"AT+CFUN=1,1"         # the dialect's reset, whatever it is
+    link = ModemLink(modem, register_timeout_ms=5, reset_wait_ms=700)
     modem.at.boots = False
     e = raises(ModemNotResponding, link.reinit)
-    eq(str(e), "modem did not boot (no RDY) within 700 ms after AT+CFUN=1,1")
+    eq(str(e), "modem did not boot within 700 ms after AT+CFUN=1,1")
     link.up()
     eq(modem.started[-1], 5)
 

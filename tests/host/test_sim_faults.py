@@ -11,7 +11,7 @@ import time
 import pytest
 
 from atclient import BANNER, Client
-from synack_host.sim.faults import FaultError
+from synack_host.sim.control import FaultError
 
 
 def send(c: Client, link: int, data: bytes) -> None:

@@ -18,7 +18,8 @@ from synack_host.hil.http_server import HttpServer
 from synack_host.hil.pki import hil_pki
 from synack_host.hil.pki import unavailable as pki_unavailable
 from synack_host.hil.plugin import require_tools
-from synack_host.hil.tcpflow import ACK, FIN, PSH, SYN, Endpoint, Segment, flows
+from synack_host.hil.segments import ACK, FIN, PSH, SYN, Endpoint, Segment
+from synack_host.hil.tcpflow import flows
 from synack_host.hil.tlsflow import (
     ALERT,
     APPLICATION_DATA,

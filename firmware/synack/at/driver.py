@@ -26,8 +26,9 @@ from .parser import Parser
 _CHUNK = const(256)
 # After a timeout the modem may still answer the old command; wait until the line has
 # been quiet this long after a fresh "AT" -> "OK" before trusting replies again.
-_RESYNC_QUIET_MS = const(100)
-_RESYNC_TIMEOUT_MS = const(2000)
+# (Public names: at/aio.py imports them; MicroPython inlines a const named _X.)
+RESYNC_QUIET_MS = const(100)
+RESYNC_TIMEOUT_MS = const(2000)
 _DISCARD_ROUNDS = const(64)  # chunks dropped at most before a resync's AT (16 KiB)
 
 
@@ -97,8 +98,8 @@ class _Pump:
             if not got:
                 return False
 
-    def _begin(self, cmd, prefix, payload, timeout_ms):
-        out = self.engine.begin(cmd, prefix, payload, timeout_ms)
+    def _begin(self, cmd, prefix, payload, timeout_ms, lone_line=False):
+        out = self.engine.begin(cmd, prefix, payload, timeout_ms, lone_line=lone_line)
         written = False  # pragma: no mutate -- None: only its truth is read
         try:
             self._write(out)
@@ -134,11 +135,13 @@ class Channel(_Pump):
         super().__init__(uart, parser, engine)
         self.poll_ms = poll_ms
 
-    def command(self, cmd, prefix=None, payload=None, timeout_ms=5000):
-        """Send ``cmd`` and return its Reply; raise CommandError / CommandTimeout."""
+    def command(self, cmd, prefix=None, payload=None, timeout_ms=5000, lone_line=False):
+        """Send ``cmd`` and return its Reply; raise CommandError / CommandTimeout.
+        ``lone_line``: the command answers with one line and no final result code
+        (see engine.Engine.begin)."""
         if self.needs_resync:
             self.resync()
-        self._begin(cmd, prefix, payload, timeout_ms)
+        self._begin(cmd, prefix, payload, timeout_ms, lone_line)
         try:
             while not self._advance():
                 time.sleep_ms(self.poll_ms)
@@ -168,10 +171,10 @@ class Channel(_Pump):
         self.needs_resync = False  # pragma: no mutate -- None: only its truth is read
         self._discard_input()
         self.engine.parser.reset()
-        self.command(b"AT", timeout_ms=_RESYNC_TIMEOUT_MS)
-        deadline = time.ticks_add(time.ticks_ms(), _RESYNC_TIMEOUT_MS)
+        self.command(b"AT", timeout_ms=RESYNC_TIMEOUT_MS)
+        deadline = time.ticks_add(time.ticks_ms(), RESYNC_TIMEOUT_MS)
         quiet_since = time.ticks_ms()
-        while time.ticks_diff(time.ticks_ms(), quiet_since) < _RESYNC_QUIET_MS:
+        while time.ticks_diff(time.ticks_ms(), quiet_since) < RESYNC_QUIET_MS:
             if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
                 return
             if self.pump():

@@ -24,6 +24,11 @@ Rules:
 - A length-framed line registered with ``on_framed_urc`` goes with its payload to its
   handler, before or after the final result of the command in flight: SIMCom's
   ``AT+CCHRECV`` answers ``OK`` first, then ``+CCHRECV: DATA,<s>,<n>`` and n bytes.
+- A command begun with ``lone_line=True`` answers with one information line and no
+  final result code (SIM800 ``AT+CIFSR`` prints the address only): its first reply line
+  completes it as an ``OK`` would; ``ERROR`` still fails it.
+- ``payload_delay_ms``: a payload goes out that long after its prompt (u-blox asks 50 ms
+  after ``@``); a final result code that comes first cancels it.
 """
 
 import time
@@ -60,9 +65,12 @@ class Reply:
 
 
 class Engine:
-    def __init__(self, parser, success=(b"OK",)):
+    def __init__(self, parser, success=(b"OK",), payload_delay_ms=0):
         self.parser = parser
         self.success = success
+        # how long the payload waits after its prompt (u-blox: 50 ms after "@")
+        self.payload_delay_ms = payload_delay_ms
+        self._prompt_at = 0  # pragma: no mutate -- set when the prompt arrives
         self._handlers = []
         self._framed = []  # [(prefix, handler)]: length-framed URCs (on_framed_urc)
         self._framed_urc = None  # (handler, line) whose payload is still to come
@@ -77,6 +85,7 @@ class Engine:
         self._dropped = 0  # pragma: no mutate -- begin() sets it; lines beyond _MAX_LINES
         self._deadline = 0  # pragma: no mutate -- begin() sets it before any read
         self._timeout_ms = 0
+        self._lone = False  # the command in flight ends with its first reply line
         # Diagnostics counters.
         self.noise = 0
         self.unexpected = 0
@@ -128,11 +137,14 @@ class Engine:
     def busy(self):
         return self._state != _IDLE
 
-    def begin(self, command, prefix=None, payload=None, timeout_ms=5000, now=None):
+    def begin(self, command, prefix=None, payload=None, timeout_ms=5000, now=None,
+              lone_line=False):
         """Start ``command`` (bytes, without CR); returns the bytes to write.
 
         ``prefix``: the information-line prefix this command answers with (b"+CSQ:").
         ``payload``: raw bytes to send after the ``>`` prompt (AT+CIPSEND).
+        ``lone_line``: the first reply line (with ``prefix``) is the whole answer; no
+        final result code follows it (SIM800 AT+CIFSR).
         """
         if self._state != _IDLE:
             raise RuntimeError("AT command in flight: " + (self.command or b"").decode())
@@ -145,6 +157,7 @@ class Engine:
         self._payload_in = None
         self._result = None  # pragma: no mutate -- read only once a final result set it
         self._timeout_ms = timeout_ms
+        self._lone = lone_line
         self._framed_urc = None  # a payload cut short before this command is forgotten
         self._deadline = time.ticks_add(time.ticks_ms() if now is None else now, timeout_ms)
         self.parser.response_prefix = prefix
@@ -178,8 +191,7 @@ class Engine:
                 self._on_line(value)
             elif kind == FINAL:
                 if self._state == _WAIT_FINAL or self._state == _WAIT_PROMPT:
-                    if self._state == _WAIT_PROMPT:
-                        self._payload_out = None  # no prompt came: never send the data
+                    self._payload_out = None  # not sent yet (no prompt, or its delay): never
                     self._result = value
                     self._state = _DONE
                     parser.response_prefix = None
@@ -188,6 +200,7 @@ class Engine:
             elif kind == PROMPT:
                 if self._state == _WAIT_PROMPT:
                     self._state = _WAIT_FINAL
+                    self._prompt_at = time.ticks_ms()
                 else:
                     self.unexpected += 1
             elif kind == PAYLOAD:
@@ -226,6 +239,10 @@ class Engine:
             else:
                 self._dropped += 1
                 self.overflow += 1
+            if self._lone and self._state == _WAIT_FINAL:  # the line is the answer
+                self._result = self.success[0]
+                self._state = _DONE
+                self.parser.response_prefix = None
         else:
             # e.g. "+IP ERROR: No data" before ERROR: kept (bounded) to explain errors.
             self.unexpected += 1
@@ -235,6 +252,9 @@ class Engine:
     def take_output(self):
         """Bytes the driver must write now (the payload, once the prompt arrived)."""
         if self._payload_out is not None and self._state != _WAIT_PROMPT:
+            if (self.payload_delay_ms and time.ticks_diff(time.ticks_ms(), self._prompt_at)
+                    < self.payload_delay_ms):
+                return None  # the modem wants a pause after its prompt
             out = self._payload_out
             self._payload_out = None
             return out
@@ -279,6 +299,7 @@ class Engine:
 
     def _reset_command(self):
         self._state = _IDLE
+        self._lone = False
         self.command = None
         self._prefix = None  # pragma: no mutate -- begin() sets it before any read
         self._payload_out = None

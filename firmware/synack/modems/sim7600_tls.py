@@ -21,8 +21,8 @@ connect is ``AT+CCHSSLCFG`` and ``AT+CCHOPEN=<s>,"host",port,2`` (outcome:
 the certificate with its own clock. ``AT+CCHSEND`` sends; ``AT+CCHRECV=<s>,<max>``
 answers ``OK``, then ``+CCHRECV: DATA,<s>,<n>`` and n bytes, then ``+CCHRECV: <s>,0``
 (the engine's framed URCs); ``+CCHEVENT: <s>,RECV EVENT`` announces data and
-``+CCH_PEER_CLOSED: <s>`` the end. Two sessions (0-1). The read loop and readiness are
-the SIM7600's own (a session is a ``sim7600.Link``).
+``+CCH_PEER_CLOSED: <s>`` the end. Two sessions (0-1), on the link table, read loop and
+readiness every dialect shares (modems/links.py).
 
 Errors are OSError only: a refused handshake is ``simcom_ssl.SSLError`` (EACCES,
 ``ssl_err`` 15; the modem does not tell the CA, the name and the dates apart). A
@@ -32,7 +32,6 @@ the bytes of that read may be lost.
 """
 
 import errno
-import time
 
 from micropython import const
 
@@ -41,7 +40,7 @@ from ..at import quote
 from ..at.errors import CommandError, CommandTimeout
 from . import base, simcom_ssl
 from .simcom_ssl import SSLError, error_text  # noqa: F401 (SSLError: part of this API)
-from .sim7600 import SIM7600, Link
+from .links import LinkBackend
 
 SESSIONS = const(2)
 MAX_SEND = const(1500)
@@ -69,25 +68,19 @@ def _ignore(line):
 _ints = base.parse_ints
 
 
-class ModemTLS:
+class ModemTLS(LinkBackend):
     """Secure sockets through the SIM7600's SSL stack; made by ``modem.tls_offload()``
     (one per modem: the sessions and URC handlers are the modem's)."""
 
     name = "sim7600-tls"
+    KIND = "session"
+    OPEN_URC = "+CCHOPEN"
     connect_limit_ms = _OPEN_MS
-    # The SIM7600's read loop, readiness and link bookkeeping, reused as they are: a
-    # session is a sim7600.Link and answers to the same attributes.
-    recv_into = SIM7600.recv_into
-    poll_flags = SIM7600.poll_flags
-    _own = SIM7600._own
-    _release = SIM7600._release
 
     def __init__(self, modem, cadata=None, cafile=None, verify=True, ca_name=None,
                  sni=True, ctx=0):
         self.modem = modem
-        self.at = modem.at
-        self.poll_ms = modem.poll_ms
-        self.links = [None] * SESSIONS  # type: list[Link | None]
+        self.init_links(modem.at, SESSIONS, modem.poll_ms)
         self.started = False      # AT+CCHSTART done (since the last reboot)
         self.configured = False   # CA downloaded and AT+CSSLCFG sent
         self._start_err = None  # type: int | None
@@ -137,9 +130,7 @@ class ModemTLS:
     # -- URC handlers: record only ------------------------------------------------------
     def _session_of(self, line, prefix_len):
         values = _ints(line, prefix_len) or []  # [] for a garbled URC
-        if not values or not 0 <= values[0] < SESSIONS:
-            return None, values
-        return self.links[values[0]], values
+        return self.link_of(values), values
 
     def _on_open(self, line):
         link, values = self._session_of(line, 9)
@@ -167,11 +158,7 @@ class ModemTLS:
     def _on_peer_closed(self, line):
         link, _ = self._session_of(line, 17)
         if link:
-            link.peer_closed = True
-            if link.tcp.state == tcp.SYN_SENT:
-                link.close_event = tcp.PEER_FIN  # parsed with +CCHOPEN, before it
-            elif link.tcp.accepts(tcp.PEER_FIN):
-                link.tcp.fire(tcp.PEER_FIN)
+            link.peer_gone(tcp.PEER_FIN)
 
     def _on_reset(self, line):
         link, _ = self._session_of(line, 17)
@@ -189,11 +176,7 @@ class ModemTLS:
         # The SSL service, its settings and every session are gone; the modem's own
         # handler (which this one displaced) does the rest.
         self.started = self.configured = False
-        for link in self.links:
-            if link:
-                link.peer_closed = True
-                if link.tcp.accepts(tcp.RESET):
-                    link.tcp.fire(tcp.RESET)
+        self.all_lost()
         self.modem._on_reboot(line)
 
     def _on_rx_end(self, line):
@@ -283,75 +266,27 @@ class ModemTLS:
         name = quote.host(host)
         return [(2, 1, 6, "", (name.decode(), port))]
 
-    def connect_start(self, sock, host, port):
-        name = quote.host(host)
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise OSError(errno.EINVAL, "invalid port %r" % (port,))
+    def before_connect(self, sock, limit_ms):
         self.start()
-        n = self._free_session()
-        self.links[n] = Link(sock.tcp)
-        sock._handle = n
-        sock.tcp.fire(tcp.CONNECT)
-        try:
-            self.at.command(("AT+CCHSSLCFG=%d,%d" % (n, self.ctx)).encode(), timeout_ms=_CMD_MS)
-            self.at.command(('AT+CCHOPEN=%d,"' % n).encode() + name + ('",%d,2' % port).encode(),
-                            timeout_ms=_CMD_MS)
-        except CommandError as e:
-            self._release(n, tcp.RESET)
-            sock._handle = None
-            raise OSError(errno.EIO, "modem rejected the secure connect: %s" % e)
-        except CommandTimeout as e:  # the session may be opening all the same: close it
-            self._close_session(n)
-            self._release(n, tcp.TIMEOUT)
-            sock._handle = None
-            raise OSError(errno.ETIMEDOUT, "secure connect: %s" % e)
-        return False
 
-    def connect_poll(self, sock, wait_ms):
-        n = sock._handle
-        link = self._own(sock)
-        if link is None or sock.tcp.state == tcp.CLOSED:  # the modem rebooted meanwhile
-            if link is not None:
-                self._release(n, tcp.RESET)
-            sock._handle = None
-            raise OSError(errno.ECONNRESET, "secure connect to %s:%d: the modem reset"
-                          % sock._peer)
-        if link.open_err is None:
-            self.at.wait_for(lambda: link.open_err is not None,
-                             _OPEN_MS if wait_ms is None else wait_ms)
-            if link.open_err is None:
-                return False
-        err = link.open_err
-        if err:
-            code = simcom_ssl.ERRNO.get(err, errno.ECONNABORTED)
-            self._release(n, tcp.REFUSED if code == errno.ECONNREFUSED else tcp.TIMEOUT)
-            sock._handle = None
-            msg = "secure connect to %s:%d failed: +CCHOPEN: %d,%d (%s)" % (
-                sock._peer[0], sock._peer[1], n, err, error_text(err))
-            if err in (simcom_ssl.HANDSHAKE, simcom_ssl.NO_CERT):
-                raise SSLError(msg + (" - certificate not trusted (unknown CA, wrong "
-                                      "host name or dates) or no common protocol"
-                                      if err == simcom_ssl.HANDSHAKE else ""), err)
-            raise OSError(code, msg)
-        sock.tcp.fire(tcp.CONNECTED)
-        if link.close_event is not None:
-            sock.tcp.fire(link.close_event)
-        return True
+    def open_link(self, n, name, port):
+        self.at.command(("AT+CCHSSLCFG=%d,%d" % (n, self.ctx)).encode(), timeout_ms=_CMD_MS)
+        self.at.command(('AT+CCHOPEN=%d,"' % n).encode() + name + ('",%d,2' % port).encode(),
+                        timeout_ms=_CMD_MS)
 
-    def connect_abort(self, sock, limit_ms):
-        n = sock._handle
-        self._close_session(n)
-        self._release(n, tcp.TIMEOUT)
-        sock._handle = None
-        return OSError(errno.ETIMEDOUT, "secure connect to %s:%d: no +CCHOPEN within %d ms"
-                       % (sock._peer[0], sock._peer[1], limit_ms))
+    def open_failed(self, sock, n, err):
+        code = simcom_ssl.ERRNO.get(err, errno.ECONNABORTED)
+        msg = "secure connect to %s:%d failed: +CCHOPEN: %d,%d (%s)" % (
+            sock.peer[0], sock.peer[1], n, err, error_text(err))
+        if err in (simcom_ssl.HANDSHAKE, simcom_ssl.NO_CERT):
+            return SSLError(msg + (" - certificate not trusted (unknown CA, wrong host "
+                                   "name or dates) or no common protocol"
+                                   if err == simcom_ssl.HANDSHAKE else ""), err)
+        return OSError(code, msg)
 
     def send(self, sock, data, timeout_ms):
         """Send up to MAX_SEND plaintext bytes; the modem encrypts them."""
-        n = sock._handle
-        link = self._own(sock)
-        if link is None or link.peer_closed or sock.tcp.state != tcp.ESTABLISHED:
-            raise OSError(errno.ENOTCONN, "send on a connection in state " + sock.tcp.state_name)
+        n, link = self.sending_link(sock)
         size = min(len(data), MAX_SEND)
         link.sent = None
         try:
@@ -369,10 +304,8 @@ class ModemTLS:
                           % (n, n, link.sent, error_text(link.sent)))
         return size
 
-    def _read(self, n, link, buf):
-        """One ``AT+CCHRECV`` into ``buf``: the count (0: nothing cached). Called by
-        the reused SIM7600.recv_into loop."""
-        link.checked = time.ticks_ms()
+    def read_link(self, n, link, buf):
+        """One ``AT+CCHRECV`` into ``buf``: the count (0: nothing cached)."""
         size = min(len(buf), MAX_READ)
         engine = self.at.engine
         noise = engine.noise + engine.malformed
@@ -394,29 +327,16 @@ class ModemTLS:
             self.at.wait_for(self._rx_done, _CMD_MS)
             got = self._rx_got
             if self._rx_end is None or self._rx_bad or engine.noise + engine.malformed != noise:
-                self.at.needs_resync = True
-                link.rx_pending = True
-                raise OSError(errno.EIO, "session %d: bad +CCHRECV reply (asked %d bytes, %d "
-                              "taken, end %r); data may be lost" % (n, size, got, self._rx_end))
+                raise self.framing_lost(link, "session %d: bad +CCHRECV reply (asked %d "
+                                        "bytes, %d taken, end %r)"
+                                        % (n, size, got, self._rx_end))
         finally:
             self._rx = None
         link.rx_pending = got >= size  # a full read: more may be cached
         return got
 
-    def close(self, sock, timeout_ms=None):
-        n = sock._handle
-        link = self._own(sock)
-        if link is None:
-            return
-        conn = link.tcp
-        if conn.accepts(tcp.CLOSE):
-            conn.fire(tcp.CLOSE)
-        gone = tcp.RESET if self._close_session(n) else tcp.TIMEOUT
-        if conn.state == tcp.LAST_ACK and gone == tcp.RESET:
-            conn.fire(tcp.FIN_ACKED)
-        elif link.close_err == 0:
-            conn.complete_active_close()
-        self._release(n, gone)
+    def close_link(self, n, link):
+        return self._close_session(n)
 
     def _close_session(self, n):
         """``AT+CCHCLOSE`` (close_notify, FIN) and its ``+CCHCLOSE: <s>,<err>``; False
@@ -434,18 +354,7 @@ class ModemTLS:
             return False
         return True
 
-    def _free_session(self):
-        for i in range(SESSIONS):
-            link = self.links[i]
-            if link is None:
-                return i
-        for i in range(SESSIONS):
-            link = self.links[i]
-            if link is not None and link.tcp.state == tcp.CLOSED:
-                # reset by the network, its socket never closed (umqtt.robust drops
-                # sockets so): make sure the modem let the session go too
-                self._close_session(i)
-                self.links[i] = None
-                return i
-        raise OSError(errno.ENOBUFS, "both modem SSL sessions are in use")
-
+    def reclaim(self, n):
+        # reset by the network, its socket never closed (umqtt.robust drops sockets
+        # so): make sure the modem let the session go too
+        self._close_session(n)

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from .. import deploy as deployer
 from .. import secrets
+from ..sim.modem import DIALECTS
 from ..transport import RawRepl, TransportError, open_link
 
-NETWORKS = ("sim7600", "wifi")
+# a virtual modem's dialect (the one table, sim/modem/dialects) or the board's Wi-Fi
+NETWORKS = (*DIALECTS, "wifi")
 # bytes of a started program's output held for expect() and finish(): far more than a
 # test prints (a board printing nonstop at 115200 baud fills it in 90 s); beyond it the
 # oldest bytes go to the log file only
@@ -39,17 +41,19 @@ if '/lib' not in sys.path:
 from synack import socket
 """
 
-BRING_UP = {
-    "sim7600": _PREAMBLE + """
+# any modem dialect: the firmware's own table (synack.modems.DRIVERS) picks the driver
+MODEM_BRING_UP = _PREAMBLE + """
+from synack import modems
 from synack.link import modem_uart
-from synack.modems.sim7600 import SIM7600
-modem = SIM7600(modem_uart(1, 115200), apn=%(apn)r, poll_ms=200)   # rxbuf 2048
+from synack.link.modem import ModemLink
+modem = modems.driver(%(dialect)r)(modem_uart(1, 115200), apn=%(apn)r, poll_ms=200)   # rxbuf 2048
 modem.start(register_timeout_ms=30000)
 socket.use(modem)
-from synack.supervisor import ModemLink
 link = ModemLink(modem, register_timeout_ms=30000)   # what a Supervisor keeps up
-print('network up: sim7600')
-""",
+print('network up: %(dialect)s')
+"""
+
+BRING_UP = {
     "wifi": _PREAMBLE + """
 from synack.link.wifi import WifiLink
 link = WifiLink(%(ssid)r, _synack_wifi_key or None, timeout_ms=20000)   # what a Supervisor keeps up
@@ -146,6 +150,11 @@ class Device:
         self.watched += data
         over = len(self.watched) - WATCH_LIMIT
         if over > 0:
+            # up to the end of that line: the log then holds whole lines, not halves
+            # split across two entries (how the output was chunked decides the cut)
+            end = self.watched.find(b"\n", over - 1)
+            if 0 <= end < len(self.watched) - 1:
+                over = end + 1
             self.log(f"output (the first {over} bytes beyond the watch limit)",
                      self.watched[:over])
             self.watched = self.watched[over:]
@@ -205,7 +214,8 @@ class Device:
     def bring_up(self, timeout: float = 60.0) -> str:
         for name, value in self.secrets.items():
             self.set_secret(name, value, timeout)
-        return self.exec(BRING_UP[self.network] % self.settings, timeout)
+        script = BRING_UP.get(self.network, MODEM_BRING_UP)
+        return self.exec(script % {**self.settings, "dialect": self.network}, timeout)
 
     def close(self) -> None:
         try:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .tcpflow import Endpoint, Fin, Probe, Segment
+from .segments import MOD, Endpoint, Fin, Probe, Segment
 
-MOD = 1 << 32
 TRACE_LINES = 40
 
 

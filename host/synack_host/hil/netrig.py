@@ -72,8 +72,8 @@ def start_device(net: Network, *, network: str = "sim7600", engine: str = "cpyth
     """Start a virtual rig in ``net``'s device namespace and return its Device, deployed
     and (unless ``bring_up`` is false) with its network up.
 
-    ``network`` is ``sim7600`` (AT commands to the virtual modem) or ``wifi`` (the board's
-    native sockets); ``engine`` and ``baud`` as for ``synack sim rig``;
+    ``network`` is a modem dialect (AT commands to a virtual modem of that dialect) or
+    ``wifi`` (the board's native sockets); ``engine`` and ``baud`` as for ``synack sim rig``;
     ``keepalive_minute_s`` is how long the modem's ``AT+CTCPKA`` minute lasts. ``fs`` is
     the board's flash directory: reuse one between devices and deploy sends only what
     changed. The modem may connect to the server network and ``Network.SPARE_NET``, plus
@@ -89,6 +89,7 @@ def start_device(net: Network, *, network: str = "sim7600", engine: str = "cpyth
     for cidr in (server_net, net.SPARE_NET, *allow):
         modem_args += ["--allow", cidr]
     rig = start_rig(engine=engine, baud=baud, fs=str(fs) if fs is not None else None,
+                    dialect=network if network != "wifi" else "sim7600",
                     modem_args=tuple(modem_args),
                     prefix=("ip", "netns", "exec", net.ns("device")))
     dev: NetDevice | None = None

@@ -10,7 +10,7 @@ pyserial URL). Fixtures are thin wrappers over classes usable without pytest:
   test fails.
 - ``modem``: the virtual modem process with its fault-injection API (reboot,
   drop_registration, close_link, lose_data_urcs, delay_replies, inject_garbage,
-  network_lost, pause/resume; see synack_host.sim.faults); on a farm rig (``--place``)
+  network_lost, pause/resume; see synack_host.sim.modem.faults); on a farm rig (``--place``)
   the same faults through the rig's exported control socket; skips on a real board
   without one or over Wi-Fi.
 - ``echo_server``, ``http_server``, ``presence_server``: reference servers reachable by
@@ -136,8 +136,9 @@ def rig(hil: HilConfig):
         return
     from ..sim.rig import start_rig
 
-    running = start_rig(engine=hil.engine, baud=hil.baud, modem_args=(
-        "--keepalive-minute", str(VIRTUAL_KEEPALIVE_MINUTE_S)))
+    running = start_rig(engine=hil.engine, baud=hil.baud,
+                        dialect=hil.modem if hil.modem != "wifi" else "sim7600",
+                        modem_args=("--keepalive-minute", str(VIRTUAL_KEEPALIVE_MINUTE_S)))
     yield running
     running.stop()
 

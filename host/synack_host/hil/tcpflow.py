@@ -5,82 +5,23 @@ link types; IPv4 and IPv6) into :class:`Segment` objects; :func:`flows` groups t
 :class:`Flow` objects, one per TCP connection, in the order of their first SYN. Each flow
 works out what happened on the wire and has ``assert_*`` helpers whose failure message
 says what was seen instead (the facts and the segment trace). Assertions live in
-:mod:`synack_host.hil.flowcheck`, mixed into :class:`Flow`.
+:mod:`synack_host.hil.flowcheck`, mixed into :class:`Flow`; the records both read
+(:class:`Segment`, :class:`Endpoint`, :class:`Fin`, :class:`Probe`) in
+:mod:`synack_host.hil.segments`.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import dpkt
 
 from .flowcheck import FlowChecks
+from .segments import ACK, FIN, MOD, RST, SYN, Endpoint, Fin, Probe, Segment
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-MOD = 1 << 32
 KEEPALIVE_MIN_IDLE_S = 0.25     # a probe follows an idle gap at least this long
-
-
-class Endpoint(NamedTuple):
-    ip: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One TCP segment as seen on the wire (``length`` is the payload length)."""
-
-    time: float
-    src: Endpoint
-    dst: Endpoint
-    flags: int
-    seq: int
-    ack: int
-    length: int
-    window: int
-    # the captured payload bytes (fewer than ``length`` if the snapshot length cut them);
-    # read by synack_host.hil.tlsflow to find TLS records
-    payload: bytes = field(default=b"", repr=False, compare=False)
-
-    def has(self, flags: int) -> bool:
-        return self.flags & flags == flags
-
-    @property
-    def flag_text(self) -> str:
-        """tcpdump style: S, F, R, P, then ``.`` for ACK."""
-        text = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"))
-                       if self.flags & bit)
-        return text + ("." if self.flags & ACK else "")
-
-
-@dataclass
-class Fin:
-    """A side's first FIN: the sequence number it consumes, and whether it was acked."""
-
-    seq: int                      # the FIN's own sequence number (after any payload)
-    time: float
-    acked: bool = False
-    ack_time: float | None = None
-    acks_seen: list[int] = field(default_factory=list)   # peer's ack values after it
-
-
-@dataclass
-class Probe:
-    """A keepalive probe: seq = snd_nxt - 1, 0 or 1 byte, after an idle gap."""
-
-    time: float
-    side: str
-    length: int
-    idle_before: float
-    acked: bool = False
-    ack_time: float | None = None
 
 
 def _link_parser(linktype: int):  # noqa: ANN202 - returns a dpkt packet class or None

@@ -25,12 +25,12 @@ import codeop
 import collections
 import os
 import selectors
-import time
 import warnings
 from collections.abc import Callable
 
-from .engines import CPythonEngine
-from .pty import PtyLink, Waker, serve_until_signalled
+from .engine_base import Child, CPythonEngine
+from .loop import PacedLoop
+from .pty import PtyLink, serve_until_signalled
 from .shims.flash import host_path
 from .stdin import STDIN_RING, StdinServer
 
@@ -64,10 +64,10 @@ class Board:
         self.pty = pty if pty is not None else PtyLink(baud, link_path)
         self.banner = BANNER_TEMPLATE.format(version=version, engine=engine.name,
                                              mcu=mcu).encode()
-        self.sel = selectors.DefaultSelector()
-        self._waker = Waker()
-        self._watched: dict[int, tuple[int, Callable[[int], None]]] = {}
-        self._running = False
+        self.loop = PacedLoop(self.pty, IDLE_WAIT_S, take_input=self._take_host_bytes,
+                              prepare=self._prepare_wait, settle=self._settle)
+        self._engine_child: Child | None = None    # the child whose pipes are watched
+        self._engine_fds: set[int] = set()
         self.mode = FRIENDLY
         self._input = bytearray()        # host bytes the REPL has not taken yet
         self._busy: Callable[[bytes], None] | None = None   # done-callback of running job
@@ -350,67 +350,55 @@ class Board:
             self.send(b"\x01")
 
     # -- loop --------------------------------------------------------------------------
-    def _watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
-        old = self._watched.get(fd)
-        if old and (old[0] == events and old[1] == callback):
+    def _watch_engine(self) -> None:
+        """Watch the engine's pipes: its output while the pty keeps up, its input while
+        frames wait. A replaced child's descriptors are forgotten first (their numbers
+        may come back for the new child's pipes)."""
+        child = self.engine.child
+        if child is not self._engine_child:
+            for fd in self._engine_fds:
+                self.loop.watch(fd, 0, None)
+            self._engine_fds.clear()
+            self._engine_child = child
+        if child is None:
             return
-        if old:
-            self.sel.unregister(fd)
-            del self._watched[fd]
-        if events:
-            self.sel.register(fd, events, callback)
-            self._watched[fd] = (events, callback)
+        wanted = {child.rfd: (selectors.EVENT_READ if self.pty.pending_out < OUT_HIGH_WATER
+                              else 0, self._on_engine),
+                  child.wfd: (selectors.EVENT_WRITE if child.out else 0, self._flush_engine)}
+        for fd, (events, callback) in wanted.items():
+            self.loop.watch(fd, events, callback)
+            self._engine_fds.add(fd)
 
-    def _on_pty(self, mask: int) -> None:
-        if mask & selectors.EVENT_READ:
-            self.pty.fill()
-        if mask & selectors.EVENT_WRITE:
-            self.pty.flush()
+    def _flush_engine(self, mask: int) -> None:
+        if self.engine.child:
+            self.engine.child.flush()
+
+    def _prepare_wait(self) -> float | None:
+        """Before the loop waits: the engine's pipes, and how long it may wait."""
+        self._watch_engine()
+        if self._input and self._can_take_input():
+            return 0.0                   # input held back by output that has drained since
+        return self.stdin.timeout()
+
+    def _take_host_bytes(self, chunk: bytes) -> None:
+        if self.trace:
+            self.trace(f"host>  {chunk!r}")
+        self._receive(chunk)
+
+    def _settle(self) -> None:
+        self._process_input()
+        self.stdin.serve()   # a request whose time is up
 
     def step(self, max_wait: float = IDLE_WAIT_S) -> None:
         """One turn: wait for the host, the engine or pacing, then do what is due."""
-        pty_events = (selectors.EVENT_READ if self.pty.wants_fill() else 0) | (
-            selectors.EVENT_WRITE if self.pty.wants_flush() else 0)
-        for fd in [fd for fd in self._watched if fd not in (self.pty.master, self._waker.fd)]:
-            self._watch(fd, 0, self._on_engine)     # the child may have been replaced
-        self._watch(self.pty.master, pty_events, self._on_pty)
-        self._watch(self._waker.fd, selectors.EVENT_READ, self._waker.drain)
-        child = self.engine.child
-        if child:
-            if self.pty.pending_out < OUT_HIGH_WATER:
-                self._watch(child.rfd, selectors.EVENT_READ, self._on_engine)
-            if child.out:
-                self._watch(child.wfd, selectors.EVENT_WRITE, lambda m: child.flush())
-        due = self.stdin.timeout()
-        wait = min(max_wait, self.pty.delay(), max_wait if due is None else due)
-        if self._input and self._can_take_input():
-            wait = 0.0                   # input held back by output that has drained since
-        if wait < 0.002:
-            time.sleep(max(0.0, wait))   # pacing needs finer steps than epoll's 1 ms
-            wait = 0.0
-        for key, mask in self.sel.select(wait):
-            if key.fd in self._watched:   # an earlier callback may have replaced it
-                key.data(mask)
-        while self.pty.has_input():
-            chunk = self.pty.read()
-            if not chunk:
-                break
-            if self.trace:
-                self.trace(f"host>  {chunk!r}")
-            self._receive(chunk)
-        self._process_input()
-        self.stdin.serve()   # a request whose time is up
-        self.pty.flush()
+        self.loop.step(max_wait)
 
     def serve(self) -> None:
-        self._running = True
-        while self._running:
-            self.step()
+        self.loop.serve()
 
     def request_stop(self) -> None:
         """Safe from signal handlers."""
-        self._running = False
-        self._waker.wake()
+        self.loop.request_stop()
 
     def run_until_signalled(self) -> None:
         serve_until_signalled(self.serve, self.request_stop, self.close)
@@ -418,14 +406,12 @@ class Board:
     def close(self, keep_pty: bool = False) -> None:
         """``keep_pty``: leave the pty open for its next owner (a reset into the ROM
         loader), as a chip reset leaves the USB-serial bridge's port open."""
-        if self.sel is None:
+        if self.loop.closed:
             return
         self.engine.close()
-        self.sel.close()
-        self.sel = None   # type: ignore[assignment]
+        self.loop.close()
         if not keep_pty:
             self.pty.close()
-        self._waker.close()
 
 
 def _complete(source: bytes) -> bool:

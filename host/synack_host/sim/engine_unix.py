@@ -34,7 +34,7 @@ from collections import deque
 
 from . import uart as uart_model
 from .engine_wasm import COMMON, LOOP, EngineUnavailable, Job, device_traceback
-from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
+from .engine_base import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
 from .shims.flash import device_path
 from .uart import PipeRx
 

@@ -36,7 +36,7 @@ from base64 import b64decode, b64encode
 from collections import deque
 
 from . import uart as uart_model
-from .engines import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
+from .engine_base import Child, CPythonEngine, FrameReader, _set_parent_death_signal, frame
 from .shims.flash import device_path
 
 RESULT_CAP = 32 * 1024     # bytes of one host.call answer

@@ -109,7 +109,7 @@ class SimProcess:
 
 
 class RunningModem(SimProcess):
-    """A ``synack sim modem`` process with a control socket for faults (faults.py):
+    """A ``synack sim modem`` process with a control socket for faults (modem/faults.py):
     ``reboot()``, ``drop_registration(5)``, ``close_link(0)``, ``lose_data_urcs(1)``,
     ``delay_replies(2.0, count=3)``, ``inject_garbage(b"\\xff noise")``,
     ``cme_error("AT+CIPOPEN", 3)``, ``lose_ok()``, ``send_fail()``, ``truncate_read()``,
@@ -117,6 +117,18 @@ class RunningModem(SimProcess):
     ``status()``; a refused fault raises FaultError with the modem's reason."""
 
     kind = "modem"
+
+    @property
+    def dialect(self) -> str:
+        """The ``--dialect`` it was started with (the CLI's default: sim7600)."""
+        args = self.args
+        return args[args.index("--dialect") + 1] if "--dialect" in args[:-1] else "sim7600"
+
+    @property
+    def wording(self):
+        """Its dialect's words for commands and URCs (modem/faults.py ``Wording``)."""
+        from .modem import DIALECTS
+        return DIALECTS[self.dialect].wording
 
     def _extra_args(self) -> list[str]:
         self._dir = tempfile.TemporaryDirectory(prefix="synack-modem-")
@@ -133,7 +145,7 @@ class RunningModem(SimProcess):
         self.proc.send_signal(signal.SIGUSR1)
 
     def fault(self, request: str) -> str:
-        from .faults import FaultClient
+        from .control import FaultClient
 
         return FaultClient(self.control_path).send(request)
 
@@ -201,12 +213,11 @@ def start_modem(*args: str, ready_timeout: float = 10.0,
 @contextlib.contextmanager
 def run_modem_in_thread(dialect: str = "sim7600", **options) -> Iterator:
     """A virtual modem served by a thread of this process; yields the modem object
-    (``.port`` is its pty). Options are the dialect class's keyword arguments."""
-    if dialect != "sim7600":
-        raise ValueError(f"unknown dialect {dialect!r}")
-    from .sim7600 import SIM7600
+    (``.port`` is its pty). ``dialect`` is a name of ``modem.DIALECTS`` (ValueError
+    naming the known ones otherwise); options are its class's keyword arguments."""
+    from .modem import dialect_class
 
-    modem = SIM7600(**options)
+    modem = dialect_class(dialect)(**options)
     modem.start()
     try:
         yield modem

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from .launch import LaunchError, RunningModem, start_modem
 from .launch_board import RunningBoard, start_board
+from .modem import dialect_class
 
 __all__ = ["LaunchError", "Rig", "start_rig"]
 
@@ -53,7 +54,9 @@ def start_rig(engine: str = "cpython", baud: int | None = None, fs: str | None =
     """Start a modem, then a board wired to it. ``modem_args``/``board_args`` are extra
     arguments of ``synack sim modem`` / ``synack sim board``; ``prefix`` goes before both
     commands, e.g. ``("ip", "netns", "exec", ns)`` to run the rig in a network namespace
-    (the ptys work across namespaces)."""
+    (the ptys work across namespaces). ``dialect``: a name of ``modem.DIALECTS``
+    (ValueError naming the known ones otherwise, before anything starts)."""
+    dialect_class(dialect)
     paced = ("--baud", str(baud)) if baud else ()
     modem = start_modem("--dialect", dialect, *paced, *modem_args, prefix=prefix)
     try:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..faults import ControlServer, Fault, FaultError
+from ..control import ControlServer, Fault, FaultError
 from ..pty import PtyLink, Waker, serve_until_signalled
 from . import boot as boot_mod
 from .chips import Chip

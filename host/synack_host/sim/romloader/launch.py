@@ -26,7 +26,7 @@ class RunningDownloadBoard(SimProcess):
         return code
 
     def control(self, request: str) -> str:
-        from ..faults import FaultClient
+        from ..control import FaultClient
 
         return FaultClient(self.control_path).send(request)
 

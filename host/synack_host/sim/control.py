@@ -1,64 +1,48 @@
-"""Faults injected into a running virtual modem, from a test or from a shell.
+"""The control socket of a virtual device: faults and requests injected while it runs,
+from a test or from a shell (the virtual modem's faults, the ROM loader's controls).
 
-A modem started with ``--control PATH`` listens on a Unix socket there. Each request is
-one line, ``<fault> [args...]``; the answer is one line, ``ok[ <detail>]`` or
-``error: <message>``. The modem's own loop runs the fault, between two of its steps, so
-a fault never lands inside an AT line or a ``>`` payload::
+A device started with ``--control PATH`` listens on a Unix socket there. Each request is
+one line, ``<name> [args...]``; the answer is one line, ``ok[ <detail>]`` or
+``error: <message>``. The device's own loop runs the request, between two of its steps,
+so a fault never lands inside a line it is sending or receiving::
 
     $ synack sim fault /tmp/modem.ctl drop-registration 5
     ok registration lost for 5 s
 
-The faults (``FAULTS`` below; dialects add their own with the same shape):
-
-=======================  ===============================================================
-``reboot``               power-cycle: every link lost silently, boot URCs (``RDY`` ...)
-``network-lost``         the bearer drops (SIM7600: ``+CIPEVENT: NETWORK CLOSED ...``)
-``delay S [N]``          the next N commands (default 1) are answered S seconds late
-``garbage TEXT``         TEXT (``\\xNN`` escapes allowed) sent at the next line boundary
-``drop-registration``    ``[S]``: not registered (searching), bearer and links lost; back
-                         after S seconds, or at ``restore-registration``
-``close-link N [R]``     link N closed by the network: FIN to the peer, ``+IPCLOSE: N,R``
-``lose-urc [N]``         the next N data-arrival URCs are never sent
-``cme-error P C [N]``    the next N commands starting with P answer CME error C
-``lose-ok [N]``          the next N final ``OK`` are never sent
-``send-fail [N]``        the next N sends: ``+CIPSEND: <link>,<n>,-1``, ``+IPCLOSE: <link>,2``
-``truncate-read [N]``    the next N ``AT+CIPRXGET=2`` payloads are cut short, no ``OK``
-``ipclose-during-send``  ``[R]``: the next send's link closes while its payload comes in
-``malformed-urc``        ``[TEXT]``: a malformed URC (default ``+IPCLOSE: 0,`` and
-                         ``+CIPRXGET: 1,O``)
-``heal``                 every fault still pending is forgotten, registration restored
-``status``               JSON: registration, bearer, links, armed faults (``pending``)
-=======================  ===============================================================
-
-``FaultClient(path).send("reboot")`` is the Python side; ``RunningModem`` (launch.py)
-wraps it in methods.
+The device says what it accepts in its ``fault_table`` (name -> ``Fault``);
+``FaultClient(path).send("reboot")`` is the Python side.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .modem import Modem
+from typing import Any, Protocol
 
 MAX_REQUEST = 4096
 CLIENT_TIMEOUT_S = 5.0
 
 
+class ControlOwner(Protocol):
+    """What the control socket needs of its device."""
+
+    fault_table: dict[str, Fault]
+
+    def watch(self, fileobj, events: int, callback: Callable[[int], None] | None) -> None:
+        ...
+
+
 class FaultError(ValueError):
-    """A fault request the modem cannot carry out (unknown, bad arguments, no such link)."""
+    """A fault request the device cannot carry out (unknown, bad arguments, no such link)."""
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One injectable fault: ``run(modem, args)`` returns the detail of the ``ok`` line."""
-    run: Callable[[Modem, list[str]], str]
+    """One injectable fault: ``run(device, args)`` returns the detail of the ``ok`` line."""
+    run: Callable[[Any, list[str]], str]
     usage: str
     help: str
 
@@ -87,66 +71,20 @@ def unescape(text: str) -> bytes:
         raise FaultError(f"bad escape in {text!r}: {e}") from None
 
 
-def _reboot(modem: Modem, args: list[str]) -> str:
-    modem.power_on()
-    return "rebooting"
-
-
-def _network_lost(modem: Modem, args: list[str]) -> str:
-    modem.network_lost()
-    return "network lost"
-
-
-def _delay(modem: Modem, args: list[str]) -> str:
-    seconds = number(args, 0, "delay in seconds", lo=0.0, hi=600.0)
-    count = int(number(args, 1, "command count", default=1, lo=1, hi=1000))
-    modem.delay_replies(seconds, count)
-    return f"the next {count} command(s) answered {seconds:g} s late"
-
-
-def _garbage(modem: Modem, args: list[str]) -> str:
-    if not args:
-        raise FaultError("garbage needs the TEXT to send")
-    data = unescape(" ".join(args))
-    modem.inject(data)
-    return f"{len(data)} byte(s) queued"
-
-
-def _heal(modem: Modem, args: list[str]) -> str:
-    modem.heal()
-    return "no fault pending"
-
-
-def _status(modem: Modem, args: list[str]) -> str:
-    return json.dumps(modem.status(), sort_keys=True)
-
-
-FAULTS: dict[str, Fault] = {
-    "reboot": Fault(_reboot, "reboot", "power-cycle the modem: links lost, boot URCs"),
-    "network-lost": Fault(_network_lost, "network-lost", "the bearer drops"),
-    "delay": Fault(_delay, "delay SECONDS [COUNT]",
-                   "answer the next COUNT commands SECONDS late"),
-    "garbage": Fault(_garbage, "garbage TEXT",
-                     "send TEXT (\\xNN escapes) at the next line boundary"),
-    "heal": Fault(_heal, "heal", "forget every pending fault"),
-    "status": Fault(_status, "status", "registration, bearer and links as JSON"),
-}
-
-
-def run_request(modem: Modem, line: str) -> str:
+def run_request(owner: ControlOwner, line: str) -> str:
     """One request line -> one answer line (without the newline)."""
     words = line.split()
     if not words:
         return "error: empty request; try 'help'"
     name, args = words[0].lower(), words[1:]
-    table = modem.fault_table
+    table = owner.fault_table
     if name == "help":
         return "ok " + "; ".join(f.usage for f in table.values())
     fault = table.get(name)
     if fault is None:
         return f"error: unknown fault {name!r}; known: {', '.join(sorted(table))}"
     try:
-        detail = fault.run(modem, args)
+        detail = fault.run(owner, args)
     except FaultError as e:
         return f"error: {name}: {e} (usage: {fault.usage})"
     return f"ok {detail}".rstrip()
@@ -183,10 +121,10 @@ def _remove_stale_socket(path: str) -> None:
 
 
 class ControlServer:
-    """The Unix socket a modem listens on for faults; served by the modem's selector."""
+    """The Unix socket a device listens on for faults; served by the device's loop."""
 
-    def __init__(self, modem: Modem, path: str):
-        self.modem = modem
+    def __init__(self, owner: ControlOwner, path: str):
+        self.owner = owner
         self.path = path
         _remove_stale_socket(path)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -194,7 +132,7 @@ class ControlServer:
         self.listener.listen(4)
         self.listener.setblocking(False)
         self.clients: dict[socket.socket, bytearray] = {}
-        modem.watch(self.listener, selectors.EVENT_READ, self._accept)
+        owner.watch(self.listener, selectors.EVENT_READ, self._accept)
 
     def _accept(self, mask: int) -> None:
         try:
@@ -203,7 +141,7 @@ class ControlServer:
             return
         conn.setblocking(False)
         self.clients[conn] = bytearray()
-        self.modem.watch(conn, selectors.EVENT_READ, lambda m, c=conn: self._read(c))
+        self.owner.watch(conn, selectors.EVENT_READ, lambda m, c=conn: self._read(c))
 
     def _read(self, conn: socket.socket) -> None:
         try:
@@ -217,7 +155,7 @@ class ControlServer:
         while b"\n" in buf:
             line, _, rest = bytes(buf).partition(b"\n")
             buf[:] = rest
-            answer = run_request(self.modem, line.decode("utf-8", "replace"))
+            answer = run_request(self.owner, line.decode("utf-8", "replace"))
             try:
                 conn.setblocking(True)     # one short line: blocking send is bounded
                 conn.settimeout(1.0)
@@ -229,14 +167,14 @@ class ControlServer:
             self._drop(conn)
 
     def _drop(self, conn: socket.socket) -> None:
-        self.modem.watch(conn, 0, None)
+        self.owner.watch(conn, 0, None)
         self.clients.pop(conn, None)
         conn.close()
 
     def close(self) -> None:
         for conn in list(self.clients):
             self._drop(conn)
-        self.modem.watch(self.listener, 0, None)
+        self.owner.watch(self.listener, 0, None)
         self.listener.close()
         try:
             os.unlink(self.path)
