@@ -108,3 +108,44 @@ def test_heartbeat_task_keeps_a_connection_through_an_idle_killing_nat():
         assert hb.state_name == "ACTIVE" and hb.acks >= 4 and nat.kills == 0
         assert pushed == [b"news"]
         assert len(ticks) >= 60              # the loop was free while the task waited
+
+
+def _largest_gap(poller, polls):
+    """Run ``poller`` as a task next to a 20 ms ticker: the ticker's largest gap (s)."""
+    import time
+
+    wakes = []
+
+    async def ticker(done):
+        while not done.is_set():
+            wakes.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async def main():
+        done = asyncio.Event()
+        t = asyncio.create_task(ticker(done))
+        await tasks.poll(poller, polls=polls)
+        wakes.append(time.monotonic())      # the end: a loop held until now shows too
+        done.set()
+        await t
+
+    asyncio.run(main())
+    return max(b - a for a, b in zip(wakes, wakes[1:], strict=False))
+
+
+def test_a_poll_over_the_async_client_leaves_the_loop_free_while_the_server_thinks():
+    # a long poll: the server holds each request 0.5 s before answering 304
+    from synack.http.aclient import AsyncClient
+
+    with HttpServer() as server:
+        def make(client):
+            return Poller(server.url("/longpoll"), lambda r: None, client=client, interval_ms=10,
+                          long_poll_ms=500)
+        blocking = make(Client(backend=NativeBackend(), read_timeout_ms=5000))
+        blocking.poll()                     # the first 200; now the ETag is known
+        assert _largest_gap(blocking, 2) >= 0.4     # each poll held the loop
+        blocking.close()
+        awaited = make(AsyncClient(backend=NativeBackend(), read_timeout_ms=5000))
+        assert _largest_gap(awaited, 3) < 0.2
+        assert (awaited.ok, awaited.not_modified, awaited.errors) == (1, 2, 0)
+        awaited.close()

@@ -216,37 +216,73 @@ class Poller:
 
     def poll(self):
         """One poll now. Returns (outcome, delay in ms until the next one)."""
-        started = time.ticks_ms()
-        self.polls += 1
-        read_ms = None
-        if self.long_poll_ms:
-            read_ms = self.long_poll_ms + (self.client.read_timeout_ms or 0)
+        started, read_ms = self._begin()
+        outcome = FAILED
         retry_after = 0  # pragma: no mutate -- 0 or 1 ms: never more than a backoff (>= 1)
         try:
             resp = self.client.get(self.url, headers=self._request_headers(),
                                    read_timeout_ms=read_ms)
             try:
-                self.last_status = status = resp.status
-                outcome = classify(status)
-                if outcome == CHANGED:
-                    self.ok += 1
-                    self._etag = resp.head.header(b"etag")
-                    self._last_modified = resp.head.header(b"last-modified")
-                    if self.on_change is not None:
-                        self.on_change(resp)
-                elif outcome == NOT_MODIFIED:
-                    self.not_modified += 1
-                else:
-                    retry_after = retry_after_ms(resp.head.header(b"retry-after"))
-                    self.last_error = HTTPError("poll answered %d %s"
-                                                % (status, text(resp.reason)), status,
-                                                self.url)
+                outcome, retry_after = self._answered(resp)
+                if outcome == CHANGED and self.on_change is not None:
+                    self.on_change(resp)
                 resp.drain()
             finally:
                 resp.close()
         except (OSError, HTTPError) as e:
             outcome = FAILED
             self.last_error = e
+        return self._end(started, outcome, retry_after)
+
+    async def poll_async(self):
+        """``poll()`` with a synack.http.aclient.AsyncClient as ``client``: connecting,
+        sending and reading are awaits, so other tasks run while a poll waits for the
+        network (``tasks.poll`` uses it for such a client). ``on_change(resp)`` gets the
+        AsyncResponse and may be a coroutine function (then it is awaited)."""
+        started, read_ms = self._begin()
+        outcome = FAILED
+        retry_after = 0  # pragma: no mutate -- as in poll()
+        try:
+            resp = await self.client.get(self.url, headers=self._request_headers(),
+                                         read_timeout_ms=read_ms)
+            try:
+                outcome, retry_after = self._answered(resp)
+                if outcome == CHANGED and self.on_change is not None:
+                    done = self.on_change(resp)
+                    if done is not None and hasattr(done, "send"):  # a coroutine
+                        await done
+                await resp.drain()
+            finally:
+                resp.close()
+        except (OSError, HTTPError) as e:
+            outcome = FAILED
+            self.last_error = e
+        return self._end(started, outcome, retry_after)
+
+    def _begin(self):
+        self.polls += 1
+        read_ms = None
+        if self.long_poll_ms:
+            read_ms = self.long_poll_ms + (self.client.read_timeout_ms or 0)
+        return time.ticks_ms(), read_ms
+
+    def _answered(self, resp):
+        """Count and remember what the response says: (outcome, Retry-After ms)."""
+        self.last_status = status = resp.status
+        outcome = classify(status)
+        if outcome == CHANGED:
+            self.ok += 1
+            self._etag = resp.head.header(b"etag")
+            self._last_modified = resp.head.header(b"last-modified")
+        elif outcome == NOT_MODIFIED:
+            self.not_modified += 1
+        else:
+            self.last_error = HTTPError("poll answered %d %s" % (status, text(resp.reason)),
+                                        status, self.url)
+            return outcome, retry_after_ms(resp.head.header(b"retry-after"))
+        return outcome, 0
+
+    def _end(self, started, outcome, retry_after):
         if outcome == FAILED:
             self.errors += 1
         self.delay_ms = self.schedule.next_delay(started, time.ticks_ms(), outcome,

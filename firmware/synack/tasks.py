@@ -5,10 +5,10 @@ Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so runni
 as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
 ``time.sleep_ms``, leaving the event loop free for the application between polls and
 checks. A modem link's bring-up (``ModemLink.up_async``: registration, bearer open,
-tens of seconds) is awaited too: its AT commands wait in the event loop. Other network
-operations inside one poll are still the blocking calls with their own timeouts
-(connect, read, a bearer reopened by a connect) — keep those timeouts short when other
-tasks must stay responsive.
+tens of seconds) is awaited too: its AT commands wait in the event loop; so is a poll
+whose poller has an AsyncClient (``Poller.poll_async``). With the blocking Client a
+poll's network calls block, within their timeouts (as does a bearer reopened by a
+connect) — keep those timeouts short when other tasks must stay responsive.
 
     import asyncio
     from synack import tasks
@@ -34,11 +34,17 @@ async def sleep_ms(ms):
 
 
 async def poll(poller, polls=None, stop=None):
-    """Run ``poller`` (a synack.poll.Poller) as a task; returns the number of polls."""
+    """Run ``poller`` (a synack.poll.Poller) as a task; returns the number of polls.
+    With a synack.http.aclient.AsyncClient as the poller's client the polls themselves
+    are awaited (``Poller.poll_async``); with the blocking Client each poll blocks the
+    loop for as long as its network calls take."""
     done = 0
     await sleep_ms(poller.schedule.first_delay())
     while not (stop is not None and stop()) and (polls is None or done < polls):
-        _, delay = poller.poll()
+        if poller.client.is_async:   # an AsyncClient: the request's waits are awaits too
+            _, delay = await poller.poll_async()
+        else:
+            _, delay = poller.poll()
         done += 1
         if polls is not None and done >= polls:
             break

@@ -138,6 +138,8 @@ class AsyncClient(BaseClient):
     Options as ``synack.http.client.Client`` (all keyword), plus ``poll_ms``: the
     longest pause between two tries of a socket operation that would block."""
 
+    is_async = True
+
     def __init__(self, *args, poll_ms=20, **kw):
         BaseClient.__init__(self, *args, **kw)
         self.poll_ms = poll_ms

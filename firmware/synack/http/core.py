@@ -150,6 +150,8 @@ class BaseClient:
     UART, one AT read command of a modem (they take up to 1500), a poll's whole reply
     in one read. A bigger one only saves read calls on big bodies (``chunk=1500``)."""
 
+    is_async = False  # AsyncClient: its requests are coroutines (awaited)
+
     def __init__(self, chunk=512, connect_timeout_ms=10000, read_timeout_ms=10000,
                  total_timeout_ms=None, max_redirects=5, max_header_bytes=4096,
                  max_headers=32, max_line=1024, max_body=1048576, http10=False,
