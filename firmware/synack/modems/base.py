@@ -287,6 +287,19 @@ class ModemBackend:
         counted in ``reboots``) later means they are lost."""
         self._started_at_reboot = self.reboots
 
+    def all_lost(self):
+        """Every connection reset (links.LinkBackend's, which a dialect also is)."""
+
+    def network_lost_urc(self, line):
+        """URC handler: the network dropped the bearer; every link is reset."""
+        self.net_open = False  # pragma: no mutate -- None: only its truth is read
+        self.all_lost()
+
+    def reboot_urc(self, line):
+        """URC handler: the modem's boot URC; its settings and every link are gone."""
+        self.on_reboot()
+        self.all_lost()
+
     def on_reboot(self):
         self.reboots += 1
         self.net_open = False  # pragma: no mutate -- None: only its truth is read

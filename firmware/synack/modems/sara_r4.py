@@ -99,7 +99,7 @@ class SARAR4(LinkBackend, base.ModemBackend):
         on(b"+UUSOCO:", self._on_open)
         on(b"+UUSOCL:", self._on_closed)
         on(b"+CGEV:", self._on_cgev)
-        on(b"+UUPSDD:", self._on_network_lost)
+        on(b"+UUPSDD:", self.network_lost_urc)
         on(b"+C", lambda line: None)  # +CPIN, +CREG, +CGREG, +CEREG: informational
 
     # -- URC handlers: record only, never issue commands ------------------------
@@ -133,11 +133,7 @@ class SARAR4(LinkBackend, base.ModemBackend):
         event = line[6:].strip()  # NW PDN DEACT <cid>[,...]: only context 1 carries ours
         if event in (b"NW DETACH", b"ME DETACH") or (
                 event[3:13] == b"PDN DEACT " and uint(event[13:].split(b",")[0]) == 1):
-            self._on_network_lost(line)
-
-    def _on_network_lost(self, line):
-        self.net_open = False  # pragma: no mutate -- None: only its truth is read
-        self.all_lost()
+            self.network_lost_urc(line)
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):

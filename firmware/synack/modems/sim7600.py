@@ -101,9 +101,9 @@ class SIM7600(LinkBackend, base.ModemBackend):
         on(b"+CIPCLOSE:", self._on_close)
         on(b"+CIPSEND:", self._on_sent)
         on(b"+NETOPEN:", self._on_netopen)
-        on(b"+CIPEVENT:", self._on_network_lost)
-        on(b"+NETCLOSE:", self._on_network_lost)
-        on(b"RDY", self._on_reboot)
+        on(b"+CIPEVENT:", self.network_lost_urc)
+        on(b"+NETCLOSE:", self.network_lost_urc)
+        on(b"RDY", self.reboot_urc)
         for informational in (b"+CPIN:", b"SMS DONE", b"PB DONE", b"+C"):
             on(informational, _ignore)
 
@@ -147,14 +147,6 @@ class SIM7600(LinkBackend, base.ModemBackend):
         values = _ints(line, 9)
         if values:
             self._netopen = values[0]
-
-    def _on_network_lost(self, line):
-        self.net_open = False  # pragma: no mutate -- None: only its truth is read
-        self.all_lost()
-
-    def _on_reboot(self, line):
-        self.on_reboot()
-        self.all_lost()
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):

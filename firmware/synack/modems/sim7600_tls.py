@@ -177,7 +177,7 @@ class ModemTLS(LinkBackend):
         # handler (which this one displaced) does the rest.
         self.started = self.configured = False
         self.all_lost()
-        self.modem._on_reboot(line)
+        self.modem.reboot_urc(line)
 
     def _on_rx_end(self, line):
         # +CCHRECV: <s>,<err> ends the data of a read

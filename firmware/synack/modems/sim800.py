@@ -110,9 +110,9 @@ class SIM800(LinkBackend, base.ModemBackend):
         on(b"+CIPRXGET: 1,", self._on_data)
         for prefix in _LINK_PREFIXES:
             on(prefix, self._on_link_event)
-        on(b"+PDP: DEACT", self._on_network_lost)
+        on(b"+PDP: DEACT", self.network_lost_urc)
         on(b"+CDNSGIP:", self._on_dns)
-        on(b"RDY", self._on_reboot)
+        on(b"RDY", self.reboot_urc)
         for informational in (b"+C", b"Call Ready", b"SMS Ready"):
             on(informational, _ignore)
 
@@ -139,14 +139,6 @@ class SIM800(LinkBackend, base.ModemBackend):
         values = fields(line, 9)
         if values[0] != b"1" or len(values) > 1 and values[1].lower() == self._dns_name:
             self._dns = line
-
-    def _on_network_lost(self, line):
-        self.net_open = False  # pragma: no mutate -- None: only its truth is read
-        self.all_lost()
-
-    def _on_reboot(self, line):
-        self.on_reboot()
-        self.all_lost()
 
     # -- bring-up ----------------------------------------------------------------
     def bearer_open_steps(self):
