@@ -10,7 +10,8 @@ visible with one call (all optional):
     diag.register(modem=modem, supervisor=sup, outbox=box, blackbox=bb, wifi=wifi)
 
 Without it the report opens what it needs itself: ``/synack_config.json`` for the link
-type, a SIM7600 on ``machine.UART(uart_id)``, the black box on flash.
+type, the modem on ``machine.UART(uart_id)`` (the config's ``dialect``, else what
+``modems.detect`` finds), the black box on flash.
 
 - ``report()`` -> a JSON-serialisable dict (device, link, Wi-Fi or cellular, supervisor,
   sockets, outbox, black box, errors). Every modem query is bounded by ``timeout_ms``; a
@@ -165,10 +166,12 @@ def modem(uart_id=1, baud=115200):
     """The application's modem, or one opened here on ``UART(uart_id)`` (kept)."""
     m = _reg.get("modem") or _own.get("modem")
     if m is None:
+        from . import modems
         from .link import modem_uart
-        from .modems.sim7600 import SIM7600
-        apn = _config().get("apn", "")
-        m = _own["modem"] = SIM7600(modem_uart(uart_id, baud), apn=apn)
+        cfg = _config()
+        uart = modem_uart(uart_id, baud)
+        dialect = cfg.get("dialect") or modems.detect(uart)  # the config's, or ask it
+        m = _own["modem"] = modems.driver(dialect)(uart, apn=cfg.get("apn", ""))
     return m
 
 
@@ -222,6 +225,10 @@ def _cellular(timeout_ms, uart_id, baud):
         k = k.strip().lower()
         if k in ("model", "revision", "imei", "manufacturer"):
             c[k] = v.strip()
+    if not c["model"]:     # an ATI without "Model:" lines (Quectel, u-blox, SIM800)
+        model = q.lines("model", b"AT+CGMM")
+        if model:
+            c["model"] = model[0].decode().strip()
     rev = q.lines("revision", b"AT+CGMR", b"+CGMR:")
     if rev:
         c["revision"] = rev[0][6:].decode().strip()
@@ -240,9 +247,10 @@ def _cellular(timeout_ms, uart_id, baud):
         c["sim"] = "absent"
         q.errors["sim"] = "no SIM card (+CME ERROR: 10)"
     if c["sim"] == "READY":
-        iccid = q.lines("iccid", b"AT+CICCID", b"+ICCID:")
+        cmd, prefix = m.ICCID
+        iccid = q.lines("iccid", cmd, prefix)
         if iccid:
-            c["iccid"] = iccid[0][7:].decode().strip()
+            c["iccid"] = iccid[0][len(prefix or b""):].decode().strip()
     cops = q.lines("operator", b"AT+COPS?", b"+COPS:")
     if cops:
         v = fields(cops[0], 6)
@@ -260,13 +268,19 @@ def _cellular(timeout_ms, uart_id, baud):
         v = fields(ln, 10)
         if v[0] == b"1" and len(v) > 2:
             c["apn"] = v[2].decode()
-    net = q.lines("bearer", b"AT+NETOPEN?", b"+NETOPEN:")
-    if net:
-        c["bearer"] = "open" if fields(net[0], 9)[0] == b"1" else "closed"
-    if c["bearer"] == "open":
-        ip = q.lines("ip", b"AT+IPADDR", b"+IPADDR:")
+    if m.BEARER_QUERY is not None:   # the modem's own answer (a SIM7600's AT+NETOPEN?)
+        cmd, prefix, up = m.BEARER_QUERY
+        net = q.lines("bearer", cmd, prefix)
+        if net:
+            c["bearer"] = "open" if fields(net[0], len(prefix))[0] == up else "closed"
+    else:                            # the driver's view, URCs read
+        at.poll(0)
+        c["bearer"] = "open" if m.net_open else "closed"
+    if c["bearer"] == "open" and m.IP_QUERY is not None:
+        cmd, prefix = m.IP_QUERY
+        ip = q.lines("ip", cmd, prefix)
         if ip:
-            c["ip"] = ip[0][8:].decode().strip()
+            c["ip"] = ip[0][len(prefix):].decode().strip()
     eng = at.engine
     c["driver"] = {"net_open": bool(m.net_open), "reboots": m.reboots,
                    "bearer_reopens": m.bearer_reopens, "noise": eng.noise,

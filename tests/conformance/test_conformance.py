@@ -224,3 +224,19 @@ def test_a_fault_raises_only_oserror_and_the_next_connection_works(rig, echo, di
     s2.connect(("127.0.0.1", echo.port))
     assert roundtrip(s2, b"after " + fault.encode()) == b"after " + fault.encode()
     s2.close()
+
+
+# -- field diagnostics --------------------------------------------------------------------
+def test_the_diag_report_reads_every_dialect(rig, dialect, monkeypatch):
+    from synack import diag
+
+    monkeypatch.setattr(diag, "_reg", {"modem": rig.modem})
+    c = diag.report(link="cellular")["cellular"]
+    assert c["modem"] == "answering" and c["sim"] == "READY", c
+    assert c["model"] and c["iccid"] and c["iccid"].isdigit(), c
+    assert c["registration"]["state"] == "registered (home)", c
+    assert c["bearer"] == "open" and c["signal_dbm"] is not None, c
+    # what a dialect may lack (a 2G modem has no EPS registration, not every one answers
+    # AT+CGMR/AT+CGSN); the SIM, signal and registration queries must all answer
+    optional = {"revision", "imei", "apn", "operator", "registration_eps", "registration_gprs"}
+    assert set(c["errors"]) <= optional, c

@@ -223,6 +223,12 @@ class ModemBackend:
     EHOSTUNREACH and the next connect tries again."""
 
     RESET_COMMAND = b"AT+CFUN=1,1"
+    # what the diagnostics ask (diag.py): the SIM's ICCID (command, reply prefix or None
+    # for a bare number), and the bearer's state and address where the dialect has a
+    # query for them (else the driver's own view, ``net_open``)
+    ICCID = (b"AT+CCID", b"+CCID:")
+    BEARER_QUERY = None  # type: tuple | None  # (command, prefix, "open" field value)
+    IP_QUERY = None  # type: tuple | None  # (command, prefix)
 
     def init_modem(self, at, pin=None):
         self.at = at

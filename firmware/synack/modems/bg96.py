@@ -92,6 +92,7 @@ class BG96(LinkBackend, base.ModemBackend):
     OPEN_URC = "+QIOPEN"
     OPEN_ERRORS = _OPEN_ERRORS
     RESET_COMMAND = b"AT+CFUN=1,1"
+    ICCID = (b"AT+QCCID", b"+QCCID:")
     connect_limit_ms = _CONNECT_MS
 
     def __init__(self, uart, apn="", pin=None, poll_ms=500, channel=None):

@@ -80,6 +80,9 @@ class SIM7600(LinkBackend, base.ModemBackend):
     OPEN_URC = "+CIPOPEN"
     OPEN_ERRORS = _OPEN_ERRORS
     RESET_COMMAND = b"AT+CRESET"
+    ICCID = (b"AT+CICCID", b"+ICCID:")
+    BEARER_QUERY = (b"AT+NETOPEN?", b"+NETOPEN:", b"1")
+    IP_QUERY = (b"AT+IPADDR", b"+IPADDR:")
     connect_limit_ms = _CONNECT_MS  # a connect without a timeout of the socket's
 
     def __init__(self, uart, apn="", pin=None, poll_ms=500, channel=None):

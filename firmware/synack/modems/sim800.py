@@ -87,6 +87,7 @@ class SIM800(LinkBackend, base.ModemBackend):
     the backend of synack.socket (``synack.socket.use(modem)``)."""
 
     name = "sim800"
+    ICCID = (b"AT+CCID", None)   # the number alone on its line
     OPEN_URC = "<n>, CONNECT"
     OPEN_ERRORS = _OPEN_ERRORS
     connect_limit_ms = _CONNECT_MS
