@@ -190,6 +190,28 @@ def wait_registered_steps(timeout_ms=60000, poll_ms=1000):
         yield poll(poll_ms)
 
 
+def lookup(at, host, port, command, prefix, pick, timeout_ms):
+    """``getaddrinfo`` through a modem's one-shot DNS command: ``command`` + ``"host"``
+    answered by a ``prefix`` line whose fields ``pick`` turns into the address (None if
+    they do not hold one). An IPv4 literal is returned as it is. OSError(EINVAL) for a
+    host name that is not one, EHOSTUNREACH for a failed lookup or a malformed reply,
+    ETIMEDOUT when the modem did not answer."""
+    name = quote.host(host)
+    if quote.is_ipv4(name):
+        return [(2, 1, 6, "", (name.decode(), port))]
+    try:
+        lines = at.command(command + b'"' + name + b'"', prefix, timeout_ms=timeout_ms).lines
+    except CommandError as e:
+        raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
+    except CommandTimeout as e:
+        raise OSError(errno.ETIMEDOUT, "DNS lookup of %s: %s" % (host, e))
+    ip = pick(fields(lines[0], len(prefix))) if lines else None
+    if ip is None or not quote.is_ipv4(ip):
+        raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: malformed reply %r"
+                      % (host, lines[:1]))
+    return [(2, 1, 6, "", (ip.decode(), port))]  # AF_INET, STREAM, TCP
+
+
 def parse_ints(line, prefix_len):
     """``+CIPOPEN: 0,1`` -> [0, 1] (prefix_len = len(b"+CIPOPEN:")); None when a field
     is not an integer (a garbled line: callers treat it as absent, never raise)."""

@@ -180,23 +180,10 @@ class SARAR4(LinkBackend, base.ModemBackend):
 
     # -- DNS ---------------------------------------------------------------------
     def getaddrinfo(self, host, port):
-        """Resolve with ``AT+UDNSRN=0``; OSError(EINVAL) for a host name that is not
-        one, OSError(EHOSTUNREACH) when the lookup fails or its reply is malformed."""
-        name = quote.host(host)
-        if quote.is_ipv4(name):
-            return [(2, 1, 6, "", (name.decode(), port))]
-        try:
-            lines = self.at.command(b'AT+UDNSRN=0,"' + name + b'"', b"+UDNSRN:",
-                                    timeout_ms=_DNS_MS).lines
-        except CommandError as e:
-            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, "DNS lookup of %s: %s" % (host, e))
-        values = fields(lines[0], 8) if lines else []
-        if not values or not quote.is_ipv4(values[0]):
-            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: malformed reply %r"
-                          % (host, lines[:1]))
-        return [(2, 1, 6, "", (values[0].decode(), port))]  # AF_INET, STREAM, TCP
+        """Resolve with ``AT+UDNSRN=0`` (base.lookup); its answer is
+        ``+UDNSRN: "<ip>"``."""
+        return base.lookup(self.at, host, port, b"AT+UDNSRN=0,", b"+UDNSRN:", _first,
+                           _DNS_MS)
 
     # -- keepalive ---------------------------------------------------------------
     def keepalive_mechanism(self, ka):
@@ -400,3 +387,6 @@ class SARAR4(LinkBackend, base.ModemBackend):
             self._closing = -1
         return True
 
+
+def _first(values):
+    return values[0] if values else None

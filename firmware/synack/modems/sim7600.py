@@ -39,7 +39,7 @@ from .. import tcp
 from ..at import quote
 from ..at.driver import Channel
 from ..at.errors import CommandError, CommandTimeout
-from ..at.parser import Parser, fields
+from ..at.parser import Parser
 from ..at.steps import command, wait_for
 from . import base, simcom
 from .links import Link, LinkBackend  # noqa: F401 (Link: part of this module's API)
@@ -196,24 +196,10 @@ class SIM7600(LinkBackend, base.ModemBackend):
 
     # -- DNS ---------------------------------------------------------------------
     def getaddrinfo(self, host, port):
-        """Resolve with ``AT+CDNSGIP``; OSError(EINVAL) for a host name that is not one,
-        OSError(EHOSTUNREACH) when the lookup fails or its reply is malformed."""
-        name = quote.host(host)
-        if quote.is_ipv4(name):
-            return [(2, 1, 6, "", (name.decode(), port))]
-        try:
-            lines = self.at.command(b'AT+CDNSGIP="' + name + b'"', b"+CDNSGIP:",
-                                    timeout_ms=_DNS_MS).lines
-        except CommandError as e:
-            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: %s" % (host, e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, "DNS lookup of %s: %s" % (host, e))
-        # +CDNSGIP: 1,"<name>","<ip>"[,"<ip2>"]
-        values = fields(lines[0], 9) if lines else []
-        if len(values) < 3 or values[0] != b"1" or not quote.is_ipv4(values[2]):
-            raise OSError(errno.EHOSTUNREACH, "DNS lookup of %s failed: malformed reply %r"
-                          % (host, lines[:1]))
-        return [(2, 1, 6, "", (values[2].decode(), port))]  # AF_INET, STREAM, TCP
+        """Resolve with ``AT+CDNSGIP`` (base.lookup); its answer is
+        ``+CDNSGIP: 1,"<name>","<ip>"[,"<ip2>"]``."""
+        return base.lookup(self.at, host, port, b"AT+CDNSGIP=", b"+CDNSGIP:", _cdnsgip_ip,
+                           _DNS_MS)
 
     # -- socket backend ----------------------------------------------------------
     def keepalive_mechanism(self, ka):
@@ -297,3 +283,7 @@ def _ctcpka_units(ka):
 
 def _ignore(line):
     return None
+
+
+def _cdnsgip_ip(values):
+    return values[2] if len(values) >= 3 and values[0] == b"1" else None
