@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from synack.at import aio, engine as engine_mod
+from synack.at import engine as engine_mod, steps
 from synack.at.aio import AsyncChannel
 from synack.at.engine import Engine
 from synack.at.errors import CommandTimeout
@@ -86,7 +86,7 @@ class FrozenClock:
 @pytest.fixture
 def clock(monkeypatch):
     c = FrozenClock()
-    monkeypatch.setattr(aio, "time", c)
+    monkeypatch.setattr(steps, "time", c)
     return c
 
 

@@ -9,6 +9,7 @@ from portable import eq, raises, with_clock
 
 from synack.at import driver
 from synack.at import engine as engine_mod
+from synack.at import steps as steps_mod
 from synack.at.driver import Channel
 from synack.at.engine import Engine
 from synack.at.errors import CommandTimeout
@@ -258,15 +259,16 @@ def test_bytes_moved_are_counted_both_ways():
 
 
 def _shared_clock(fn):
-    """``fn(clock)`` with the driver and the engine on one fake clock."""
-    real = engine_mod.time
+    """``fn(clock)`` with the driver, the engine and the steps (a resync's) on one fake
+    clock."""
+    real = engine_mod.time, steps_mod.time
 
     def run(clock):
-        engine_mod.time = clock
+        engine_mod.time = steps_mod.time = clock
         try:
             return fn(clock)
         finally:
-            engine_mod.time = real
+            engine_mod.time, steps_mod.time = real
     return with_clock(driver, run)
 
 
@@ -343,7 +345,7 @@ def test_resync_gives_up_waiting_for_quiet_after_two_seconds():
         uart = Chatter(clock)
         ch = channel(uart)
         ch.resync()
-        eq(uart.chatted, 2000)
+        eq(uart.chatted, 2001)  # a byte a millisecond, until the first one past 2 s
         eq(ch.needs_resync, False)
     _shared_clock(run)
 

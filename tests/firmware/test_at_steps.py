@@ -3,7 +3,7 @@ on the channel, its result sent back into the generator, its error thrown back i
 ``yield`` (caught there, or propagated), the generator's return value returned. Runs on
 CPython and in the MicroPython VM (generators with send/throw, ``yield from``)."""
 
-from portable import FakeClock, eq, raises
+from portable import FakeClock, eq, raises, with_clock
 
 from synack.at import steps
 from synack.at.engine import Reply
@@ -123,3 +123,171 @@ def test_a_pause_sleeps_on_the_clock_given_and_a_generator_without_yields_runs()
         return 7
 
     eq(steps.run(FakeAt(), empty()), 7)
+
+
+# -- Stepper: the same generators on a real Channel, advanced without waiting ----------
+
+from synack.at.driver import Channel  # noqa: E402
+from synack.at.parser import Parser  # noqa: E402
+
+
+class SlowModem:
+    """A UART whose modem answers a command only when the test says so (``answer()``):
+    until then every ``advance()`` of a Stepper must return at once, undone."""
+
+    def __init__(self, **replies):
+        self.replies = dict(replies)
+        self.replies.setdefault("AT", b"\r\nOK\r\n")
+        self.rx = bytearray()
+        self.pending = []
+        self.commands = []
+        self._out = bytearray()
+
+    def write(self, data):
+        self._out += bytes(data)
+        while b"\r" in self._out:
+            i = self._out.index(b"\r")
+            cmd = bytes(self._out[:i])
+            self._out = self._out[i + 1:]
+            self.commands.append(cmd)
+            self.pending.append(self.replies.get(cmd.decode(), b"\r\nERROR\r\n"))
+        return len(data)
+
+    def answer(self, n=1):
+        for _ in range(n):
+            self.rx += self.pending.pop(0)
+
+    def say(self, data):
+        self.rx += data
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+
+def slow_channel(**replies):
+    uart = SlowModem(**replies)
+    return uart, Channel(uart, Parser(urcs=(b"+EVT:",)))
+
+
+def test_a_stepper_returns_at_once_until_the_reply_is_there():
+    uart, at = slow_channel(**{"AT+CSQ": b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"})
+    events = []
+    at.engine.on_urc(b"+EVT:", events.append)
+
+    def gen():
+        signal = (yield steps.command(b"AT+CSQ", b"+CSQ:")).lines
+        seen = yield steps.wait_for(lambda: bool(events), 60000)
+        return signal, seen
+
+    s = steps.Stepper(at, gen())
+    eq((s.advance(), s.advance(), uart.commands), (False, False, [b"AT+CSQ"]))
+    uart.answer()
+    eq((s.advance(), s.done), (False, False))  # the reply is in; now the wait
+    uart.say(b"\r\n+EVT: 1\r\n")
+    eq((s.advance(), s.done, s.value), (True, True, ([b"+CSQ: 20,99"], True)))
+    eq((at.engine.busy, at.owner), (False, None))
+
+
+def test_a_stepper_throws_an_error_in_at_the_yield_and_raises_what_escapes():
+    uart, at = slow_channel(**{"AT+NETOPEN": b"\r\n+CME ERROR: 3\r\n"})
+
+    def gen():
+        try:
+            yield steps.command(b"AT+NETOPEN")
+        except CommandError as e:
+            raise ValueError("bearer: %d" % e.code)
+
+    s = steps.Stepper(at, gen())
+    s.advance()
+    uart.answer()
+    eq(str(raises(ValueError, s.advance)), "bearer: 3")
+    eq(at.engine.busy, False)
+
+
+def test_a_blocking_command_meanwhile_answers_the_steppers_first():
+    uart, at = slow_channel(**{"AT+A": b"\r\n+A: 1\r\n\r\nOK\r\n",
+                               "AT+B": b"\r\n+B: 2\r\n\r\nOK\r\n"})
+
+    def gen():
+        return (yield steps.command(b"AT+A", b"+A:")).lines
+
+    s = steps.Stepper(at, gen())
+    eq(s.advance(), False)
+    uart.answer()           # A's reply waits in the UART; B's is answered when sent
+    real = uart.write
+
+    def write_and_answer(data):
+        n = real(data)
+        while uart.pending:
+            uart.answer()
+        return n
+
+    uart.write = write_and_answer
+    eq(at.command(b"AT+B", b"+B:").lines, [b"+B: 2"])
+    eq((s.advance(), s.value, uart.commands), (True, [b"+A: 1"], [b"AT+A", b"AT+B"]))
+
+
+def test_a_stepper_resyncs_a_channel_that_needs_it_before_its_command():
+    uart, at = slow_channel(**{"AT+CSQ": b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"})
+    at.needs_resync = True
+
+    def gen():
+        return (yield steps.command(b"AT+CSQ", b"+CSQ:")).lines
+
+    def run(clock):
+        s = steps.Stepper(at, gen())
+        eq((s.advance(), uart.commands), (False, [b"AT"]))
+        uart.answer()
+        eq((s.advance(), uart.commands), (False, [b"AT"]))  # OK: now 100 ms of quiet
+        clock.now = 99
+        eq((s.advance(), uart.commands), (False, [b"AT"]))
+        clock.now = 100
+        eq((s.advance(), uart.commands), (False, [b"AT", b"AT+CSQ"]))
+        uart.answer()
+        eq((s.advance(), s.value, at.needs_resync), (True, [b"+CSQ: 20,99"], False))
+    with_clock(steps, run)
+
+
+def test_cancel_aborts_the_command_in_flight_and_closes_the_generator():
+    uart, at = slow_channel()
+    closed = []
+
+    def gen():
+        try:
+            yield steps.command(b"AT+SLOW")
+        finally:
+            closed.append(True)
+
+    s = steps.Stepper(at, gen())
+    s.advance()
+    eq(at.engine.busy, True)
+    s.cancel()
+    eq((at.engine.busy, at.needs_resync, at.owner, closed), (False, True, None, [True]))
+
+
+def test_a_stepper_wait_ends_at_its_deadline_and_a_pause_after_its_time():
+    def run(clock):
+        uart, at = slow_channel()
+
+        def gen():
+            seen = yield steps.wait_for(lambda: False, 300)
+            yield steps.pause(200, clock)
+            return seen
+
+        s = steps.Stepper(at, gen())
+        eq(s.advance(), False)
+        clock.now = 299
+        eq(s.advance(), False)
+        clock.now = 300
+        eq(s.advance(), False)   # the wait is over (False): now the pause
+        clock.now = 499
+        eq(s.advance(), False)
+        clock.now = 500
+        eq((s.advance(), s.value), (True, False))
+    with_clock(steps, run)

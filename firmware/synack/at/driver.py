@@ -22,13 +22,9 @@ from micropython import const
 
 from .engine import Engine
 from .parser import Parser
+from .steps import _never, resync_steps, run
 
 _CHUNK = const(256)
-# After a timeout the modem may still answer the old command; wait until the line has
-# been quiet this long after a fresh "AT" -> "OK" before trusting replies again.
-# (Public names: at/aio.py imports them; MicroPython inlines a const named _X.)
-RESYNC_QUIET_MS = const(100)
-RESYNC_TIMEOUT_MS = const(2000)
 _DISCARD_ROUNDS = const(64)  # chunks dropped at most before a resync's AT (16 KiB)
 
 
@@ -40,6 +36,7 @@ class _Pump:
         self._mv = memoryview(self._chunk)
         self._any = getattr(uart, "any", None)
         self.needs_resync = False  # pragma: no mutate -- None: only its truth is read
+        self.owner = None  # the steps.Stepper whose command is in flight, if any
         self._framing = self.engine.parser.framing
         self.rx_bytes = 0
         self.tx_bytes = 0
@@ -138,7 +135,10 @@ class Channel(_Pump):
     def command(self, cmd, prefix=None, payload=None, timeout_ms=5000, lone_line=False):
         """Send ``cmd`` and return its Reply; raise CommandError / CommandTimeout.
         ``lone_line``: the command answers with one line and no final result code
-        (see engine.Engine.begin)."""
+        (see engine.Engine.begin). A Stepper's command in flight is answered first."""
+        owner = self.owner
+        if owner is not None:
+            owner.complete(time.sleep_ms)
         if self.needs_resync:
             self.resync()
         self._begin(cmd, prefix, payload, timeout_ms, lone_line)
@@ -158,6 +158,8 @@ class Channel(_Pump):
                 if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
                     return predicate()
                 time.sleep_ms(self.poll_ms)
+            elif time.ticks_diff(time.ticks_ms(), deadline) > 0:
+                return predicate()  # input that never stops ends the wait all the same
         return True
 
     def poll(self, timeout_ms=0):
@@ -165,23 +167,5 @@ class Channel(_Pump):
         self.wait_for(_never, timeout_ms)
 
     def resync(self):
-        """Re-pair commands and replies after a timeout: drop stale input, send ``AT``,
-        then wait until the line is quiet so a late OK of the old command cannot be
-        taken as the answer to the next one."""
-        self.needs_resync = False  # pragma: no mutate -- None: only its truth is read
-        self._discard_input()
-        self.engine.parser.reset()
-        self.command(b"AT", timeout_ms=RESYNC_TIMEOUT_MS)
-        deadline = time.ticks_add(time.ticks_ms(), RESYNC_TIMEOUT_MS)
-        quiet_since = time.ticks_ms()
-        while time.ticks_diff(time.ticks_ms(), quiet_since) < RESYNC_QUIET_MS:
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
-                return
-            if self.pump():
-                quiet_since = time.ticks_ms()
-            else:
-                time.sleep_ms(self.poll_ms)
-
-
-def _never():
-    return False
+        """Re-pair commands and replies after a timeout (steps.resync_steps)."""
+        run(self, resync_steps(self))
