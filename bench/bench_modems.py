@@ -5,10 +5,12 @@ bytes/s and as a fraction of the UART's line rate (11520 bytes/s at 8N1). Target
 
 Upload: the device writes N bytes, the server counts them. Download: the server writes
 N bytes, the device reads them. What caps a dialect is its format: each send is a command,
-a prompt and a confirmation; each read a command and a header; SARA-R4's write waits
-~50 ms after its `@` prompt.
+a prompt and a confirmation; each read a command and a header (SARA-R4: binary AT+USORD,
+the raw bytes between quotes on the reply line); SARA-R4's write waits ~50 ms after its
+`@` prompt.
 
-Run: .venv/bin/python bench/bench_modems.py [--bytes N]  -> bench/reports/modems.md (+ .json)
+Run: .venv/bin/python bench/bench_modems.py [--bytes N] [--dialect D ...]
+     -> bench/reports/modems.md (+ .json); with --dialect only those rows are written
 """
 
 from __future__ import annotations
@@ -118,10 +120,9 @@ def measure(dialect: str, size: int) -> dict:
 # where a dialect's format caps the rate below the line's (the reason, for the report)
 CAPS = {
     "sara-r4": "upload: each AT+USOWR carries at most 1024 bytes and waits ~50 ms after "
-               "its `@` prompt (u-blox's rule): 1024 B in 89 ms + 50 ms, at most ~0.64; "
-               "download: the driver reads in HEX mode (AT+UDCONF=1,1), two characters a "
-               "byte, at most 0.5 (binary reads would need the AT parser to frame a "
-               "payload inside a quoted field of the reply line)",
+               "its `@` prompt (u-blox's rule): 1024 B in 89 ms + 50 ms, at most ~0.64 "
+               "(downloads read in binary mode, 1024 B per AT+USORD, and reach the "
+               "target)",
 }
 
 

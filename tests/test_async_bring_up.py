@@ -14,11 +14,19 @@ from pathlib import Path
 
 import pytest
 from modemrig import Rig
+from test_http_client import Hello, RealServer, url
 
+from synack import heartbeat as hbm
+from synack import socket as synsocket
 from synack import tasks
+from synack.http.aclient import AsyncClient
+from synack.http.client import Client
 from synack.link.modem import ModemLink
 from synack.modems import base
+from synack.native import NativeBackend
 from synack.supervisor import Supervisor
+from synack_host.hil.middlebox import heartbeat_server
+from synack_host.hil.servers import ScriptedServer
 from synack_host.sim.engine_unix import bundled_unix_port
 
 SLOW_S = 2.0
@@ -80,6 +88,52 @@ def test_start_async_keeps_the_loop_running_while_the_bearer_opens(rig):
     assert rig.modem.rssi_dbm is not None
 
 
+def dropped(rig: Rig) -> None:
+    """A started modem whose bearer the network then dropped (the driver saw it)."""
+    rig.modem.start(register_timeout_ms=3000)
+    assert rig.proc.fault("network-lost") == "network lost"
+    assert rig.modem.at.wait_for(lambda: not rig.modem.net_open, 3000)
+
+
+def test_an_async_request_reopens_the_bearer_without_stalling_the_loop(rig):
+    # AsyncClient's non-blocking connect steps the reopen (socket connect_prepare):
+    # AT+NETOPEN answers 2 s late and the ticker never waits for it
+    dropped(rig)
+    slow_bearer(rig)
+    client = AsyncClient(backend=rig.modem, connect_timeout_ms=10000,
+                         read_timeout_ms=10000, poll_ms=50)
+    got = []
+
+    async def get():
+        r = await client.get(url(server, "/after-the-reopen"))
+        got.append((r.status, await r.read()))
+        client.close()
+
+    with RealServer(Hello) as server:
+        took, gap = asyncio.run(ticking(get))
+    assert got == [(200, b"hello /after-the-reopen")]
+    assert took >= SLOW_S, took
+    assert gap < MAX_GAP_S, f"ticker stalled {gap:.3f} s during a {took:.2f} s reopen"
+    assert rig.modem.bearer_reopens == 1 and rig.modem.net_open
+
+
+def test_a_blocking_request_stalls_the_loop_for_the_whole_reopen(rig):
+    # the same reopen inside the blocking Client: the loop waits (the measurement can fail)
+    dropped(rig)
+    slow_bearer(rig)
+    client = Client(backend=rig.modem, connect_timeout_ms=10000, read_timeout_ms=10000)
+
+    async def get():
+        r = client.get(url(server, "/blocking"))
+        assert (r.status, r.read()) == (200, b"hello /blocking")
+        client.close()
+
+    with RealServer(Hello) as server:
+        took, gap = asyncio.run(ticking(get))
+    assert took >= SLOW_S and gap >= SLOW_S, (took, gap)
+    assert rig.modem.bearer_reopens == 1
+
+
 def test_blocking_start_stalls_the_loop(rig):
     slow_bearer(rig)
 
@@ -121,6 +175,80 @@ def test_the_supervisor_task_awaits_a_modem_link(rig):
     assert sup.state_name == "OFFLINE"
 
 
+def test_reinit_async_keeps_the_loop_running_while_the_modem_reboots(rig):
+    rig.modem.start(register_timeout_ms=3000)
+    steps = rig.modem.reset_steps
+
+    def slowed(wait_ms):
+        rig.proc.fault("delay %g 1" % SLOW_S)  # AT+CRESET's OK comes 2 s late
+        return (yield from steps(wait_ms))
+
+    rig.modem.reset_steps = slowed
+    before = rig.modem.reboots
+    took, gap = asyncio.run(ticking(ModemLink(rig.modem).reinit_async))
+    assert took >= SLOW_S and gap < MAX_GAP_S, (took, gap)
+    assert rig.modem.reboots == before + 1 and not rig.modem.net_open
+
+
+def heartbeat_gaps(bring_up_task) -> tuple[list[float], float]:
+    """A heartbeat task (idle 250 ms) on a native connection to a heartbeat server, next
+    to ``bring_up_task()`` (a coroutine): the gaps (s) between the heartbeats the server
+    received while it ran, and how long it took."""
+    log: list = []
+    with ScriptedServer(heartbeat_server(log=log)) as peer:
+        s = synsocket.socket(backend=NativeBackend())
+        s.settimeout(5)
+        s.connect(("127.0.0.1", peer.port))
+        hb = hbm.Heartbeat(idle_ms=250, timeout_ms=1000, misses=3)
+        drv = hbm.Driver(s, hb, lambda line: None, poll_ms=20)
+
+        async def main():
+            beat = asyncio.create_task(tasks.heartbeat(drv))
+            await asyncio.sleep(0.6)
+            t0 = time.monotonic()
+            await bring_up_task()
+            took = time.monotonic() - t0
+            await asyncio.sleep(0.3)
+            drv.stop()
+            await beat
+            return took
+
+        took = asyncio.run(main())
+        s.close()
+    times = [t for t, direction, line in log if direction == "in" and line.startswith(b"HB ")]
+    assert hb.acks >= len(times) - 1 and hb.state_name == "ACTIVE", hb.state_name
+    return [b - a for a, b in zip(times, times[1:], strict=False)], took
+
+
+def test_a_heartbeat_task_keeps_its_period_while_the_supervisor_opens_the_bearer(rig):
+    slow_bearer(rig)
+    sup = Supervisor(ModemLink(rig.modem, register_timeout_ms=3000), check_ms=200, seed=1)
+
+    async def until_online():
+        task = asyncio.create_task(tasks.supervise(sup))
+        while not sup.online:
+            await asyncio.sleep(0.05)
+        sup.stop()
+        await task
+
+    gaps, took = heartbeat_gaps(until_online)
+    print(f"bring-up {took:.2f} s, {len(gaps) + 1} heartbeats, largest gap {max(gaps):.3f} s")
+    assert took >= SLOW_S and sup.connects == 1
+    assert len(gaps) >= 8, gaps  # ~2.9 s at one per 250 ms
+    assert max(gaps) < 0.25 + 0.2, gaps
+
+
+def test_a_blocking_bring_up_delays_the_heartbeats(rig):
+    # the same with the blocking start(): the heartbeats stop for the whole bring-up
+    slow_bearer(rig)
+
+    async def blocking():
+        rig.modem.start(register_timeout_ms=3000)
+
+    gaps, took = heartbeat_gaps(blocking)
+    assert took >= SLOW_S and max(gaps) >= SLOW_S, gaps
+
+
 class AsyncLink:
     """A link whose bring-up is only awaitable (``up()`` must not be called); its first
     ``fail`` bring-ups raise; each takes ``take_s``."""
@@ -148,6 +276,47 @@ class AsyncLink:
     def down(self):
         self.calls.append("down")
         self.alive = False
+
+    def reinit(self):
+        raise AssertionError("tasks.supervise must await reinit_async")
+
+    async def reinit_async(self):
+        self.calls.append("reinit_async")
+        await asyncio.sleep(self.take_s)
+
+
+class Session:
+    def __init__(self):
+        self.calls = []
+
+    def up(self):
+        self.calls.append("up")
+
+    def is_up(self):
+        return bool(self.calls) and self.calls[-1] == "up"
+
+    def down(self):
+        self.calls.append("down")
+
+
+def test_the_supervisor_task_awaits_the_reinit_after_failures():
+    link = AsyncLink(fail=1)
+    session = Session()
+    sup = Supervisor(link, [session], base_ms=20, cap_ms=50, check_ms=20, reinit_after=1,
+                     seed=1)
+
+    async def main():
+        task = asyncio.create_task(tasks.supervise(sup))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if sup.online:
+                break
+        sup.stop()
+        return await asyncio.wait_for(task, 2)
+
+    assert asyncio.run(main()) == "OFFLINE"
+    assert link.calls[:3] == ["up_async", "reinit_async", "up_async"], link.calls
+    assert (sup.reinits, sup.connects, sup.failures) == (1, 1, {"OSError": 1})
 
 
 def test_the_supervisor_counts_an_awaited_failure_and_backs_off():

@@ -1,6 +1,7 @@
 """Property tests (hypothesis, CPython only) of the AT parser and engine and of the
 command-parameter validators: fragmentation never changes the events, URCs never land
-in a reply, framed payloads are byte-exact, the engine always gets back to idle and
+in a reply, framed payloads (after their line, or inside it between quotes as u-blox's
+binary AT+USORD reply) are byte-exact, the engine always gets back to idle and
 ``receive()`` never raises, and no accepted host name or parameter can end a quoted
 string or a command line. Bounded and derandomized so the file runs in seconds."""
 
@@ -13,7 +14,7 @@ from synack.at import quote
 from synack.at.engine import Engine
 from synack.at.errors import CommandError
 from synack.at.parser import PAYLOAD, Parser
-from synack.modems import sim7600
+from synack.modems import sara_r4, sim7600
 
 SETTINGS = settings(max_examples=200, derandomize=True, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -51,9 +52,13 @@ def cuts(data):
                                                   sorted(points) + [n], strict=True)])
 
 
-def events(chunks, prefix=None):
-    p = Parser(urcs=sim7600.URCS, framed=sim7600.FRAMED, max_line=MAX_LINE,
-               max_payload=MAX_PAYLOAD)
+# the parser tables of a dialect with payloads after their line, and of one with them inside
+SIM7600 = {"urcs": sim7600.URCS, "framed": sim7600.FRAMED}
+SARA = {"urcs": sara_r4.URCS, "inline": sara_r4.INLINE, "prompt": b"@"}
+
+
+def events(chunks, prefix=None, tables=SIM7600):
+    p = Parser(max_line=MAX_LINE, max_payload=MAX_PAYLOAD, **tables)
     p.response_prefix = prefix
     out = []
     for chunk in chunks:
@@ -94,6 +99,58 @@ def make_engine():
     for prefix in sim7600.URCS:
         eng.on_urc(prefix, seen.append)
     return eng, seen
+
+
+def usord(payload):
+    return b'\r\n+USORD: 0,%d,"' % len(payload) + payload + b'"\r\n'
+
+
+SARA_URCS = [b"+UUSORD: 0,5", b"+UUSOCL: 1", b"+UUSOCO: 0,0", b"+CGEV: NW DETACH",
+             b"+UUSORD: 0,", b"+UUSOCL: O"]
+SARA_STREAMS = st.lists(st.one_of(
+    st.sampled_from([b"\r\nOK\r\n", b'\r\n+USORD: 0,""\r\n', b'\r\n+USORD: 0,x,"',
+                     b'\r\n+USORD: 0,99999,"', b"\r\n+USORD: 0,12\r\n", b"\r\n@", b'"',
+                     b"\r", b"\n", b'\r\n+USORD: 0,3,"ab']),
+    st.sampled_from(SARA_URCS).map(lambda u: b"\r\n" + u + b"\r\n"),
+    st.binary(max_size=MAX_PAYLOAD).map(usord),
+    st.binary(max_size=40),
+    st.integers(MAX_LINE - 2, 3 * MAX_LINE).map(lambda n: b"L" * n),
+), max_size=14).map(b"".join)
+
+
+@SETTINGS
+@given(st.data())
+def test_inline_payloads_any_fragmentation_gives_the_same_events(data):
+    stream = data.draw(SARA_STREAMS)
+    whole, p1 = events([stream], b"+USORD:", SARA)
+    pieces, p2 = events(data.draw(cuts(stream)), b"+USORD:", SARA)
+    bytewise, p3 = events([stream[i:i + 1] for i in range(len(stream))], b"+USORD:", SARA)
+    assert pieces == whole
+    assert bytewise == whole
+    assert p1.framing == p2.framing == p3.framing
+    assert p1.discarded == p2.discarded == p3.discarded
+
+
+@SETTINGS
+@given(st.data())
+def test_inline_payloads_are_byte_exact(data):
+    payload = data.draw(st.binary(max_size=MAX_PAYLOAD) | st.sampled_from(
+        [b'"\r\nOK\r\n"', b"+UUSORD: 0,1\r\n", b'"', b'""\r\n', b"\r\n@", b""]))
+    before = data.draw(st.lists(st.sampled_from(SARA_URCS), max_size=3))
+    after = data.draw(st.lists(st.sampled_from(SARA_URCS), max_size=3))
+    stream = (b"".join(b"\r\n" + u + b"\r\n" for u in before) + usord(payload)
+              + b"".join(b"\r\n" + u + b"\r\n" for u in after) + b"\r\nOK\r\n")
+    eng = Engine(Parser(max_line=MAX_LINE, max_payload=MAX_PAYLOAD, **SARA))
+    seen = []
+    for prefix in sara_r4.URCS:
+        eng.on_urc(prefix, seen.append)
+    eng.begin(b"AT+USORD=0,%d" % MAX_PAYLOAD, b"+USORD:", now=0)
+    feed(eng, data.draw(cuts(stream)))
+    reply = eng.finish()
+    assert reply.payload == payload
+    assert reply.lines == [b"+USORD: 0,%d" % len(payload)]
+    assert seen == before + after
+    assert eng.parser.framing == 0 and eng.noise == 0
 
 
 @SETTINGS

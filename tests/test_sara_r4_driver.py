@@ -1,11 +1,12 @@
 """The SARA-R4 driver (firmware/synack/modems/sara_r4.py) against a scripted modem that
 answers as u-blox's SARA-R4 AT manual says, in-process and without a pty: the bring-up
 and its failures, every URC (and garbled ones), connects on the modem's own socket
-numbers and their +UUSOCO outcomes, ``@``-prompted writes, HEX-mode reads and their
-framing checks, the peer's close with data still buffered, our close, the modem's
-keepalive, DNS, the bearer reopened by a connect after the network dropped it, and a
-reset (no boot URC). The TCP lifecycle is checked on the socket's event log, the errors
-by errno and message."""
+numbers and their +UUSOCO outcomes, ``@``-prompted writes, binary reads (the bytes
+between quotes on the reply line) and their framing checks, the peer's close with data
+still buffered, our close, the modem's keepalive, DNS, the bearer reopened by a connect
+after the network dropped it, and a reset (no boot URC) or a reboot nobody announced.
+The TCP lifecycle is checked on the socket's event log, the errors by errno and
+message."""
 
 import errno
 
@@ -19,6 +20,9 @@ from farmodem import (ACTIVE_CLOSE, OK, PASSIVE_CLOSE, POLLHUP, POLLIN, POLLOUT,
                       arg, events, oserror, prompted, read, sock_on, urc)
 
 EMPTY = [None] * sara_r4.SOCKETS
+# AT+CGEREP?: as start() left it, and as a reboot leaves it (the default)
+CGEREP_ON = b"\r\n+CGEREP: 1,0\r\n" + OK
+CGEREP_OFF = b"\r\n+CGEREP: 0,0\r\n" + OK
 
 
 class Far(farmodem.Far):
@@ -31,11 +35,11 @@ class Far(farmodem.Far):
         super().__init__(replies, {
             **farmodem.READY,
             b"AT+CGMM": b"\r\nSARA-R410M-02B\r\n" + OK,
-            b'AT+CGDCONT=1,"IP","internet"': OK, b"AT+UDCONF=1,1": OK,
+            b'AT+CGDCONT=1,"IP","internet"': OK, b"AT+UDCONF=1,0": OK,
             b"AT+CGEREP=1": OK, b"AT+CGATT=1": OK, b"AT+CGACT=1,1": OK,
             b"AT+CGACT?": b"\r\n+CGACT: 1,1\r\n" + OK,
             b"AT+CGACT=0,1": OK, b"AT+CFUN=15": OK,
-            b"AT+UDCONF=1": b"\r\n+UDCONF: 1,1\r\n" + OK,
+            b"AT+CGEREP?": CGEREP_ON,
             b"AT+USOCR=6": self.usocr,
             b"AT+USOCO=": usoco(0),
             b"AT+USOCL=": self.usocl,
@@ -67,18 +71,18 @@ def usowr(accepted=None):
 
 
 def usord(data):
-    """AT+USORD=<s>,<max> in HEX mode: what fits of ``data``."""
+    """AT+USORD=<s>,<max> in binary mode: what fits of ``data``, raw between quotes."""
     def reply(line):
         n, size = arg(line, 0), arg(line, 1)
         chunk = data[:size]
         if not chunk:
             return b'\r\n+USORD: %d,""\r\n' % n + OK
-        return b'\r\n+USORD: %d,%d,"%s"\r\n' % (n, len(chunk), chunk.hex().upper().encode()) + OK
+        return b'\r\n+USORD: %d,%d,"' % (n, len(chunk)) + chunk + b'"\r\n' + OK
     return reply
 
 
 START_COMMANDS = farmodem.START + [b"AT+CGMM", b'AT+CGDCONT=1,"IP","internet"',
-                                   b"AT+UDCONF=1,1", b"AT+CGEREP=1", b"AT+CGATT=1",
+                                   b"AT+UDCONF=1,0", b"AT+CGEREP=1", b"AT+CGATT=1",
                                    b"AT+CGACT=1,1", b"AT+CGACT?"]
 
 
@@ -160,7 +164,7 @@ def test_bring_up_errors_stop_start():
                b"AT+CREG?": b"\r\n+CREG: 0,3\r\n" + OK})
     with pytest.raises(base.RegistrationDenied):
         modem_on(far).start(register_timeout_ms=100)
-    assert b"AT+CGATT=1" not in far.commands and b"AT+UDCONF=1,1" not in far.commands
+    assert b"AT+CGATT=1" not in far.commands and b"AT+UDCONF=1,0" not in far.commands
 
 
 def test_bearer_down_deactivates_context_1():
@@ -333,7 +337,7 @@ def test_modem_keepalive_is_set_on_the_new_socket_before_its_connect():
     s = sock_on(modem)
     assert s.keepalive(120, 75, 9) == "modem"
     s.connect(("10.0.0.1", 80))
-    assert far.commands == [b"AT+UDCONF=1", b"AT+USOCR=6", b"AT+USOSO=0,65535,8,1",
+    assert far.commands == [b"AT+CGEREP?", b"AT+USOCR=6", b"AT+USOSO=0,65535,8,1",
                             b"AT+USOSO=0,6,2,120000", b'AT+USOCO=0,"10.0.0.1",80,1']
     assert s.state == "ESTABLISHED"
 
@@ -347,7 +351,7 @@ def test_modem_keepalive_rejected_is_einval_and_closes_the_new_socket():
     assert e.errno == errno.EINVAL
     assert e.args[1] == ("modem rejected AT+USOSO: AT+USOSO=0,65535,8,1 -> +CME ERROR: 4 "
                          "(operation not supported)")
-    assert far.commands == [b"AT+UDCONF=1", b"AT+USOCR=6", b"AT+USOSO=0,65535,8,1",
+    assert far.commands == [b"AT+CGEREP?", b"AT+USOCR=6", b"AT+USOSO=0,65535,8,1",
                             b"AT+USOCL=0,1"]
     assert modem.links == EMPTY and far.sockets == set()
 
@@ -362,8 +366,8 @@ def test_keepalive_not_expressible_cannot_be_set_in_the_modem():
 # -- connect ------------------------------------------------------------------------------
 def test_connect_creates_a_socket_and_connects_it_asynchronously():
     far, modem, s = connected()
-    # first: is HEX mode still on (no unannounced reboot)?
-    assert far.commands == [b"AT+UDCONF=1", b"AT+USOCR=6", b'AT+USOCO=0,"10.0.0.1",80,1']
+    # first: is +CGEV reporting still on (no unannounced reboot)?
+    assert far.commands == [b"AT+CGEREP?", b"AT+USOCR=6", b'AT+USOCO=0,"10.0.0.1",80,1']
     assert events(s) == ["CONNECT", "CONNECTED"] and s.state == "ESTABLISHED"
     assert s.handle == 0 and modem.links[0].tcp is s.tcp
 
@@ -424,7 +428,7 @@ def test_socket_creation_refused_is_enobufs_and_nothing_is_connected():
     assert e.errno == errno.ENOBUFS
     assert e.args[1] == ("modem could not create a socket: AT+USOCR=6 -> +CME ERROR: 3 "
                          "(operation not allowed)")
-    assert far.commands == [b"AT+UDCONF=1", b"AT+USOCR=6"]
+    assert far.commands == [b"AT+CGEREP?", b"AT+USOCR=6"]
     assert events(s) == [] and modem.links == EMPTY
 
 
@@ -507,7 +511,7 @@ def test_a_second_connect_while_the_first_is_still_pending_is_eagain():
     assert e.errno == errno.EAGAIN
     assert e.args[1] == ("another connect is still pending on the modem (the SARA-R4 "
                          "takes one at a time)")
-    assert far.commands[n:] == [b"AT+UDCONF=1"] and events(second) == []
+    assert far.commands[n:] == [b"AT+CGEREP?"] and events(second) == []
 
 
 def test_all_seven_sockets_taken_is_enobufs_without_asking_for_one():
@@ -517,7 +521,7 @@ def test_all_seven_sockets_taken_is_enobufs_without_asking_for_one():
     n = len(far.commands)
     e = oserror(sock_on(modem).connect, ("10.0.0.1", 99))
     assert e.errno == errno.ENOBUFS and e.args[1] == "all 7 modem sockets are in use"
-    assert far.commands[n:] == [b"AT+UDCONF=1"]
+    assert far.commands[n:] == [b"AT+CGEREP?"]
 
 
 def test_a_socket_reset_by_the_network_is_closed_on_the_modem_and_reused():
@@ -573,9 +577,9 @@ def test_send_without_a_prompt_times_out_within_the_sockets_timeout(fast_clock, 
 
 def test_send_refused_after_an_unannounced_reboot_counts_the_reboot():
     far, modem, s = connected({b"AT+USOWR=": b"\r\nERROR\r\n"})
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,0\r\n" + OK
+    far.replies[b"AT+CGEREP?"] = CGEREP_OFF
     assert oserror(s.send, b"x").errno == errno.ECONNRESET
-    assert far.commands[-2:] == [b"AT+USOWR=0,1", b"AT+UDCONF=1"]
+    assert far.commands[-2:] == [b"AT+USOWR=0,1", b"AT+CGEREP?"]
     assert modem.reboots == 1 and not modem.net_open and s.state == "CLOSED"
 
 
@@ -606,23 +610,38 @@ def test_send_after_the_peer_closed_is_enotconn_without_a_command():
     assert far.commands[n:] == []
 
 
-# -- reads: AT+USORD in HEX mode -----------------------------------------------------------
-def test_recv_reads_hex_and_gives_the_bytes():
-    data = b'a"b\r\nc,\x00\xff'
+# -- reads: AT+USORD in binary mode, the bytes between quotes on the reply line -----------
+def test_recv_reads_the_raw_bytes_between_the_quotes():
+    data = b'a"b\r\nOK\r\n"\r\n+UUSOCL: 0\r\nc,\x00\xff"'
     far, modem, s = connected({b"AT+USORD=": usord(data)})
     urc(far, modem, b"+UUSORD: 0,%d" % len(data))
     assert read(modem, s, 64) == data
     assert far.commands[-1] == b"AT+USORD=0,64"
-    assert not modem.links[0].rx_pending
+    assert not modem.links[0].rx_pending and s.state == "ESTABLISHED"
+    assert modem.at.engine.unexpected == 0 and not modem.at.needs_resync
 
 
-def test_recv_asks_for_at_most_512_bytes_and_expects_more_after_a_full_read():
-    data = bytes(range(256)) * 3
+def test_the_modem_is_configured_for_binary_reads():
+    far = Far()
+    modem_on(far).start(register_timeout_ms=100)
+    assert b"AT+UDCONF=1,0" in far.commands and b"AT+UDCONF=1,1" not in far.commands
+
+
+def test_recv_asks_for_at_most_1024_bytes_and_expects_more_after_a_full_read():
+    data = bytes(range(256)) * 5
     far, modem, s = connected({b"AT+USORD=": usord(data)})
     buf = bytearray(4096)
-    assert s.recv_into(buf) == 512 and buf[:512] == data[:512]
-    assert far.commands[-1] == b"AT+USORD=0,512"
+    assert s.recv_into(buf) == 1024 and buf[:1024] == data[:1024]
+    assert far.commands[-1] == b"AT+USORD=0,1024"
     assert modem.links[0].rx_pending
+
+
+def test_a_read_of_zero_bytes_in_either_form_is_nothing_there():
+    for answer in (b'\r\n+USORD: 0,""\r\n' + OK, b'\r\n+USORD: 0,0,""\r\n' + OK):
+        far, modem, s = connected({b"AT+USORD=": answer})
+        n = len(far.commands)
+        assert oserror(read, modem, s, 10, 0).errno == errno.EAGAIN
+        assert far.commands[n:] == [b"AT+USORD=0,10"] and not modem.at.needs_resync
 
 
 def test_a_data_urc_during_the_read_keeps_the_socket_readable():
@@ -646,26 +665,29 @@ def test_nonblocking_recv_with_no_data_is_eagain_after_one_read():
     assert far.commands[n:] == [b"AT+USORD=0,10"]
 
 
-@pytest.mark.parametrize("line", [
-    b'+USORD: 1,2,"6869"',        # another socket
-    b'+USORD: 0,3,"6869"',        # fewer digits than announced
-    b'+USORD: 0,2,"68696A"',      # more
-    b'+USORD: 0,2,"6G69"',        # not hex
-    b'+USORD: 0,11,"' + b"00" * 11 + b'"',   # more than asked
-    b'+USORD: 0,X,"6869"', b'+USORD: 0,2', b"+USORD: 0", b'+USORD: 0,"68"',
-    b'+USORD: 0,2,"hi"'])
-def test_a_read_that_does_not_add_up_is_eio_and_resyncs(line):
-    far, modem, s = connected({b"AT+USORD=": b"\r\n" + line + b"\r\n" + OK})
+@pytest.mark.parametrize("reply, header, followed", [
+    (b'+USORD: 1,2,"hi"', b"+USORD: 1,2", "2"),           # another socket
+    (b'+USORD: 0,11,"' + bytes(11) + b'"', b"+USORD: 0,11", "11"),   # more than asked
+    (b'+USORD: 0,2,"hi!"', b"+USORD: 0,2", "no"),        # a byte gained: no closing quote
+    (b'+USORD: 0,2,"6869"', b"+USORD: 0,2", "no"),       # HEX mode, on behind our back
+    (b'+USORD: 0,X,"hi"', None, "no"),                    # the length not a number
+    (b'+USORD: 0,2000,"hi"', None, "no"),                 # more than the parser holds
+    (b"+USORD: 0,2", b"+USORD: 0,2", "no"),               # no bytes at all
+    (b"+USORD: 0", b"+USORD: 0", "no"),
+    (b'+USORD: 1,""', b'+USORD: 1,""', "no"),             # nothing, of another socket
+    (b'+USORD: 0,"x"', b'+USORD: 0,"x"', "no")])
+def test_a_read_that_does_not_add_up_is_eio_and_resyncs(reply, header, followed):
+    far, modem, s = connected({b"AT+USORD=": b"\r\n" + reply + b"\r\n" + OK})
     e = oserror(read, modem, s, 10)
     assert e.errno == errno.EIO
-    assert e.args[1] == ("socket 0: bad +USORD reply (asked 10 bytes): [%r]; data may be "
-                         "lost" % line)
+    assert e.args[1] == ("socket 0: bad +USORD reply (asked 10 bytes; header %r, %s bytes "
+                         "followed); data may be lost" % ([header] if header else [], followed))
     assert modem.links[0].rx_pending and s.state == "ESTABLISHED"
-    # resynced, then asked whether HEX mode is still on (it is: not a reboot)
-    assert far.commands[-3:] == [b"AT+USORD=0,10", b"AT", b"AT+UDCONF=1"]
+    # resynced, then asked whether +CGEV reporting is still on (it is: not a reboot)
+    assert far.commands[-3:] == [b"AT+USORD=0,10", b"AT", b"AT+CGEREP?"]
     assert modem.reboots == 0
-    far.replies[b"AT+USORD="] = usord(b"ok")
-    assert read(modem, s, 10) == b"ok"           # the socket stays usable
+    far.replies[b"AT+USORD="] = usord(b'"ok"\r\n')
+    assert read(modem, s, 10) == b'"ok"\r\n'      # the socket stays usable
 
 
 def test_a_read_without_its_line_is_eio():
@@ -673,9 +695,9 @@ def test_a_read_without_its_line_is_eio():
     assert oserror(read, modem, s, 10).errno == errno.EIO
 
 
-def test_binary_read_after_an_unannounced_reboot_finds_the_reboot():
-    far, modem, s = connected({b"AT+USORD=": b'\r\n+USORD: 0,2,"hi"\r\n' + OK})
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,0\r\n" + OK
+def test_a_garbled_read_after_an_unannounced_reboot_finds_the_reboot():
+    far, modem, s = connected({b"AT+USORD=": b'\r\n+USORD: 0,2,"hi!"\r\n' + OK})
+    far.replies[b"AT+CGEREP?"] = CGEREP_OFF
     e = oserror(read, modem, s, 10)
     assert e.errno == errno.ECONNRESET and e.args[1] == "socket 0: the modem rebooted"
     assert modem.reboots == 1 and not modem.net_open
@@ -686,22 +708,23 @@ def test_recv_on_a_socket_the_modem_no_longer_has_is_econnreset():
     far, modem, s = connected({b"AT+USORD=": b"\r\n+CME ERROR: 3\r\n"})
     e = oserror(s.recv, 10)
     assert e.errno == errno.ECONNRESET and e.args[1] == "connection reset (socket 0)"
-    assert far.commands[-2:] == [b"AT+USORD=0,512", b"AT+UDCONF=1"]
+    assert far.commands[-2:] == [b"AT+USORD=0,512", b"AT+CGEREP?"]
     assert modem.reboots == 0 and events(s)[-1] == "RESET"
 
 
 def test_recv_on_a_socket_lost_in_a_reboot_counts_the_reboot():
     far, modem, s = connected({b"AT+USORD=": b"\r\nERROR\r\n"})
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,0\r\n" + OK
+    far.replies[b"AT+CGEREP?"] = CGEREP_OFF
     assert oserror(s.recv, 10).errno == errno.ECONNRESET
     assert modem.reboots == 1 and not modem.net_open
 
 
 def test_recv_cut_short_times_out_and_marks_the_socket_readable(fast_clock):
-    far, modem, s = connected({b"AT+USORD=": b'\r\n+USORD: 0,10,"68656C'})
+    far, modem, s = connected({b"AT+USORD=": b'\r\n+USORD: 0,10,"hel'})
     e = oserror(read, modem, s, 64)
     assert e.errno == errno.ETIMEDOUT
-    assert e.args[1] == "socket 0: AT+USORD=0,64: no answer within 5000 ms"
+    assert e.args[1] == ("socket 0: AT+USORD=0,64: no answer within 5000 ms (payload cut "
+                         "short, 3 bytes buffered)")
     assert modem.links[0].rx_pending and modem.at.needs_resync
 
 
@@ -813,7 +836,7 @@ def test_connect_reopens_a_bearer_the_network_dropped():
     lose_network(far, modem)
     s = sock_on(modem)
     s.connect(("10.0.0.1", 80))
-    assert far.commands == [b"AT+UDCONF=1", b"AT+CEREG?", b"AT+CGATT=1", b"AT+CGACT=1,1",
+    assert far.commands == [b"AT+CGEREP?", b"AT+CEREG?", b"AT+CGATT=1", b"AT+CGACT=1,1",
                             b"AT+CGACT?", b"AT+USOCR=6", b'AT+USOCO=0,"10.0.0.1",80,1']
     assert modem.net_open and modem.bearer_reopens == 1
     assert events(s) == ["BEARER_UP", "CONNECT", "CONNECTED"]
@@ -848,14 +871,14 @@ def test_an_open_error_saying_the_network_is_down_makes_the_next_connect_reopen(
 
 def test_a_connect_finds_an_unannounced_reboot_and_brings_the_modem_up_again():
     far, modem, s = connected()
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,0\r\n" + OK   # settings lost
+    far.replies[b"AT+CGEREP?"] = CGEREP_OFF   # settings lost
     far.commands.clear()
     s2 = sock_on(modem)
-    far.replies[b"AT+UDCONF=1,1"] = lambda line: far.replies.__setitem__(
-        b"AT+UDCONF=1", b"\r\n+UDCONF: 1,1\r\n" + OK) or OK
+    far.replies[b"AT+CGEREP=1"] = lambda line: far.replies.__setitem__(
+        b"AT+CGEREP?", CGEREP_ON) or OK
     s2.connect(("10.0.0.1", 80))
     assert modem.reboots == 1 and s.state == "CLOSED" and events(s)[-1] == "RESET"
-    assert far.commands[0] == b"AT+UDCONF=1"
+    assert far.commands[0] == b"AT+CGEREP?"
     assert far.commands[1:1 + len(START_COMMANDS)] == START_COMMANDS
     assert events(s2) == ["BEARER_UP", "CONNECT", "CONNECTED"]
 
@@ -863,8 +886,16 @@ def test_a_connect_finds_an_unannounced_reboot_and_brings_the_modem_up_again():
 def test_is_up_finds_an_unannounced_reboot():
     # the supervisor's periodic check is where a reboot with no URC is noticed
     far, modem, s = connected()
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,1\r\n" + OK
+    far.replies[b"AT+CGEREP?"] = CGEREP_ON
     assert modem.is_up() and modem.reboots == 0
-    far.replies[b"AT+UDCONF=1"] = b"\r\n+UDCONF: 1,0\r\n" + OK   # settings lost
+    far.replies[b"AT+CGEREP?"] = CGEREP_OFF   # settings lost
     assert not modem.is_up()
     assert modem.reboots == 1 and s.state == "CLOSED" and events(s)[-1] == "RESET"
+
+
+@pytest.mark.parametrize("answer", [b"\r\n+CGEREP: X,0\r\n" + OK, OK, b"\r\nERROR\r\n",
+                                    b"\r\n+CGEREP: 2,0\r\n" + OK])
+def test_a_cgerep_answer_that_does_not_say_off_is_no_reboot(answer):
+    far, modem, s = connected()
+    far.replies[b"AT+CGEREP?"] = answer
+    assert modem.is_up() and modem.reboots == 0 and s.state == "ESTABLISHED"

@@ -3,7 +3,8 @@ SARA-R410M-02B (``synack sim modem --dialect sara-r4``) over its pty to real TCP
 on 127.0.0.1: what is the SARA-R4's own beyond the conformance suite
 (tests/conformance/): the model and its settings, its error texts, the socket numbers
 the modem gives (and gives back), a half-closed peer read to the end, the bearer
-reopened after network loss, and every fault as u-blox words it."""
+reopened after network loss, binary reads (raw bytes between quotes on the reply line,
+as a raw serial client sees them too), and every fault as u-blox words it."""
 
 import errno
 import random
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from atclient import Client
 from synack.modems import base, sara_r4
 from synack_host.servers import EchoServer, ScriptedServer
 from modemrig import (ACTIVE_CLOSE, PASSIVE_CLOSE, after_network_loss, echoed, events,
@@ -24,7 +26,7 @@ def test_bring_up_names_the_model_and_opens_the_bearer(rig):
     assert isinstance(m, sara_r4.SARAR4)
     assert m.model == b"SARA-R410M-02B" and not m.keepidle
     assert m.net_open and m.rssi_dbm == -73
-    assert m.at.command(b"AT+UDCONF=1", b"+UDCONF:").lines == [b"+UDCONF: 1,1"]
+    assert m.at.command(b"AT+UDCONF=1", b"+UDCONF:").lines == [b"+UDCONF: 1,0"]   # binary
     assert m.at.command(b"AT+CGEREP?", b"+CGEREP:").lines == [b"+CGEREP: 1,0"]
 
 
@@ -143,16 +145,70 @@ def test_a_link_lost_during_a_write_is_econnreset(rig, echo):
     s.close()
 
 
-def test_a_read_cut_short_times_out_and_the_channel_recovers(rig, echo):
+def ten_bytes_waiting(rig, echo):
+    """A connected socket whose 10 bytes came back from the echo server to the modem."""
     s = connected(rig, echo)
     s.sendall(b"0123456789")
     assert echo.wait_for(lambda: echo.received == 10)
     time.sleep(0.2)
+    return s
+
+
+def test_a_read_cut_short_times_out_and_the_channel_recovers(rig, echo):
+    s = ten_bytes_waiting(rig, echo)
     rig.proc.fault("truncate-read")
     with pytest.raises(OSError) as exc:
         s.recv(10)
     assert exc.value.errno == errno.ETIMEDOUT
     assert roundtrip(s, b"after") == b"after"   # resynced; that read's bytes are lost
+    s.close()
+
+
+def test_a_read_cut_short_in_a_long_download_times_out_and_the_channel_recovers(rig):
+    # binary reads of 1024 bytes; the cut one is followed by the modem's +UUSORD (more
+    # data waits), which the parser counts into the payload it still waits for
+    data = random.Random(2).randbytes(8000)
+
+    def send(conn):
+        conn.sendall(data)
+        time.sleep(8)
+
+    with ScriptedServer(send) as srv:
+        s = rig.socket(timeout=10)
+        s.connect(("127.0.0.1", srv.port))
+        buf = bytearray(4096)
+        assert s.readinto(buf, 1024) == 1024 and buf[:1024] == data[:1024]
+        rig.proc.fault("truncate-read")
+        with pytest.raises(OSError) as exc:
+            s.recv_into(buf)
+        assert exc.value.errno == errno.ETIMEDOUT
+        got = b""
+        while len(got) < len(data) - 2048:      # that read's bytes are lost, no others
+            got += s.recv(4096)
+        assert data.endswith(got)
+        assert rig.modem.at.command(b"AT+CSQ", b"+CSQ:").lines   # the channel works
+        s.close()
+
+
+def test_a_read_that_does_not_frame_is_eio_and_the_socket_reads_on(rig, echo):
+    s = ten_bytes_waiting(rig, echo)
+    rig.modem.at.command(b"AT+UDCONF=1,1")      # HEX mode, behind the driver's back
+    with pytest.raises(OSError) as exc:
+        s.recv(10)
+    assert exc.value.errno == errno.EIO
+    assert "bad +USORD reply (asked 512 bytes; header [b'+USORD: 0,10']" in str(exc.value)
+    assert rig.modem.at.engine.parser.framing == 1 and rig.modem.reboots == 0
+    rig.modem.at.command(b"AT+UDCONF=1,0")
+    assert roundtrip(s, b'"\r\nOK\r\n"') == b'"\r\nOK\r\n"'   # that read's bytes are lost
+    assert s.state == "ESTABLISHED"
+    s.close()
+
+
+def test_garbage_between_binary_reads_changes_nothing(rig, echo):
+    s = connected(rig, echo)
+    data = bytes(range(256)) * 8
+    rig.proc.fault('garbage \\x00"\\r\\n"\\r')   # quotes and line ends, between lines
+    assert roundtrip(s, data, chunk=1024) == data
     s.close()
 
 
@@ -181,3 +237,37 @@ def test_a_send_the_network_never_delivered_ends_the_socket_with_etimedout(rig, 
     assert "socket 0 ended by error 110 (connection timed out)" in str(exc.value)
     assert events(s)[-2:] == ["PEER_FIN", "TIMEOUT"]
     s.close()
+
+
+# -- the virtual SARA-R4's read words, as a raw serial client sees them --------------------
+def test_usord_answers_raw_bytes_between_quotes_or_hex_digits_in_hex_mode():
+    from synack_host.sim.launch import start_modem
+
+    payload = b'a"\r\nOK\r\n\x00\xff"'
+
+    def speak(conn):
+        conn.sendall(payload)
+        time.sleep(3)
+
+    with ScriptedServer(speak) as srv:
+        proc = start_modem("--dialect", "sara-r4")
+        c = Client(proc.port)
+        try:
+            time.sleep(0.5)   # booted: the R4 says nothing at boot
+            c.cmd("ATE0")
+            assert c.cmd("AT+UDCONF=1") == b"\r\n+UDCONF: 1,0\r\n\r\nOK\r\n"  # binary
+            assert c.cmd("AT+USOCR=6") == b"\r\n+USOCR: 0\r\n\r\nOK\r\n"
+            c.cmd('AT+USOCO=0,"127.0.0.1",%d,1' % srv.port, b"+UUSOCO: 0,0\r\n")
+            c.until(b"+UUSORD: 0,%d\r\n" % len(payload))
+            c.s.write(b"AT+USORD=0,5\r")
+            assert c.take(len(b'\r\n+USORD: 0,5,"') + 5 + 3) == (
+                b'\r\n+USORD: 0,5,"' + payload[:5] + b'"\r\n')
+            assert c.until(b"OK\r\n") == b"\r\nOK\r\n"
+            assert c.until(b"\r\n", 1) + c.until(b"\r\n", 1) == b"\r\n+UUSORD: 0,6\r\n"
+            assert c.cmd("AT+UDCONF=1,1") == b"\r\nOK\r\n"
+            assert c.cmd("AT+USORD=0,1024") == (b'\r\n+USORD: 0,6,"' + payload[5:].hex().upper()
+                                                 .encode() + b'"\r\n\r\nOK\r\n')
+            assert c.cmd("AT+USORD=0,1024") == b'\r\n+USORD: 0,""\r\n\r\nOK\r\n'
+        finally:
+            c.s.close()
+            assert proc.stop() == 0

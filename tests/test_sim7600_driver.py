@@ -711,11 +711,12 @@ def test_reopen_registration_wait_is_bounded_by_the_connects_limit(monkeypatch):
     modem.reopen_attempts = 1
     limits = []
 
-    def start(register_timeout_ms):
+    def start_steps(register_timeout_ms):
         limits.append(register_timeout_ms)
         raise base.NotRegistered(base.REG_SEARCHING)
+        yield  # a steps generator, as the real one
 
-    modem.start = start
+    modem.start_steps = start_steps
     for timeout in (None, 4, 20):
         s = synsocket.socket(backend=modem)
         s.settimeout(timeout)
@@ -1341,11 +1342,12 @@ def test_reopen_after_a_reboot_has_what_is_left_of_the_limit(monkeypatch):
     modem.reopen_attempts = 2
     limits = []
 
-    def start(register_timeout_ms):
+    def start_steps(register_timeout_ms):
         limits.append(register_timeout_ms)
         raise base.NotRegistered(base.REG_SEARCHING)
+        yield  # a steps generator, as the real one
 
-    modem.start = start
+    modem.start_steps = start_steps
     oserror(sock_on(modem, timeout=4).connect, ("10.0.0.1", 80))
     assert limits == [4000, 3000]
 

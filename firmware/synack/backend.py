@@ -48,7 +48,16 @@ class Backend:
         """``[(family, type, proto, canonname, (ip, port))]`` for ``host``."""
         raise OSError(errno.EOPNOTSUPP, "%s cannot resolve names" % self.name)
 
-    # -- connect: started, then polled until the outcome is known --------------------
+    # -- connect: prepared, started, then polled until the outcome is known ------------
+    def connect_prepare(self, sock, limit_ms):
+        # type: (Any, int | None) -> Any
+        """For a non-blocking connect: what must happen before ``connect_start`` that may
+        take long (a modem reopens its bearer), as an object whose ``advance()`` does
+        what can be done now and returns True once done (raising its failure), and whose
+        ``cancel()`` gives it up (an at/steps.Stepper); None: nothing to prepare. A
+        blocking connect does the same inside ``connect_start``."""
+        return None
+
     def connect_start(self, sock, host, port, limit_ms):
         # type: (Any, Any, int, int | None) -> tuple
         """Start connecting ``sock`` to ``(host, port)`` within ``limit_ms`` (None: no

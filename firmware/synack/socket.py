@@ -31,7 +31,10 @@ without stopping the loop)::
 A backend (synack.backend.Backend: the native stack, a modem) splits the handshake in
 ``connect_start`` (returns its handle), ``connect_poll`` (wait up to a limit; True once
 established, raises on failure) and ``connect_abort`` (give up: the ETIMEDOUT to raise).
-The blocking connect is the same three calls, waiting in ``connect_poll``.
+The blocking connect is the same three calls, waiting in ``connect_poll``. What a
+backend must do first that may take seconds (a modem reopening its bearer) it hands a
+non-blocking connect as ``connect_prepare``'s stepper, which ``connect_done`` advances
+before the handshake starts: the event loop never waits for it.
 
 Errors are ``OSError`` with the errno a native socket gives (ETIMEDOUT, ECONNREFUSED,
 ECONNRESET, ENOTCONN, EHOSTUNREACH), and nothing else: a backend's own failure that
@@ -172,6 +175,7 @@ class socket(_Stream):
         self._connect_t0 = 0
         self._connect_limit = None  # type: int | None
         self._connect_pending = False  # started, outcome not known yet
+        self._prep = None  # type: Any  # the backend's connect_prepare() while it runs
         self._error = None  # type: Any  # a non-blocking connect's failure, seen by poll
 
     @property
@@ -257,14 +261,56 @@ class socket(_Stream):
                 limit = backend.connect_limit_ms
         self._connect_t0 = time.ticks_ms()
         self._connect_limit = limit
-        self._handle, established = backend.connect_start(self, host, port, limit)
-        if established:
+        if self._timeout_ms == 0:
+            # what may take seconds first (a modem's bearer reopen), stepped by connect_done
+            self._prep = backend.connect_prepare(self, limit)
+            if self._prep is None and self._connect_start():
+                return
+            self._connect_pending = True
+            if self._prep is None or not self._connect_step(False):
+                raise OSError(errno.EINPROGRESS, "connect to %s:%d in progress" % (host, port))
+            return
+        if self._connect_start():
             return
         self._connect_pending = True
-        if self._timeout_ms == 0:
-            raise OSError(errno.EINPROGRESS, "connect to %s:%d in progress" % (host, port))
         while not self._connect_step(True):
             pass
+
+    def _connect_start(self):
+        """The backend starts the handshake: whether it is established already."""
+        host, port = self._peer
+        self._handle, established = self._backend.connect_start(self, host, port,
+                                                                self._connect_limit)
+        return established
+
+    def _prepared(self):
+        """Advance the backend's preparation of a non-blocking connect; once it is done,
+        start the handshake. False while it is not done; raises its failure, or
+        ETIMEDOUT (the preparation given up) past the connect's limit."""
+        prep = self._prep
+        try:
+            done = prep.advance()
+        except BaseException:
+            self._prep = None
+            self._connect_pending = False
+            raise
+        limit = self._connect_limit
+        if not done:
+            if limit is None or time.ticks_diff(time.ticks_ms(), self._connect_t0) < limit:
+                return False
+            prep.cancel()
+            self._prep = None
+            self._connect_pending = False
+            raise OSError(errno.ETIMEDOUT, "connect to %s:%d: not ready within %d ms"
+                          % (self._peer[0], self._peer[1], limit))
+        self._prep = None
+        try:
+            if self._connect_start():
+                self._connect_pending = False
+        except BaseException:
+            self._connect_pending = False
+            raise
+        return True
 
     def connect_done(self):
         """After a non-blocking ``connect()``: False while the handshake is pending,
@@ -273,7 +319,7 @@ class socket(_Stream):
         times out after ``connect_timeout_ms`` (or the backend's own limit)."""
         if self._closed:
             raise _closed()
-        if self._handle is None:
+        if self._handle is None and self._prep is None:
             self._raise_error()
             raise OSError(errno.ENOTCONN, "no connect in progress (state %s)" % self.state)
         if self._connect_pending:
@@ -293,6 +339,10 @@ class socket(_Stream):
     def _connect_step(self, block):
         """Ask the backend how the connect goes, waiting (``block``) at most until the
         deadline; raise ETIMEDOUT (the backend abandons the attempt) once it passed."""
+        if self._prep is not None and not self._prepared():
+            return False
+        if not self._connect_pending:  # established as the preparation ended
+            return True
         limit = self._connect_limit
         left = None
         if limit is not None:
@@ -330,6 +380,9 @@ class socket(_Stream):
                 self._handle = None
 
     def _connecting_cleanup(self):
+        if self._prep is not None:
+            self._prep.cancel()
+            self._prep = None
         self._connect_pending = False
         self._rbuf = None
         self._rpos = self._rend = 0
@@ -338,7 +391,7 @@ class socket(_Stream):
     def _check_open(self):
         if self._closed:
             raise _closed()
-        if self._handle is None:
+        if self._handle is None and self._prep is None:
             self._raise_error()
             raise OSError(errno.ENOTCONN, "socket is not connected")
         if self._connect_pending and not self._connect_step(False):
@@ -449,7 +502,7 @@ class socket(_Stream):
         """Which of ``flags`` (POLLIN, POLLOUT) hold now, plus POLLERR/POLLHUP."""
         if self._closed:
             return _POLLNVAL
-        if self._handle is None:
+        if self._handle is None and self._prep is None:
             return POLLERR | POLLHUP if self._error is not None else POLLHUP
         if self._connect_pending:
             try:

@@ -7,9 +7,10 @@ and ``is_up()``: ``link.modem.ModemLink`` wraps a synack modem backend, a Wi-Fi 
 three methods. *Sessions* (a heartbeat connection, an MQTT client ...) have the same
 interface and ride on the link; the device is ONLINE when the link and every session
 are up. A link may also have ``reinit()``; without it REINIT calls ``down()``; and
-``up_async()``, a coroutine that does ``up()``'s work without blocking the event loop
-(``ModemLink``), which the asyncio task (tasks.supervise) awaits: ``async_up()`` hands
-it out when the LINK_UP step is due and ``up_done()`` takes its outcome.
+``up_async()`` and ``reinit_async()``, coroutines that do ``up()``'s and ``reinit()``'s
+work without blocking the event loop (``ModemLink``), which the asyncio task
+(tasks.supervise) awaits: ``async_call()`` hands one out when the LINK_UP or REINIT
+step is due and ``async_done()`` takes its outcome.
 
 ``Supervisor.step(now_ms)`` does at most one transition (calling the link where the
 state needs it) and returns the ticks at which it wants to run again; ``run()`` is the
@@ -96,6 +97,7 @@ class Supervisor:
         self.reconnects = 0       # successful bring-ups after the first
         self.losses = 0           # ONLINE -> OFFLINE
         self.reinits = 0
+        self._async_state = None  # type: int | None  # the state async_call() answered in
         self.failures = {}        # cause (exception class name, "link lost" ...) -> count
         self.in_row = 0           # consecutive failures (drives the backoff)
         self.since_reinit = 0     # consecutive failures since the last REINIT
@@ -230,34 +232,49 @@ class Supervisor:
             return now
         return self._reinit(now, real)
 
-    def async_up(self):
-        """The link's ``up_async`` when the next step would call ``link.up()`` (LINK_UP,
-        the link down) and the link has one; else None. A task that gets it awaits it
-        and passes the outcome to ``up_done()`` in place of that ``step()``."""
-        up = getattr(self.link, "up_async", None)
-        if up is None or self.state != LINK_UP:
-            return None
-        try:
-            return None if self.link.is_up() else up
-        except Exception:  # step() probes again and counts the failure
-            return None
+    def async_call(self):
+        """For an asyncio task: the link's coroutine function for the call the next
+        ``step()`` would block in, or None (then ``step()``): ``up_async`` in LINK_UP with
+        the link down, ``reinit_async`` in REINIT (the sessions are taken down here
+        first). The task awaits it and passes the outcome to ``async_done()`` in place
+        of that step."""
+        st = self.state
+        call = None
+        if st == REINIT:
+            call = getattr(self.link, "reinit_async", None)
+            if call is not None:
+                self._take_down(False)
+        elif st == LINK_UP:
+            call = getattr(self.link, "up_async", None)
+            try:
+                if call is not None and self.link.is_up():
+                    call = None
+            except Exception:  # step() probes again and counts the failure
+                call = None
+        self._async_state = st if call is not None else None
+        return call
 
-    def up_done(self, error=None, now=None):
-        """The LINK_UP step after the caller brought the link up itself (``async_up``):
-        ``error`` None if that worked (the sessions come next), else its exception.
-        Returns the ticks to call ``step()`` at. Stopped meanwhile: the link goes down
-        again unless the supervisor was started again."""
+    def async_done(self, error=None, now=None):
+        """The step after the caller made ``async_call()``'s call itself: ``error`` None
+        if it worked, else its exception. Returns the ticks to call ``step()`` at.
+        Stopped meanwhile: a link brought up goes down again unless the supervisor was
+        started again."""
         real = now is None
         if real:
             now = time.ticks_ms()
-        if self.state != LINK_UP:
-            if error is None and not self.wanted:
+        st = self._async_state
+        self._async_state = None
+        done = True if error is None else error
+        if self.state != st:
+            if st == LINK_UP and error is None and not self.wanted:
                 _quietly(self.link.down)
             return now
-        return self._bring_up(now, real, True if error is None else error)
+        if st == REINIT:
+            return self._reinit(now, real, done)
+        return self._bring_up(now, real, done)
 
     def _bring_up(self, now, real, link_done=None):
-        # link_done: None = bring the link up here; True / an exception = up_done()'s
+        # link_done: None = bring the link up here; True / an exception = async_done()'s
         self.attempts += 1
         try:
             if link_done is None:
@@ -284,14 +301,18 @@ class Supervisor:
         self._fire(UP_OK, now)
         return time.ticks_add(now, self.check_ms)
 
-    def _reinit(self, now, real):
-        self._take_down(False)
-        reinit = getattr(self.link, "reinit", None)
+    def _reinit(self, now, real, link_done=None):
+        # link_done: None = re-initialise the link here; True / an exception = async_done()'s
         try:
-            if reinit is not None:
-                reinit()
-            else:
-                self.link.down()
+            if link_done is None:
+                self._take_down(False)
+                reinit = getattr(self.link, "reinit", None)
+                if reinit is not None:
+                    reinit()
+                else:
+                    self.link.down()
+            elif link_done is not True:
+                raise link_done
         except Exception as e:
             if real:
                 now = time.ticks_ms()

@@ -4,11 +4,12 @@ for the outbox.
 Both cores are sans-I/O (``Schedule.next_delay``, ``Supervisor.step``), so running them
 as tasks only changes how the waits are spent: ``await asyncio.sleep_ms`` instead of
 ``time.sleep_ms``, leaving the event loop free for the application between polls and
-checks. A modem link's bring-up (``ModemLink.up_async``: registration, bearer open,
-tens of seconds) is awaited too: its AT commands wait in the event loop; so is a poll
-whose poller has an AsyncClient (``Poller.poll_async``). With the blocking Client a
-poll's network calls block, within their timeouts (as does a bearer reopened by a
-connect) — keep those timeouts short when other tasks must stay responsive.
+checks. A modem link's bring-up and re-initialisation (``ModemLink.up_async``:
+registration, bearer open, tens of seconds; ``reinit_async``: a reboot) are awaited
+too: their AT commands wait in the event loop; so is a poll whose poller has an
+AsyncClient (``Poller.poll_async``), including a bearer its connect reopens. With the
+blocking Client a poll's network calls block, within their timeouts — keep those
+timeouts short when other tasks must stay responsive.
 
     import asyncio
     from synack import tasks
@@ -54,20 +55,21 @@ async def poll(poller, polls=None, stop=None):
 
 async def supervise(supervisor, stop=None):
     """Run ``supervisor`` (a synack.supervisor.Supervisor) as a task until it is stopped
-    or ``stop()`` is true; returns the final state name. A link with ``up_async`` (a
-    modem) is brought up by awaiting it; others (Wi-Fi) by the blocking ``up()``."""
+    or ``stop()`` is true; returns the final state name. A link with ``up_async`` and
+    ``reinit_async`` (a modem) is brought up and re-initialised by awaiting them; others
+    (Wi-Fi) by the blocking ``up()`` and ``reinit()``."""
     supervisor.start()
     while not (stop is not None and stop()):
-        up = supervisor.async_up()
-        if up is None:
+        call = supervisor.async_call()
+        if call is None:
             wake = supervisor.step()
         else:
             error = None
             try:
-                await up()
+                await call()
             except Exception as e:  # the supervisor counts it and backs off
                 error = e
-            wake = supervisor.up_done(error)
+            wake = supervisor.async_done(error)
         if wake is None:
             break
         wait = time.ticks_diff(wake, time.ticks_ms())

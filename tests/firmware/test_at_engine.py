@@ -342,3 +342,26 @@ def test_a_reply_without_payload_has_none():
     eng.begin(b"AT", now=0)
     eng.receive(b"\r\nOK\r\n")
     eq(eng.finish().payload, None)
+
+
+def test_inline_binary_read_whatever_the_fragmentation_then_a_garbled_one():
+    # u-blox AT+USORD in binary mode: the bytes between quotes on the reply line itself
+    payload = b'x"\r\nOK\r\n\x00"'
+    data = b'\r\n+USORD: 0,%d,"' % len(payload) + payload + b'"\r\n\r\nOK\r\n'
+    for chunks in feed_variants(data):
+        eng = Engine(Parser(urcs=(b"+UUSORD:",), inline=((b"+USORD:", 1),), prompt=b"@"))
+        eng.begin(b"AT+USORD=0,1024", b"+USORD:", now=0)
+        for c in chunks:
+            eng.receive(c)
+        reply = eng.finish()
+        eq((reply.lines, reply.payload, eng.parser.framing, eng.unexpected),
+           ([b"+USORD: 0,%d" % len(payload)], payload, 0, 0))
+    # a byte gained: the reply ends without its payload, the framing count tells, and
+    # the next command is answered
+    eng.begin(b"AT+USORD=0,1024", b"+USORD:", now=0)
+    eng.receive(b'\r\n+USORD: 0,2,"abc"\r\n\r\nOK\r\n')
+    reply = eng.finish()
+    eq((reply.lines, reply.payload, eng.parser.framing), ([b"+USORD: 0,2"], None, 1))
+    eng.begin(b"AT", now=0)
+    eng.receive(b"\r\nOK\r\n")
+    eq(eng.finish().lines, [])

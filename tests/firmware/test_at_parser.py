@@ -15,6 +15,12 @@ FRAMED = ((b"+CIPRXGET: 2,", 1),)
 def parse(chunks, prefix=None, max_line=256):
     p = Parser(urcs=URCS, framed=FRAMED, max_line=max_line)
     p.response_prefix = prefix
+    return events_of(p, chunks)
+
+
+def events_of(p, chunks):
+    """Feed ``chunks`` to the parser ``p`` as a driver does (what fits, then every
+    event); the events."""
     out = []
     for chunk in chunks:
         mv = memoryview(chunk)
@@ -320,3 +326,106 @@ def test_prompt_then_text_on_the_same_line():
             out.append(ev)
             ev = p.next_event()
     eq(out, [(LINE, b"x "), (PROMPT, None), (FINAL, b"OK")])
+
+
+# -- payloads inside their line: u-blox AT+USORD in binary mode ----------------------------
+INLINE = ((b"+USORD:", 1),)
+
+
+def parse_inline(chunks, max_payload=1536):
+    """Events of a parser with the in-line table, and its framing count at the end."""
+    p = Parser(urcs=(b"+UUSORD:",), inline=INLINE, prompt=b"@", max_payload=max_payload)
+    p.response_prefix = b"+USORD:"
+    return events_of(p, chunks), p.framing
+
+
+def check_inline(data, expected, framing=0, max_payload=1536):
+    """Whole, byte by byte and split in two at every point: the same events."""
+    for chunks in feed_variants(data):
+        eq(parse_inline(chunks, max_payload), (expected, framing),
+           "fed as %d chunks" % len(chunks))
+
+
+def test_inline_payload_between_quotes_on_its_line():
+    check_inline(b'\r\n+USORD: 3,5,"hello"\r\n\r\nOK\r\n',
+                 [(LINE, b"+USORD: 3,5"), (PAYLOAD, b"hello"), (FINAL, b"OK")])
+
+
+def test_inline_payload_may_hold_line_ends_quotes_and_any_byte():
+    payload = b'a"b\r\nOK\r\n"\r\n+UUSORD: 0,1\r\n\x00\xff@>"'
+    data = b'\r\n+USORD: 0,%d,"' % len(payload) + payload + b'"\r\n\r\nOK\r\n\r\n+UUSORD: 0,7\r\n'
+    check_inline(data, [(LINE, b"+USORD: 0,%d" % len(payload)), (PAYLOAD, payload),
+                        (FINAL, b"OK"), (URC, b"+UUSORD: 0,7")])
+    every = bytes(range(256)) * 4    # 1024 bytes, the R4's largest read
+    out, framing = parse_inline([b'\r\n+USORD: 6,1024,"' + every + b'"\r\n\r\nOK\r\n'])
+    eq((out, framing), ([(LINE, b"+USORD: 6,1024"), (PAYLOAD, every), (FINAL, b"OK")], 0))
+
+
+def test_inline_zero_length_and_the_r4s_empty_form():
+    check_inline(b'\r\n+USORD: 0,0,""\r\n\r\nOK\r\n',
+                 [(LINE, b"+USORD: 0,0"), (PAYLOAD, b""), (FINAL, b"OK")])
+    # the R4 leaves the length out when there is nothing: an ordinary line
+    check_inline(b'\r\n+USORD: 0,""\r\n\r\nOK\r\n', [(LINE, b'+USORD: 0,""'), (FINAL, b"OK")])
+    # AT+USORD=<s>,0 asks how much is waiting: no quote, an ordinary line
+    check_inline(b"\r\n+USORD: 0,23\r\n\r\nOK\r\n", [(LINE, b"+USORD: 0,23"), (FINAL, b"OK")])
+
+
+def test_inline_payload_waits_for_its_closing_quote_and_line_end():
+    p = Parser(inline=INLINE)
+    p.feed(b'\r\n+USORD: 1,3,')
+    eq(p.next_event(), None)                 # no quote yet: not a header yet
+    p.feed(b'"ab')
+    eq((p.next_event(), p.in_payload()), ((LINE, b"+USORD: 1,3"), True))
+    for part in (b'c', b'"', b'\r'):
+        p.feed(part)
+        eq(p.next_event(), None)
+    p.feed(b'\n')
+    eq((p.next_event(), p.in_payload(), p.buffered()), ((PAYLOAD, b"abc"), False, 0))
+
+
+def test_inline_length_over_the_buffer_is_a_framing_error_never_an_overflow():
+    tail = b"x" * 10 + b'\r\n"\r\n'   # the unframeable payload, CR LF in it
+    data = b'\r\n+USORD: 0,10,"' + tail + b"\r\nOK\r\n"
+    # the rest of its line is dropped; what its CR LF leaves is read as lines (the
+    # driver resyncs: the framing count changed)
+    check_inline(data, [(NOISE, b"+USORD: 0,10,"), (LINE, b'"'), (FINAL, b"OK")],
+                 framing=1, max_payload=8)
+    for bad in (b"1025x", b"-1", b"", b"99999999999"):
+        check_inline(b'\r\n+USORD: 0,' + bad + b',"zz"\r\n\r\nOK\r\n',
+                     [(NOISE, b"+USORD: 0," + bad + b","), (FINAL, b"OK")], framing=1)
+
+
+def test_inline_payload_without_its_closing_quote_is_a_framing_error_then_lines_again():
+    # a byte gained on the UART: the quote is not where the length puts it
+    check_inline(b'\r\n+USORD: 0,3,"abcd"\r\n\r\nOK\r\n\r\n+UUSORD: 0,9\r\n',
+                 [(LINE, b"+USORD: 0,3"), (NOISE, b"abc"), (FINAL, b"OK"),
+                  (URC, b"+UUSORD: 0,9")], framing=1)
+    # the quote but no line end after it; a zero-length payload with no closing quote
+    check_inline(b'\r\n+USORD: 0,3,"abc"x\r\nOK\r\n',
+                 [(LINE, b"+USORD: 0,3"), (NOISE, b"abc"), (FINAL, b"OK")], framing=1)
+    check_inline(b'\r\n+USORD: 0,0,"\r\nOK\r\n',
+                 [(LINE, b"+USORD: 0,0"), (NOISE, b""), (FINAL, b"OK")], framing=1)
+    # bytes lost: the announced length runs into what follows; the rest of that line goes
+    check_inline(b'\r\n+USORD: 0,9,"abc"\r\n\r\nOK\r\n\r\nERROR\r\n',
+                 [(LINE, b"+USORD: 0,9"), (NOISE, b'abc"\r\n\r\nO'), (FINAL, b"ERROR")],
+                 framing=1)
+
+
+def test_inline_is_only_for_its_prefix_and_leaves_the_other_events_alone():
+    check_inline(b'\r\n+UDCONF: 1,0\r\n\r\n+X: 0,3,"abc"\r\n@\r\nOK\r\n',
+                 [(LINE, b"+UDCONF: 1,0"), (LINE, b'+X: 0,3,"abc"'), (PROMPT, None),
+                  (FINAL, b"OK")])
+    # HEX mode's reply is not binary: its digits fail the framing
+    check_inline(b'\r\n+USORD: 0,2,"6869"\r\n\r\nOK\r\n',
+                 [(LINE, b"+USORD: 0,2"), (NOISE, b"68"), (FINAL, b"OK")], framing=1)
+
+
+def test_reset_forgets_an_inline_payload_cut_short():
+    p = Parser(inline=INLINE)
+    p.feed(b'\r\n+USORD: 0,10,"abc')
+    eq((p.next_event(), p.next_event(), p.in_payload()),
+       ((LINE, b"+USORD: 0,10"), None, True))
+    p.reset()
+    eq(p.in_payload(), False)
+    p.feed(b"\r\nOK\r\n")
+    eq(p.next_event(), (FINAL, b"OK"))

@@ -386,7 +386,7 @@ class FakeAt:
         self.error = None
         self.boots = True
 
-    def command(self, cmd, timeout_ms=None):
+    def command(self, cmd, prefix=None, payload=None, timeout_ms=None, lone_line=False):
         self.commands.append((cmd, timeout_ms))
         if self.error is not None:
             raise self.error
@@ -418,7 +418,7 @@ def _fake_modem():
             self.net_open = True
 
         def bearer_close(self):
-            self.at.command(b"AT+NETCLOSE", 5000)
+            self.at.command(b"AT+NETCLOSE", timeout_ms=5000)
 
     return FakeModem()
 

@@ -9,7 +9,12 @@ first item is the kind:
 - ``(URC, line)``      an unsolicited result code, recognised by the dialect's prefix table
 - ``(PROMPT, None)``   the data prompt (``>`` on SIMCom/Quectel, ``@`` on u-blox)
 - ``(PAYLOAD, data)``  the raw bytes announced by a length-framed line such as
-                       ``+CIPRXGET: 2,<link>,<n>,<rest>``; exactly n bytes, any values
+                       ``+CIPRXGET: 2,<link>,<n>,<rest>``; exactly n bytes, any values.
+                       Or the bytes inside the line itself, between quotes (u-blox's
+                       ``+USORD: <s>,<n>,"<n raw bytes>"``, the ``inline`` table): the
+                       line up to its opening quote comes first as ``(LINE,
+                       b"+USORD: <s>,<n>")``, then exactly n bytes (0 too: an empty
+                       PAYLOAD), checked against the ``"`` CR LF that must follow them
 - ``(NOISE, data)``    bytes that cannot be a line (control bytes, over-long line); the
                        parser drops them and resynchronises at the next line end. An
                        over-long line gives one NOISE event holding its first
@@ -24,6 +29,12 @@ also sent unsolicited after ``AT+CIPCLOSE=n``).
 
 Memory is bounded: one preallocated buffer of ``max_line + 1 + max_payload`` bytes.
 ``feed()`` takes as much as fits and returns the count; drain events, then feed the rest.
+
+A payload whose framing fails (its trailer is not there, an in-line length that is not a
+number or exceeds ``max_payload``) becomes NOISE and counts in ``framing``: bytes were
+lost or gained on the UART, so the driver re-pairs commands and replies. After a failed
+in-line payload the rest of its line is discarded too (it is the payload's tail), and
+the parser goes on at the next line.
 """
 
 from micropython import const
@@ -40,6 +51,9 @@ KIND_NAMES = ("", "LINE", "FINAL", "URC", "PROMPT", "PAYLOAD", "NOISE")
 _CR = const(13)
 _LF = const(10)
 _SPACE = const(32)
+
+# What follows an in-line payload: its closing quote and the end of its line.
+INLINE_END = b'"\r\n'
 
 # 3GPP TS 27.007 / V.250 final result codes (verbose form).
 FINAL_EXACT = (b"OK", b"ERROR", b"NO CARRIER", b"BUSY", b"NO ANSWER", b"NO DIALTONE")
@@ -61,10 +75,15 @@ class Parser:
     """Incremental AT response parser. See the module docstring for the events."""
 
     def __init__(self, urcs=(), framed=(), prompt=b">", extra_finals=(),
-                 max_line=256, max_payload=1536, trailer=b""):
+                 max_line=256, max_payload=1536, trailer=b"", inline=()):
         # urcs: tuple of line prefixes that are unsolicited result codes.
         # framed: tuple of (prefix, field) pairs; a line starting with prefix announces
         #   a payload whose length is the field-th comma-separated value after it.
+        # inline: tuple of (prefix, field) pairs for payloads inside their line: once a
+        #   line starting with prefix reaches a quote right after its field-th value
+        #   and its comma (+USORD: 0,5,"), that value is the count of raw bytes after
+        #   the quote, and INLINE_END must follow them. Any other line with the prefix
+        #   (+USORD: 0,"", +USORD: 0,12) is an ordinary line.
         # trailer: the bytes the modem always sends right after a payload (b"\r\n" on
         #   SIMCom and Quectel). Given, a payload is delivered only once they follow it;
         #   a payload they do not follow has lost (or gained) bytes on the UART - an
@@ -74,6 +93,7 @@ class Parser:
         self.framing = 0
         self.urcs = urcs
         self.framed = framed
+        self.inline = inline
         self.prompt = prompt[0]
         self.extra_finals = extra_finals
         self.max_line = max_line
@@ -86,9 +106,11 @@ class Parser:
         self._start = 0   # first unconsumed byte
         self._end = 0     # one past the last fed byte
         self._want = 0    # payload bytes still to deliver as one PAYLOAD event
+        self._pending = False  # a PAYLOAD (of _want bytes, maybe 0) is due
+        self._inlined = False  # ... and it sits inside its line (INLINE_END follows)
         # _skip_lf: the previous line ended in CR; drop one LF that follows
         self._skip_lf = False  # pragma: no mutate -- any value: no payload pending, LFs skipped
-        self._discard = False  # inside an over-long line: drop bytes up to its CR/LF
+        self._discard = False  # inside an over-long (or unframed) line: drop to its CR/LF
         self.discarded = 0     # bytes dropped that way (diagnostics)
 
     # -- input -------------------------------------------------------------------
@@ -110,12 +132,13 @@ class Parser:
 
     def in_payload(self):
         """True while a length-framed payload is still incomplete."""
-        return self._want > 0
+        return self._pending
 
     def reset(self):
         """Forget partial input (after a timeout or a modem reboot)."""
         self._start = self._end = 0  # pragma: no mutate -- 0 or 1: feed() compacts
         self._want = 0
+        self._pending = False
         self._skip_lf = False  # pragma: no mutate -- any value: no payload pending, LFs skipped
         self._discard = False
         self.response_prefix = None
@@ -137,21 +160,28 @@ class Parser:
             if buf[i] == _LF:
                 i += 1
             self._skip_lf = False
-        if self._want:
-            t = len(self.trailer)
+        if self._pending:
+            inlined = self._inlined
+            tail = INLINE_END if inlined else self.trailer
+            t = len(tail)
             if end - i < self._want + t:
                 self._start = i
                 return None
             j = i + self._want
             self._want = 0
-            self._start = j
-            if t and self._buf[j:j + t] != self.trailer:
+            self._pending = False
+            if t and buf[j:j + t] != tail:
                 self.framing += 1
+                self._start = j
+                self._discard = inlined  # the rest of its line: the payload's tail
                 return (NOISE, bytes(self._mv[i:j]))
+            # an in-line payload's closing quote and line end are consumed with it
+            self._start = j + t if inlined else j
             return (PAYLOAD, bytes(self._mv[i:j]))
         if self._discard:
-            # The tail of an over-long line: drop it up to the line end, whatever
-            # fragmentation it arrives in (else it would be read as a line of its own).
+            # The tail of an over-long line (or of an in-line payload that failed its
+            # framing): drop it up to the line end, whatever fragmentation it arrives
+            # in (else it would be read as a line of its own).
             j = i
             while j < end and buf[j] != _CR and buf[j] != _LF:
                 j += 1
@@ -179,6 +209,10 @@ class Parser:
         lf = buf.find(b"\n", i, end)
         if cr < 0 or (0 <= lf < cr):
             cr = lf
+        if self.inline:
+            ev = self._inline_header(i, end if cr < 0 else cr)
+            if ev is not None:
+                return ev
         if cr < 0:
             if end - i > self.max_line:
                 # Over-long for certain: report its first max_line bytes (as a complete
@@ -200,6 +234,35 @@ class Parser:
         self._start = i
         return self._classify(line)
 
+    def _inline_header(self, i, stop):
+        """The event of an in-line payload's header at buf[i:stop] (no line end in it),
+        or None for any other line (or one whose quote has not arrived yet)."""
+        buf = self._buf
+        for prefix, field in self.inline:
+            k = i + len(prefix)
+            if k > stop or buf[i:k] != prefix:
+                continue
+            q = buf.find(b'"', k, stop)
+            if q < 0 or q - i > self.max_line:
+                return None  # not yet, or over-long: read as a line
+            parts = bytes(self._mv[k:q]).split(b",")
+            if len(parts) != field + 2 or parts[-1].strip():
+                return None  # the quote is not right after the length: a line
+            header = bytes(self._mv[i:q])
+            n = uint(parts[field])
+            self._start = q + 1
+            if n < 0 or n > self.max_payload or not _is_text(header):
+                # its length is unknown (or too much to hold): the payload cannot be
+                # framed; it is dropped up to its line end
+                self.framing += 1
+                self._discard = True
+                return (NOISE, header)
+            self._want = n
+            self._pending = True
+            self._inlined = True
+            return (LINE, header[:header.rfind(b",")])
+        return None
+
     def _classify(self, line):
         if len(line) > self.max_line:
             self.discarded += len(line) - self.max_line
@@ -217,6 +280,8 @@ class Parser:
                 if n < 0 or n > self.max_payload:
                     return (NOISE, line)
                 self._want = n
+                self._pending = n > 0  # no bytes announced: no PAYLOAD event
+                self._inlined = False
                 return (LINE, line)
         rp = self.response_prefix
         if rp is not None and line.startswith(rp):

@@ -9,7 +9,8 @@ dialect: it calls the modem backend's life (modems/base.ModemBackend), not AT st
 (``start_async``: the asyncio supervisor task awaits it, so other tasks keep running
 while the bearer opens); ``is_up`` reads the URCs that arrived (network
 loss arrives as one) and says whether the bearer is open; ``down`` deactivates the bearer;
-``reinit`` reboots the modem (its dialect's reset command) and waits for its boot URC.
+``reinit`` reboots the modem (its dialect's reset command) and waits for its boot URC;
+``reinit_async`` the same as a coroutine (``reset_async``).
 """
 
 
@@ -33,3 +34,6 @@ class ModemLink:
 
     def reinit(self):
         self.modem.reset(self.reset_wait_ms)
+
+    async def reinit_async(self):
+        await self.modem.reset_async(self.reset_wait_ms)

@@ -15,7 +15,7 @@ from .. import tcp
 from ..at import quote
 from ..at.errors import CommandError, CommandTimeout, ModemError
 from ..at.parser import fields, uint
-from ..at.steps import command, pause, poll, run
+from ..at.steps import Stepper, command, pause, poll, run, wait_for
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -242,7 +242,15 @@ class ModemBackend:
     ``start()``), at most ``reopen_attempts`` times with ``reopen_backoff_ms`` doubling
     between attempts, within the connect's limit. Each attempt is a note in the socket's
     TCP log (BEARER_FAILED, BEARER_UP); if none succeeds the connect raises
-    EHOSTUNREACH and the next connect tries again."""
+    EHOSTUNREACH and the next connect tries again.
+
+    A dialect is ``class X(ModemBackend, LinkBackend)``, this class first: MicroPython
+    looks methods up depth first, so ``connect_prepare`` here must come before
+    backend.Backend's default (tests/test_firmware_mro.py). ``all_lost`` (every
+    connection reset) is LinkBackend's."""
+
+    if TYPE_CHECKING:
+        def all_lost(self): ...
 
     RESET_COMMAND = b"AT+CFUN=1,1"
     # what the diagnostics ask (diag.py): the SIM's ICCID (command, reply prefix or None
@@ -315,9 +323,6 @@ class ModemBackend:
         counted in ``reboots``) later means they are lost."""
         self._started_at_reboot = self.reboots
 
-    def all_lost(self):
-        """Every connection reset (links.LinkBackend's, which a dialect also is)."""
-
     def network_lost_urc(self, line):
         """URC handler: the network dropped the bearer; every link is reset."""
         self.net_open = False  # pragma: no mutate -- None: only its truth is read
@@ -347,18 +352,40 @@ class ModemBackend:
         self.net_open = False  # pragma: no mutate -- None: only its truth is read
 
     def reset(self, wait_ms=30000):
-        """Reboot the modem (``RESET_COMMAND``) and wait for its boot URC."""
+        """Reboot the modem (``RESET_COMMAND``) and wait until it is back (its boot URC)."""
+        run(self.at, self.reset_steps(wait_ms))
+
+    async def reset_async(self, wait_ms=30000):
+        """``reset()`` as a coroutine (the asyncio supervisor's REINIT)."""
+        from ..at.aio import run_async  # lazy: a blocking program never loads asyncio
+        await run_async(self.at, self.reset_steps(wait_ms))
+
+    def reset_steps(self, wait_ms=30000):
+        # type: (int) -> Generator[Any, Any, None]
         before = self.reboots
         self.net_open = False  # pragma: no mutate -- None: only its truth is read
-        self.at.command(self.RESET_COMMAND, timeout_ms=5000)
-        if not self.at.wait_for(lambda: self.reboots != before, wait_ms):
+        yield command(self.RESET_COMMAND, timeout_ms=5000)
+        if not (yield wait_for(lambda: self.reboots != before, wait_ms)):
             raise ModemNotResponding("modem did not boot within %d ms after %s"
                                      % (wait_ms, self.RESET_COMMAND.decode()))
+
+    def connect_prepare(self, sock, limit_ms):
+        """(backend.Backend) A non-blocking connect on a dropped bearer: its reopen
+        (``ensure_bearer_steps``) as a Stepper the socket advances; None when the bearer
+        is up or the modem was never brought up."""
+        self.at.poll(0)  # a network-loss or boot URC still unread changes the answer
+        if self.net_open or self._started_at_reboot < 0:
+            return None
+        return Stepper(self.at, self.ensure_bearer_steps(sock, limit_ms))
 
     def ensure_bearer(self, sock, limit_ms):
         """Before a connect: reopen the bearer if the network dropped it. Logs each
         attempt on ``sock.tcp``; raises OSError(EHOSTUNREACH) when all failed."""
-        self.at.poll(0)  # a network-loss or boot URC still unread changes the answer
+        run(self.at, self.ensure_bearer_steps(sock, limit_ms))
+
+    def ensure_bearer_steps(self, sock, limit_ms):
+        # type: (Any, int | None) -> Generator[Any, Any, None]
+        yield poll(0)  # a network-loss or boot URC still unread changes the answer
         if self.net_open or self._started_at_reboot < 0:  # up, or never brought up
             return
         t0 = time.ticks_ms()
@@ -369,14 +396,14 @@ class ModemBackend:
             if attempt:
                 if limit_ms is not None and time.ticks_diff(time.ticks_ms(), t0) + wait > limit_ms:
                     break
-                self.at.poll(wait)  # backoff; URCs (registration back) still processed
+                yield poll(wait)  # backoff; URCs (registration back) still processed
                 wait *= 2
             tried += 1
             left = _REOPEN_REGISTER_MS
             if limit_ms is not None:
                 left = max(min(left, limit_ms - time.ticks_diff(time.ticks_ms(), t0)), 0)
             try:
-                self._reopen(left)
+                yield from self._reopen_steps(left)
             except ModemError as e:  # not registered, PDP failed, the modem silent ...
                 why = e
                 sock.tcp.note(tcp.BEARER_FAILED)
@@ -387,11 +414,11 @@ class ModemBackend:
         raise OSError(errno.EHOSTUNREACH, "network not open and reopening it failed "
                       "(%d attempts): %s" % (tried, why))
 
-    def _reopen(self, register_ms):
+    def _reopen_steps(self, register_ms):
         if self.reboots != self._started_at_reboot:  # settings lost: the whole bring-up
-            self.start(register_timeout_ms=register_ms)
+            yield from self.start_steps(register_timeout_ms=register_ms)
             return
-        stat = registration(self.at)
+        stat = yield from registration_steps()
         if stat not in (REG_HOME, REG_ROAMING):
             raise NotRegistered(stat)
-        self.bearer_open()
+        yield from self.bearer_open_steps()

@@ -83,7 +83,7 @@ _BEARER_GONE = (561, 570)
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class BG96(LinkBackend, base.ModemBackend):
+class BG96(base.ModemBackend, LinkBackend):
     """A BG96 on a UART-like object. ``start()`` brings it online; then it serves as the
     backend of synack.socket (``synack.socket.use(modem)``)."""
 

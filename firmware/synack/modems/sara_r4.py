@@ -4,17 +4,18 @@ and TCP sockets. docs/dialects/sara-r4.md has every command, URC and error mappi
 The modem numbers its sockets (``AT+USOCR=6`` -> ``+USOCR: <s>``, 0-6, ``new_link``) and
 connects them asynchronously (``AT+USOCO=<s>,"host",port,1``, then ``+UUSOCO: <s>,<err>``,
 one pending at a time). ``AT+USOWR`` prompts ``@``: the bytes follow 50 ms later (the
-engine's ``payload_delay_ms``). Reads run in HEX mode (``AT+UDCONF=1,1``): the binary
-``+USORD`` puts raw bytes between quotes on the information line, which a line parser
-cannot frame; ``+USORD: <s>,<n>,"<2n hex digits>"`` is one clean line, checked against
-its length (else EIO and a resync; the socket stays usable). The R4 says nothing at boot:
-HEX mode found off (asked before each connect and after a failed socket command) means it
-rebooted. ``+UUSOCL`` is the peer's FIN unless its last error (``AT+USOCTL=<s>,1``) says
-otherwise; ``+CGEV`` detach / PDN deact of context 1 drops the bearer, the next connect
-reopens it. Every socket call raises OSError only; URC handlers ignore garbled lines.
+engine's ``payload_delay_ms``). Reads are binary (``AT+UDCONF=1,0``): ``+USORD: <s>,<n>,
+"<n raw bytes>"`` holds the bytes between quotes on the reply line itself; the parser
+frames them by the length before the opening quote (its ``inline`` table) and checks
+the ``"`` CR LF after them; a reply that does not add up is EIO and a resync (the socket
+stays usable). The R4 says nothing at boot: ``+CGEV`` reporting found off (``AT+CGEREP?``,
+asked before each connect and after a failed socket command: we turn it on, a boot turns
+it off) means it rebooted. ``+UUSOCL`` is the peer's FIN unless its last error
+(``AT+USOCTL=<s>,1``) says otherwise; ``+CGEV`` detach / PDN deact of context 1 drops the
+bearer, the next connect reopens it. Every socket call raises OSError only; URC handlers
+ignore garbled lines.
 """
 
-import binascii
 import errno
 
 from micropython import const
@@ -26,14 +27,19 @@ from ..at.driver import Channel
 from ..at.engine import Engine
 from ..at.errors import CommandError, CommandTimeout
 from ..at.parser import Parser, fields, uint
-from ..at.steps import command
+from ..at.steps import command, poll
 from . import base
 from .links import Link, LinkBackend
 
+try:
+    from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING: from typing import Any, Generator  # noqa: F401 (used in type comments)
+
 SOCKETS = const(7)
 MAX_SEND = const(1024)
-MAX_READ = const(512)       # per AT+USORD in HEX mode: 1024 digits on one line
-_MAX_LINE = const(1100)     # '+USORD: 6,512,"' + 1024 digits + '"'
+MAX_READ = const(1024)      # per AT+USORD (binary: 0-1024); the parser's payload buffer
 _PROMPT_DELAY_MS = const(50)
 _CMD_MS = const(5000)
 _SEND_MS = const(120000)    # AT+USOWR: < 120 s (AT manual)
@@ -51,6 +57,8 @@ _KA_IDLE_MAX_S = const(2147483)  # AT+USOSO=<s>,6,2,<ms>: 0-2147483647 ms
 
 URCS = (b"+UUSORD:", b"+UUSOCO:", b"+UUSOCL:", b"+CGEV:", b"+UUPSDD:", b"+CPIN:",
         b"+CREG:", b"+CGREG:", b"+CEREG:")
+# +USORD: <s>,<n>,"<n raw bytes>": the length is field 1, the bytes inside the line
+INLINE = ((b"+USORD:", 1),)
 
 # +UUSOCO <socket_error> (AT manual appendix, BSD errno numbers) -> (errno, text);
 # others: ECONNABORTED
@@ -69,7 +77,7 @@ _NETWORK_DOWN = (100, 101)
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class SARAR4(LinkBackend, base.ModemBackend):
+class SARAR4(base.ModemBackend, LinkBackend):
     """A SARA-R4 on a UART-like object. ``start()`` brings it online; then it serves as
     the backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -85,7 +93,7 @@ class SARAR4(LinkBackend, base.ModemBackend):
         if pin is not None:
             quote.param(pin, "PIN", 8)
         at = channel or Channel(uart, engine=Engine(
-            Parser(urcs=URCS, prompt=b"@", max_line=_MAX_LINE, max_payload=0),
+            Parser(urcs=URCS, inline=INLINE, prompt=b"@", max_payload=MAX_READ),
             payload_delay_ms=_PROMPT_DELAY_MS))
         self.init_links(at, SOCKETS, poll_ms)
         self.init_modem(at, pin)
@@ -137,15 +145,17 @@ class SARAR4(LinkBackend, base.ModemBackend):
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):
-        """(base.ModemBackend.start) Model (R4/R5), PDP context, HEX mode, +CGEV."""
+        """(base.ModemBackend.start) Model (R4/R5), PDP context, binary reads, +CGEV."""
         try:
             self.model = b" ".join((yield command(b"AT+CGMM")).lines)
         except CommandError:
             self.model = b""
         self.keepidle = b"SARA-R5" in self.model
         yield command(b'AT+CGDCONT=1,"IP","' + quote.param(self.apn, "APN") + b'"')
-        yield command(b"AT+UDCONF=1,1")  # HEX mode: AT+USORD data as hex digits
-        yield command(b"AT+CGEREP=1")    # +CGEV URCs: the network dropping the bearer
+        yield command(b"AT+UDCONF=1,0")  # HEX mode off: AT+USORD data as raw bytes
+        # +CGEV URCs: the network dropping the bearer; off again after a reboot
+        # (_settings_lost)
+        yield command(b"AT+CGEREP=1")
 
     def bearer_open_steps(self):
         try:
@@ -166,14 +176,16 @@ class SARAR4(LinkBackend, base.ModemBackend):
     def bearer_close(self):
         self.at.command(b"AT+CGACT=0,1", timeout_ms=_DEACT_MS)
 
-    def reset(self, wait_ms=30000):
-        """AT+CFUN=15; no URC tells the boot: counted at once, over when AT answers."""
-        self.at.command(self.RESET_COMMAND, timeout_ms=_CMD_MS)
+    def reset_steps(self, wait_ms=30000):
+        # type: (int) -> Generator[Any, Any, None]
+        """(base.ModemBackend.reset) AT+CFUN=15; no URC tells the boot: counted at once,
+        over when AT answers."""
+        yield command(self.RESET_COMMAND, timeout_ms=_CMD_MS)
         self.on_reboot()
         self.all_lost()
-        self.at.poll(_BOOT_QUIET_MS)
+        yield poll(_BOOT_QUIET_MS)
         try:
-            base.sync(self.at, attempts=max(1, wait_ms // _SYNC_MS), timeout_ms=_SYNC_MS)
+            yield from base.sync_steps(max(1, wait_ms // _SYNC_MS), _SYNC_MS)
         except base.ModemNotResponding:
             raise base.ModemNotResponding("modem did not answer AT within %d ms after %s"
                                           % (wait_ms, self.RESET_COMMAND.decode()))
@@ -308,27 +320,20 @@ class SARAR4(LinkBackend, base.ModemBackend):
             if not link.peer_closed and not self._settings_lost():
                 link.peer_gone(tcp.RESET)
             return 0
-        # +USORD: <s>,<n>,"<2n hex digits>"; nothing there: +USORD: <s>,""
-        values = fields(reply.lines[0], 7) if reply.lines else []
-        if len(values) == 2 and not values[1]:
-            values.insert(1, b"0")
-        got = uint(values[1]) if len(values) == 3 else -1
-        data = None
-        if got >= 0 and uint(values[0]) == n and got <= size and len(values[2]) == 2 * got:
-            try:
-                data = binascii.unhexlify(values[2])
-            except ValueError:  # not hex digits: line noise
-                data = None
-        if data is None:
-            # Framing lost: re-pair commands and replies before the next command and ask
-            # the modem again on the next read.
-            self.at.needs_resync = True
-            link.rx_pending = True
+        data = reply.payload
+        got = _usord_count(reply.lines[0] if reply.lines else b"", n, data)
+        if got < 0 or got > size:
+            # Framing lost (the parser's check, or a header that does not match): ask
+            # the modem again on the next read, once commands and replies are re-paired.
+            err = self.framing_lost(link, "socket %d: bad +USORD reply (asked %d bytes; "
+                                    "header %r, %s bytes followed)" % (
+                                        n, size, reply.lines[:1],
+                                        "no" if data is None else len(data)))
             if self._settings_lost():
                 raise OSError(errno.ECONNRESET, "socket %d: the modem rebooted" % n)
-            raise OSError(errno.EIO, "socket %d: bad +USORD reply (asked %d bytes): %r; "
-                          "data may be lost" % (n, size, reply.lines[:1]))
-        buf[:got] = data
+            raise err
+        if got:
+            buf[:got] = data
         if got == size:  # maybe more behind it
             link.rx_pending = True
         elif not got and link.peer_closed:
@@ -354,18 +359,21 @@ class SARAR4(LinkBackend, base.ModemBackend):
 
     def is_up(self):
         """The bearer is open and the modem did not reboot: an R4 announces no reboot
-        (no boot URC), so a supervisor's check asks (one AT+UDCONF=1)."""
+        (no boot URC), so a supervisor's check asks (one AT+CGEREP?)."""
         self.at.poll(0)
         return bool(self.net_open) and not self._settings_lost()
 
     def _settings_lost(self):
-        """HEX mode off means an unannounced reboot: counted, every socket reset (the
-        next connect runs ``start()``)."""
+        """+CGEV reporting off means an unannounced reboot: ``start()`` turns it on
+        (AT+CGEREP=1), a boot sets the default, 0. Counted, every socket reset (the next
+        connect runs ``start()``). (Our other settings do not tell: binary reads are
+        the R4's default, ATE0 has no read form, AT+CMEE=1 may be stored by AT&W.)"""
         try:
-            lines = self.at.command(b"AT+UDCONF=1", b"+UDCONF:", timeout_ms=_CMD_MS).lines
+            lines = self.at.command(b"AT+CGEREP?", b"+CGEREP:", timeout_ms=_CMD_MS).lines
         except (CommandError, CommandTimeout):
             return False
-        if lines and _ints(lines[0], 8) == [1, 0]:
+        values = _ints(lines[0], 8) if lines else None
+        if values and values[0] == 0:
             self.on_reboot()
             self.all_lost()
             return True
@@ -390,3 +398,16 @@ class SARAR4(LinkBackend, base.ModemBackend):
 
 def _first(values):
     return values[0] if values else None
+
+
+def _usord_count(line, n, data):
+    """The byte count of socket ``n``'s read reply, or -1 when it does not add up.
+    ``line`` is the reply line; ``data`` the payload the parser framed after it (None:
+    none). With bytes: ``+USORD: <s>,<count>`` (the header up to the opening quote);
+    without: ``+USORD: <s>,""``, the R4's answer when nothing is there."""
+    values = fields(line, 7)
+    if len(values) != 2 or uint(values[0]) != n:
+        return -1
+    if data is None:
+        return 0 if not values[1] and line.endswith(b'""') else -1
+    return len(data) if uint(values[1]) == len(data) else -1

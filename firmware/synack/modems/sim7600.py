@@ -72,7 +72,7 @@ _OPEN_ERRORS = {
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class SIM7600(LinkBackend, base.ModemBackend):
+class SIM7600(base.ModemBackend, LinkBackend):
     """A SIM7600 on a UART-like object. ``start()`` brings it online; then it serves
     as the backend of synack.socket (``synack.socket.use(modem)``)."""
 
