@@ -10,6 +10,7 @@ import errno
 
 import pytest
 
+from synack import connect
 from synack import socket as synsocket
 from synack import tcp
 from synack.modems import base
@@ -92,7 +93,7 @@ def test_a_reopen_past_the_connects_limit_is_etimedout_and_leaves_the_modem_usab
                            "ticks_add": staticmethod(lambda a, b: a + b),
                            "ticks_diff": staticmethod(lambda a, b: a - b),
                            "sleep_ms": staticmethod(lambda ms: None)})
-    monkeypatch.setattr(synsocket, "time", clock)
+    monkeypatch.setattr(connect, "time", clock)
     s = nonblocking(modem, limit_ms=1000)
     assert s.connect_done() is False
     now[0] = 1000

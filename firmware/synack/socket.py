@@ -58,6 +58,7 @@ from micropython import const
 
 from . import stream
 from . import tcp
+from .connect import Connect
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -172,10 +173,7 @@ class socket(_Stream):
         # (non-blocking, or blocking without settimeout); None: the backend's limit.
         self.connect_timeout_ms = None  # type: int | None
         self._peer = None  # type: Any  # (host, port) of the last connect()
-        self._connect_t0 = 0
-        self._connect_limit = None  # type: int | None
-        self._connect_pending = False  # started, outcome not known yet
-        self._prep = None  # type: Any  # the backend's connect_prepare() while it runs
+        self._attempt = None  # type: Any  # the connect.Connect in progress
         self._error = None  # type: Any  # a non-blocking connect's failure, seen by poll
 
     @property
@@ -259,58 +257,14 @@ class socket(_Stream):
             limit = self.connect_timeout_ms
             if limit is None:
                 limit = backend.connect_limit_ms
-        self._connect_t0 = time.ticks_ms()
-        self._connect_limit = limit
-        if self._timeout_ms == 0:
-            # what may take seconds first (a modem's bearer reopen), stepped by connect_done
-            self._prep = backend.connect_prepare(self, limit)
-            if self._prep is None and self._connect_start():
-                return
-            self._connect_pending = True
-            if self._prep is None or not self._connect_step(False):
-                raise OSError(errno.EINPROGRESS, "connect to %s:%d in progress" % (host, port))
+        nonblocking = self._timeout_ms == 0
+        self._attempt = Connect(self, backend, limit)
+        if self._attempted(self._attempt.begin, nonblocking):
             return
-        if self._connect_start():
-            return
-        self._connect_pending = True
+        if nonblocking:
+            raise OSError(errno.EINPROGRESS, "connect to %s:%d in progress" % (host, port))
         while not self._connect_step(True):
             pass
-
-    def _connect_start(self):
-        """The backend starts the handshake: whether it is established already."""
-        host, port = self._peer
-        self._handle, established = self._backend.connect_start(self, host, port,
-                                                                self._connect_limit)
-        return established
-
-    def _prepared(self):
-        """Advance the backend's preparation of a non-blocking connect; once it is done,
-        start the handshake. False while it is not done; raises its failure, or
-        ETIMEDOUT (the preparation given up) past the connect's limit."""
-        prep = self._prep
-        try:
-            done = prep.advance()
-        except BaseException:
-            self._prep = None
-            self._connect_pending = False
-            raise
-        limit = self._connect_limit
-        if not done:
-            if limit is None or time.ticks_diff(time.ticks_ms(), self._connect_t0) < limit:
-                return False
-            prep.cancel()
-            self._prep = None
-            self._connect_pending = False
-            raise OSError(errno.ETIMEDOUT, "connect to %s:%d: not ready within %d ms"
-                          % (self._peer[0], self._peer[1], limit))
-        self._prep = None
-        try:
-            if self._connect_start():
-                self._connect_pending = False
-        except BaseException:
-            self._connect_pending = False
-            raise
-        return True
 
     def connect_done(self):
         """After a non-blocking ``connect()``: False while the handshake is pending,
@@ -319,10 +273,10 @@ class socket(_Stream):
         times out after ``connect_timeout_ms`` (or the backend's own limit)."""
         if self._closed:
             raise _closed()
-        if self._handle is None and self._prep is None:
+        if self._handle is None and self._attempt is None:
             self._raise_error()
             raise OSError(errno.ENOTCONN, "no connect in progress (state %s)" % self.state)
-        if self._connect_pending:
+        if self._attempt is not None:
             try:
                 return self._connect_step(False)
             except _modem_error() as e:
@@ -337,33 +291,20 @@ class socket(_Stream):
             raise e
 
     def _connect_step(self, block):
-        """Ask the backend how the connect goes, waiting (``block``) at most until the
-        deadline; raise ETIMEDOUT (the backend abandons the attempt) once it passed."""
-        if self._prep is not None and not self._prepared():
-            return False
-        if not self._connect_pending:  # established as the preparation ended
-            return True
-        limit = self._connect_limit
-        left = None
-        if limit is not None:
-            left = limit - time.ticks_diff(time.ticks_ms(), self._connect_t0)
-        wait = left if block else 0
+        return self._attempted(self._attempt.step, block)
+
+    def _attempted(self, call, arg):
+        """``call(arg)``: the connect in progress begun or carried on (connect.Connect):
+        True once established, False while pending, its failure raised. Either way, an
+        attempt that ended is dropped."""
         try:
-            done = self._backend.connect_poll(self, 0 if wait is not None and wait < 0
-                                              else wait)
-        except OSError:
-            self._connect_pending = False  # failed: the backend released the handle
-            self._handle = None
+            done = call(arg)
+        except BaseException:
+            self._attempt = None
             raise
         if done:
-            self._connect_pending = False
-            return True
-        if limit is not None and time.ticks_diff(time.ticks_ms(), self._connect_t0) >= limit:
-            self._connect_pending = False
-            e = self._backend.connect_abort(self, limit)
-            self._handle = None
-            raise e
-        return False
+            self._attempt = None
+        return done
 
     def close(self):
         if self._closed:
@@ -380,10 +321,9 @@ class socket(_Stream):
                 self._handle = None
 
     def _connecting_cleanup(self):
-        if self._prep is not None:
-            self._prep.cancel()
-            self._prep = None
-        self._connect_pending = False
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
         self._rbuf = None
         self._rpos = self._rend = 0
 
@@ -391,10 +331,10 @@ class socket(_Stream):
     def _check_open(self):
         if self._closed:
             raise _closed()
-        if self._handle is None and self._prep is None:
+        if self._handle is None and self._attempt is None:
             self._raise_error()
             raise OSError(errno.ENOTCONN, "socket is not connected")
-        if self._connect_pending and not self._connect_step(False):
+        if self._attempt is not None and not self._connect_step(False):
             raise OSError(errno.EAGAIN, "connect still in progress")
 
     def _send(self, mv):
@@ -502,9 +442,9 @@ class socket(_Stream):
         """Which of ``flags`` (POLLIN, POLLOUT) hold now, plus POLLERR/POLLHUP."""
         if self._closed:
             return _POLLNVAL
-        if self._handle is None and self._prep is None:
+        if self._handle is None and self._attempt is None:
             return POLLERR | POLLHUP if self._error is not None else POLLHUP
-        if self._connect_pending:
+        if self._attempt is not None:
             try:
                 if not self._connect_step(False):
                     return 0
