@@ -8,6 +8,7 @@ task bringing a ModemLink up the same way; then run_async on the MicroPython uni
 from __future__ import annotations
 
 import asyncio
+import http.server
 import subprocess
 import time
 from pathlib import Path
@@ -45,9 +46,9 @@ def slow_bearer(rig: Rig, seconds: float = SLOW_S) -> None:
     rig.modem.bearer_open_steps = slowed
 
 
-async def ticking(bring_up) -> tuple[float, float]:
-    """Run ``bring_up()`` next to a task that wakes every 100 ms; (the bring-up's
-    duration, the ticker's largest gap between wake-ups), in seconds."""
+async def ticking(bring_up, tick_s=TICK_S) -> tuple[float, float]:
+    """Run ``bring_up()`` next to a task that wakes every ``tick_s`` (100 ms); (the
+    bring-up's duration, the ticker's largest gap between wake-ups), in seconds."""
     wakes: list[float] = []
     done = False
 
@@ -56,10 +57,10 @@ async def ticking(bring_up) -> tuple[float, float]:
             wakes.append(time.monotonic())
             if done:
                 return
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(tick_s)
 
     task = asyncio.create_task(ticker())
-    await asyncio.sleep(3 * TICK_S)
+    await asyncio.sleep(3 * tick_s)
     t0 = time.monotonic()
     try:
         await bring_up()
@@ -132,6 +133,51 @@ def test_a_blocking_request_stalls_the_loop_for_the_whole_reopen(rig):
         took, gap = asyncio.run(ticking(get))
     assert took >= SLOW_S and gap >= SLOW_S, (took, gap)
     assert rig.modem.bearer_reopens == 1
+
+
+def bulk_get_gap(client_cls, size=16384):
+    """A ``size``-byte GET with ``client_cls`` through a virtual SIM7600 paced at 115200
+    baud, next to a 10 ms ticker: (the body was right, the ticker's largest gap in s)."""
+    body = bytes(range(256)) * (size // 256)
+
+    class Bulk(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    rig = Rig("--baud", "115200")
+    client = client_cls(backend=rig.modem, connect_timeout_ms=10000, read_timeout_ms=10000)
+    got = []
+
+    async def get():
+        r = client.get(url(server, "/bulk"))
+        if client.is_async:
+            r = await r
+            got.append(await r.read())
+        else:
+            got.append(r.read())
+        client.close()
+
+    try:
+        with RealServer(Bulk) as server:
+            took, gap = asyncio.run(ticking(get, tick_s=0.01))
+    finally:
+        rig.close()
+    return got == [body], gap
+
+
+def test_an_async_bulk_read_holds_the_loop_one_at_exchange_at_a_time():
+    # each read is one AT+CIPRXGET (512 bytes: ~50 ms at 115200); the client gives way
+    # after each, so the ticker waits one exchange, never the whole 16 KiB (~1.5 s)
+    ok, gap = bulk_get_gap(AsyncClient)
+    assert ok and gap < 0.2, gap
+
+
+def test_a_blocking_bulk_read_holds_the_loop_for_the_whole_body():
+    ok, gap = bulk_get_gap(Client)
+    assert ok and gap > 1.0, gap
 
 
 def test_blocking_start_stalls_the_loop(rig):

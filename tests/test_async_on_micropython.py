@@ -188,3 +188,48 @@ def test_nonblocking_connect_on_the_unix_port(tmp_path):
     ], out
     assert lines[6] == "async ETIMEDOUT True True", out
     assert lines[8] == "then 200 b'hello /x'", out
+
+
+GIVE_WAY = """
+from synack import tasks
+
+async def worker(n, polite):
+    for _ in range(n):
+        time.sleep_ms(30)             # one AT exchange: the loop is held meanwhile
+        if polite:
+            await tasks.give_way()
+    return n
+
+async def run(polite):
+    wakes = []
+    done = []
+
+    async def ticker():
+        while not done:
+            wakes.append(time.ticks_ms())
+            await asyncio.sleep_ms(10)
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep_ms(30)
+    await worker(20, polite)
+    wakes.append(time.ticks_ms())     # the loop is free again: the last gap ends here
+    done.append(1)
+    await t
+    return max(time.ticks_diff(b, a) for a, b in zip(wakes, wakes[1:]))
+
+async def main():
+    print('polite', await run(True))
+    print('rude', await run(False))
+
+asyncio.run(main())
+"""
+
+
+def test_give_way_lets_a_due_task_run_between_exchanges_on_micropython(tmp_path):
+    """tasks.give_way() on MicroPython's own scheduler (sleep_ms(0)): a task due while a
+    30 ms "exchange" ran goes next, so a 10 ms ticker waits one exchange, not the twenty
+    of a worker that never gives way."""
+    out = run_micropython(GIVE_WAY, tmp_path).split()
+    polite, rude = int(out[1]), int(out[3])
+    assert polite < 30 + 25, out
+    assert rude >= 20 * 30, out

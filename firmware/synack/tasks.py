@@ -34,6 +34,20 @@ async def sleep_ms(ms):
         await asyncio.sleep(ms / 1000)
 
 
+async def give_way():
+    """Let the other tasks that are due run before this one goes on: after a socket call
+    that did not block but took its time (a modem's AT exchange: up to ~130 ms at
+    115200 baud), so that a run of them never holds the loop for a whole transfer.
+    MicroPython's scheduler orders tasks by due time, so ``sleep_ms(0)`` puts this one
+    behind every task already due. CPython's loop runs a timer's task one iteration
+    after the timer fires: ``sleep(0)`` would let another AT exchange in first, so this
+    task waits a timer too (0.1 ms, after the ones already due)."""
+    if hasattr(asyncio, "sleep_ms"):
+        await asyncio.sleep_ms(0)  # type: ignore[attr-defined]
+    else:
+        await asyncio.sleep(0.0001)
+
+
 async def poll(poller, polls=None, stop=None):
     """Run ``poller`` (a synack.poll.Poller) as a task; returns the number of polls.
     With a synack.http.aclient.AsyncClient as the poller's client the polls themselves

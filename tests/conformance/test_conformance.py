@@ -13,6 +13,10 @@ A dialect is tested here when it is in both tables (firmware ``modems.DRIVERS``,
 
 import errno
 import random
+import re
+import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -165,13 +169,65 @@ def test_network_loss_resets_sockets_and_the_next_connect_reopens_the_bearer(rig
     s2.close()
 
 
-def test_keepalive_is_the_modems_or_the_documented_fallback(rig, echo):
+KEEPALIVE_MINUTE_S = 2.0  # the virtual modem's keepalive minute: 2 s of host time
+
+
+def keepalive_timer_s(port):
+    """The keepalive timer (s) of the established TCP socket to 127.0.0.1:``port`` on
+    this host, as ``ss -tno`` shows it (``timer:(keepalive,1.9sec,0)``): the virtual
+    modem's link socket; None when it has no keepalive timer."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "dst",
+                          "127.0.0.1:%d" % port], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    found = re.search(r"timer:\(keepalive,([\d.]+)(ms|sec|min)", out)
+    if found is None:
+        return None
+    value, unit = float(found.group(1)), found.group(2)
+    return value / 1000 if unit == "ms" else value * 60 if unit == "min" else value
+
+
+def test_keepalive_is_the_modems_or_the_documented_fallback(make_rig, echo):
+    # "modem": the modem's own TCP keepalive, seen on its real socket (the virtual
+    # modem's host socket has the keepalive timer, within the idle time asked);
+    # "probe": the documented fallback, a synack.heartbeat, notices a silent peer
+    # within idle + misses x timeout over this dialect's links
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (Debian package iproute2) to see the modem's socket")
+    rig = make_rig("--keepalive-minute", str(KEEPALIVE_MINUTE_S))
+    plain = rig.socket()
+    plain.connect(("127.0.0.1", echo.port))
+    assert roundtrip(plain, b"no keepalive") == b"no keepalive"
+    assert keepalive_timer_s(echo.port) is None     # so the check below can fail
+    plain.close()
     s = rig.socket()
-    mechanism = s.keepalive(idle=120, interval=60, count=3)
-    assert mechanism in ("modem", "probe")     # "probe": run a synack.heartbeat instead
+    mechanism = s.keepalive(idle=60, interval=60, count=3)   # 1 minute idle, per dialect
+    if mechanism == "probe":
+        s.close()
+        dead_peer_found_by_the_heartbeat(rig)
+        return
+    assert mechanism == "modem", mechanism
     s.connect(("127.0.0.1", echo.port))
     assert roundtrip(s, b"alive") == b"alive"
+    timer = keepalive_timer_s(echo.port)
     s.close()
+    assert timer is not None, "the modem's link socket has no keepalive timer"
+    assert 0 < timer <= KEEPALIVE_MINUTE_S + 0.5, timer
+
+
+def dead_peer_found_by_the_heartbeat(rig):
+    from synack import heartbeat as hbm
+    from synack_host.hil.middlebox import heartbeat_server
+
+    with ScriptedServer(heartbeat_server(answer=False)) as silent:
+        s = rig.socket()
+        s.connect(("127.0.0.1", silent.port))
+        hb = hbm.Heartbeat(idle_ms=500, timeout_ms=500, misses=2)
+        t0 = time.monotonic()
+        result = hbm.Driver(s, hb, lambda line: None, poll_ms=50).run(duration_ms=10000)
+        took = time.monotonic() - t0
+        s.close()
+    assert result == "dead" and hb.pings_sent == 2, (result, hb.pings_sent)
+    assert took <= 0.5 + 2 * 0.5 + 1.0, took   # + 1 s: the modem's read round trips
 
 
 # -- every runtime fault: only OSError escapes, and the next connection works -------------

@@ -33,7 +33,9 @@ that poll only reads the UART for the ``+CIPOPEN`` URC, no AT round trip) for at
 What still blocks the event loop, bounded: the name lookup of a new connection (the
 native stack's getaddrinfo), each AT command of a modem backend (``AT+CIPOPEN`` until
 its OK, one send of up to 1460 bytes, one read), and closing a native connection (its
-four-way close waits up to 2 s for the peer's FIN; servers answer at once).
+four-way close waits up to 2 s for the peer's FIN; servers answer at once). After every
+read or send the client gives way (``tasks.give_way``), so a bulk transfer holds the
+loop for one AT exchange at a time, not for the whole body (bench/bench_async.py).
 """
 
 import errno
@@ -249,10 +251,13 @@ class AsyncClient(BaseClient):
         pause = 1
         while True:
             try:
-                return op(arg)
+                done = op(arg)
             except OSError as e:
                 if e.args[0] != errno.EAGAIN:
                     raise
+            else:
+                await tasks.give_way()  # a modem's op is an AT exchange: others run between
+                return done
             waited = time.ticks_diff(now(), start)
             if wait is not None and waited >= wait:
                 raise self._timed_out(wait, op_ms, text)
