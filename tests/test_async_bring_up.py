@@ -331,6 +331,20 @@ class AsyncLink:
         await asyncio.sleep(self.take_s)
 
 
+def online_then_stopped(sup):
+    """Run ``sup`` as a task until it is online (2 s at most), stop it: its final state."""
+    async def main():
+        task = asyncio.create_task(tasks.supervise(sup))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if sup.online:
+                break
+        sup.stop()
+        return await asyncio.wait_for(task, 2)
+
+    return asyncio.run(main())
+
+
 class Session:
     def __init__(self):
         self.calls = []
@@ -350,17 +364,7 @@ def test_the_supervisor_task_awaits_the_reinit_after_failures():
     session = Session()
     sup = Supervisor(link, [session], base_ms=20, cap_ms=50, check_ms=20, reinit_after=1,
                      seed=1)
-
-    async def main():
-        task = asyncio.create_task(tasks.supervise(sup))
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if sup.online:
-                break
-        sup.stop()
-        return await asyncio.wait_for(task, 2)
-
-    assert asyncio.run(main()) == "OFFLINE"
+    assert online_then_stopped(sup) == "OFFLINE"
     assert link.calls[:3] == ["up_async", "reinit_async", "up_async"], link.calls
     assert (sup.reinits, sup.connects, sup.failures) == (1, 1, {"OSError": 1})
 
@@ -368,17 +372,7 @@ def test_the_supervisor_task_awaits_the_reinit_after_failures():
 def test_the_supervisor_counts_an_awaited_failure_and_backs_off():
     link = AsyncLink(fail=2)
     sup = Supervisor(link, base_ms=20, cap_ms=50, check_ms=20, seed=1)
-
-    async def main():
-        task = asyncio.create_task(tasks.supervise(sup))
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if sup.online:
-                break
-        sup.stop()
-        return await asyncio.wait_for(task, 2)
-
-    assert asyncio.run(main()) == "OFFLINE"
+    assert online_then_stopped(sup) == "OFFLINE"
     assert link.calls[:3] == ["up_async"] * 3
     assert (sup.attempts, sup.connects, sup.failures) == (3, 1, {"OSError": 2})
     assert isinstance(sup.last_error, OSError)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from test_async_bring_up import online_then_stopped
+
 from synack import tasks
 from synack.http.client import Client
 from synack.native import NativeBackend
@@ -60,17 +62,7 @@ class FlakyLink:
 def test_supervisor_task_backs_off_then_comes_online():
     link = FlakyLink()
     sup = Supervisor(link, base_ms=30, cap_ms=100, check_ms=20, seed=1)
-
-    async def main():
-        task = asyncio.create_task(tasks.supervise(sup))
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if sup.online:
-                break
-        sup.stop()
-        return await asyncio.wait_for(task, 2)
-
-    final = asyncio.run(main())
+    final = online_then_stopped(sup)
     assert link.calls == 3 and sup.connects == 1
     assert sup.failures and sum(sup.failures.values()) == 2
     assert final == "OFFLINE" and sup.state == OFFLINE
