@@ -2,8 +2,9 @@
 answers as the SIM800 AT manual says, in-process (tests/farmodem.py): the bring-up and
 each of its failures, every URC (the unprefixed ``<n>, CLOSED`` ones included, and
 garbled ones), connect outcomes (CONNECT OK / CONNECT FAIL / ALREADY CONNECT / ERROR /
-no answer), sends (SEND OK / SEND FAIL / ERROR), reads and their framing, close, the
-bearer reopened after ``+PDP: DEACT``, and DNS by ``+CDNSGIP`` URC."""
+no answer), sends in quick send mode (DATA ACCEPT with its count, short or garbled;
+SEND OK / SEND FAIL / ERROR), reads and their framing, close, the bearer reopened after
+``+PDP: DEACT``, and DNS by ``+CDNSGIP`` URC."""
 
 import errno
 
@@ -13,20 +14,35 @@ from synack import keepalive
 from synack import socket as synsocket
 from synack.at.driver import Channel
 from synack.at.engine import Engine
+from synack.at.errors import CommandError
 from synack.at.parser import Parser
 from synack.modems import base, sim800
 
 import farmodem
-from farmodem import (ACTIVE_CLOSE, OK, PASSIVE_CLOSE, POLLERR, POLLHUP, POLLIN, Prompted,
-                      arg, events, oserror, prompted, read, sock_on, urc)
+from farmodem import (ACTIVE_CLOSE, OK, PASSIVE_CLOSE, POLLERR, POLLHUP, POLLIN, arg,
+                      events, oserror, prompted, read, sock_on, urc)
 
 
 def cipstart(word=b"CONNECT OK"):
     return lambda line: OK + b"\r\n%d, %s\r\n" % (arg(line, 0), word)
 
 
-def cipsend(result=b"SEND OK"):
+def cipsend(accepted=None):
+    """Quick send: ``DATA ACCEPT:<n>,<length>`` after the payload, the modem taking at
+    most ``accepted`` bytes of it (None: all)."""
+    return prompted(b"\r\n> ", lambda link, size: b"\r\nDATA ACCEPT:%d,%d\r\n"
+                    % (link, min(size, accepted or size)))
+
+
+def cipsend_result(result):
+    """``<n>, SEND OK`` / ``<n>, SEND FAIL`` after the payload (normal mode's words)."""
     return prompted(b"\r\n> ", lambda link, size: b"\r\n%d, %s\r\n" % (link, result))
+
+
+def cipsend_says(*lines):
+    """``lines`` after the payload, whatever the send."""
+    return prompted(b"\r\n> ", lambda link, size: b"".join(
+        b"\r\n" + line + b"\r\n" for line in lines))
 
 
 def cipclose(line):
@@ -41,11 +57,12 @@ def rxget(data, rest=0):
 
 BEARER = [b"AT+CIPSHUT", b"AT+CIPMUX=1", b"AT+CIPRXGET=1", b'AT+CSTT="internet","",""',
           b"AT+CIICR", b"AT+CIFSR"]
-START_COMMANDS = farmodem.START + [b"AT+CREG?"] + BEARER
+START_COMMANDS = farmodem.START + [b"AT+CREG?", b"AT+CIPQSEND=1"] + BEARER
 BRING_UP = {
     **farmodem.READY,
     b"AT+CSQ": b"\r\n+CSQ: 17,0\r\n" + OK,
     b"AT+CEREG?": b"\r\nERROR\r\n",            # AT+CEREG? (LTE) is an ERROR on 2G
+    b"AT+CIPQSEND=1": OK,
     b"AT+CIPSHUT": b"\r\nSHUT OK\r\n",
     b"AT+CIPMUX=1": OK, b"AT+CIPRXGET=1": OK, b'AT+CSTT="internet","",""': OK,
     b"AT+CIICR": OK, b"AT+CIFSR": b"\r\n10.64.0.2\r\n",
@@ -75,6 +92,23 @@ def test_start_brings_the_modem_up_in_the_manuals_order():
     assert not modem.at.needs_resync and not modem.at.engine.busy
     sock_on(modem).connect(("10.0.0.1", 80))
     assert far.commands[-1] == b'AT+CIPSTART=0,"TCP","10.0.0.1",80'
+
+
+def test_start_sets_quick_send_after_registration_before_the_bearer():
+    far = Far()
+    modem_on(far).start(register_timeout_ms=100)
+    assert far.commands.count(b"AT+CIPQSEND=1") == 1
+    i = far.commands.index(b"AT+CIPQSEND=1")
+    assert far.commands[i - 1] == b"AT+CREG?" and far.commands[i + 1] == b"AT+CIPSHUT"
+
+
+def test_quick_send_refused_stops_the_bring_up_naming_it():
+    far = Far({b"AT+CIPQSEND=1": b"\r\nERROR\r\n"})
+    modem = modem_on(far)
+    with pytest.raises(base.SettingRefused) as exc:
+        modem.start(register_timeout_ms=100)
+    assert str(exc.value) == "modem refused a setting: AT+CIPQSEND=1 -> ERROR"
+    assert b"AT+CIPSHUT" not in far.commands and not modem.net_open
 
 
 def test_start_enters_the_pin_when_the_sim_asks_for_it():
@@ -462,16 +496,62 @@ def test_reset_is_cfun_1_1_and_waits_for_rdy():
 
 
 # -- send -------------------------------------------------------------------------------------
-def test_send_writes_the_payload_and_returns_its_size_on_send_ok():
+def test_send_returns_on_data_accept_with_its_count():
     far, modem, s = connected()
     assert s.send(b"hello") == 5
     assert far.commands[-1] == b"AT+CIPSEND=0,5" and far.payloads == [b"hello"]
+    assert not modem.at.needs_resync and modem.at.engine.unexpected == 0
 
 
-def test_send_ok_without_a_space_is_fine_too():
-    far, modem, s = connected({b"AT+CIPSEND=": lambda line: Prompted(
-        b"\r\n> ", 2, lambda p: b"\r\n0,SEND OK\r\n")})
-    assert s.send(b"hi") == 2
+def test_a_short_data_accept_count_is_what_send_returns():
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend(accepted=3)})
+    assert s.send(b"hello") == 3
+    assert far.payloads == [b"hello"]
+
+
+def test_sendall_sends_again_what_the_modem_did_not_accept():
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend(accepted=2)})
+    s.sendall(b"hello")
+    assert far.commands[-3:] == [b"AT+CIPSEND=0,5", b"AT+CIPSEND=0,3", b"AT+CIPSEND=0,1"]
+    assert far.payloads == [b"hello", b"llo", b"o"]
+
+
+@pytest.mark.parametrize("line", [b"DATA ACCEPT: 0,5", b"DATA ACCEPT:0, 5"])
+def test_data_accept_with_spaces_is_taken(line):
+    # the SIM900 manual writes "DATA ACCEPT: <n>,<length>"
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend_says(line)})
+    assert s.send(b"hello") == 5
+
+
+@pytest.mark.parametrize("line", [
+    b"DATA ACCEPT:1,5",        # another link
+    b"DATA ACCEPT:0,6",        # more than was sent
+    b"DATA ACCEPT:0,0",        # nothing: sendall would spin
+    b"DATA ACCEPT:0,5x", b"DATA ACCEPT:0", b"DATA ACCEPT:0,5,5", b"DATA ACCEPT:",
+    b"DATA ACCEPT:O,5", b"DATA ACCEPT:0,-5"])
+def test_a_garbled_data_accept_is_eio_and_the_next_send_resyncs(line):
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend_says(line)})
+    e = oserror(s.send, b"hello")
+    assert e.errno == errno.EIO
+    assert e.args[1] == ("link 0: garbled or foreign %r after a send of 5 bytes; data may "
+                         "be lost" % line)
+    assert modem.at.needs_resync and s.state == "ESTABLISHED"
+    far.replies[b"AT+CIPSEND="] = cipsend()
+    assert s.send(b"again") == 5
+    assert far.commands[-2:] == [b"AT", b"AT+CIPSEND=0,5"] and not modem.at.needs_resync
+
+
+def test_urcs_during_a_send_are_handled_and_do_not_end_it():
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend_says(b"+CIPRXGET: 1,0",
+                                                           b"DATA ACCEPT:0,2")})
+    assert s.send(b"hi") == 2 and modem.links[0].rx_pending
+
+
+@pytest.mark.parametrize("result", [b"0, SEND OK", b"0,SEND OK"])
+def test_send_ok_of_normal_mode_still_counts_every_byte(result):
+    # a modem that lost the setting (rebooted unseen) answers as in normal mode
+    far, modem, s = connected({b"AT+CIPSEND=": cipsend_says(result)})
+    assert s.send(b"hi") == 2 and not modem.at.needs_resync
 
 
 def test_send_takes_at_most_1460_bytes_a_time():
@@ -487,7 +567,7 @@ def test_send_of_nothing_sends_nothing():
 
 
 @pytest.mark.parametrize("answer, text", [
-    (cipsend(b"SEND FAIL"), "link 0: AT+CIPSEND=0,3 -> 0, SEND FAIL"),
+    (cipsend_result(b"SEND FAIL"), "link 0: AT+CIPSEND=0,3 -> 0, SEND FAIL"),
     (b"\r\nERROR\r\n", "link 0: AT+CIPSEND=0,3 -> ERROR")])
 def test_send_failed_is_a_reset(answer, text):
     far, modem, s = connected({b"AT+CIPSEND=": answer})
@@ -495,12 +575,19 @@ def test_send_failed_is_a_reset(answer, text):
     assert e.errno == errno.ECONNRESET and e.args[1] == text
 
 
-def test_send_without_a_prompt_times_out_after_30_s(fast_clock):
-    far, modem, s = connected({b"AT+CIPSEND=": None})
+@pytest.mark.parametrize("answer, detail", [
+    (None, " (no '>' prompt)"),                              # no prompt
+    (cipsend_says(), ""),                                     # no DATA ACCEPT
+])
+def test_send_unanswered_times_out_after_10_s(fast_clock, answer, detail):
+    # DATA ACCEPT needs no network round trip: 10 s, not a round trip's worst case
+    far, modem, s = connected({b"AT+CIPSEND=": answer})
     t0 = fast_clock.now
     e = oserror(modem.send, s, memoryview(b"abc"), None)
-    assert e.errno == errno.ETIMEDOUT and "no '>' prompt" in e.args[1]
-    assert 30000 <= fast_clock.now - t0 < 32000
+    assert e.errno == errno.ETIMEDOUT
+    assert e.args[1] == "link 0: AT+CIPSEND=0,3: no answer within 10000 ms" + detail
+    assert 10000 <= fast_clock.now - t0 < 11000
+    assert modem.at.needs_resync
 
 
 def test_send_after_the_peer_closed_is_enotconn():

@@ -77,6 +77,11 @@ class PDPError(BringUpError):
     pass
 
 
+class SettingRefused(BringUpError):
+    """A dialect's setting after registration (``configure_steps``: PDP context, socket
+    modes) was answered with an error or not at all."""
+
+
 class MalformedReply(BringUpError):
     """The modem answered, but not in the documented form (line noise, a firmware that
     differs from the manual)."""
@@ -294,7 +299,10 @@ class ModemBackend:
         yield from check_sim_steps(self.pin)
         self.rssi_dbm = yield from signal_dbm_steps()
         yield from wait_registered_steps(register_timeout_ms)
-        yield from self.configure_steps()
+        try:
+            yield from self.configure_steps()
+        except (CommandError, CommandTimeout) as e:  # a setting refused: name the step
+            raise SettingRefused("modem refused a setting: %s" % e)
         self.started()  # the boot URCs are behind us: a later one means settings lost
         yield from self.bearer_open_steps()
 

@@ -11,10 +11,13 @@ What differs from the SIM7600, and how the AT layer takes it:
   FAIL`` / ``<n>, ALREADY CONNECT`` (after AT+CIPSTART's OK) and ``<n>, CLOSED`` (the
   peer closed). They are URCs by their prefixes ``0,`` .. ``5,``; no reply of a command
   this driver sends starts that way.
-- AT+CIPSEND ends with ``<n>, SEND OK`` / ``<n>, SEND FAIL``, AT+CIPCLOSE with ``<n>,
-  CLOSE OK`` and AT+CIPSHUT with ``SHUT OK`` instead of ``OK``: final result codes of
-  the parser (``FINALS``), the OK ones successes of the engine (``SUCCESS``). A channel
-  given to the constructor must be made with both.
+- Quick send (AT+CIPQSEND=1): AT+CIPSEND ends with ``DATA ACCEPT:<n>,<length>`` once
+  the modem holds the data, not with ``<n>, SEND OK`` after the peer's ACK (a network
+  round trip). Numbers in it: no entry of the parser's table, but a ``lone_line`` reply
+  with that prefix. ``<n>, SEND FAIL`` and ``<n>, SEND OK`` (normal mode) still end it.
+- AT+CIPCLOSE ends with ``<n>, CLOSE OK``, AT+CIPSHUT with ``SHUT OK``: final result
+  codes of the parser (``FINALS``, with the SEND ones), successes of the engine
+  (``SUCCESS``). A channel given to the constructor must be made with both.
 - AT+CIFSR prints the address with no final result code: ``lone_line`` (at/engine.py).
 - The bearer is AT+CSTT / AT+CIICR / AT+CIFSR, reopened after ``+PDP: DEACT`` (the
   network dropped it) from AT+CIPSHUT on, by the next connect (base.ModemBackend).
@@ -45,7 +48,7 @@ LINKS = const(6)
 MAX_SEND = const(1460)   # AT+CIPSEND? reports the size per link (1460 on GPRS)
 MAX_READ = const(1460)   # AT+CIPRXGET=2: <reqlength> 1..1460
 _CMD_MS = const(5000)
-_SEND_MS = const(30000)  # SEND OK comes once the peer acknowledged the data
+_SEND_MS = const(10000)  # DATA ACCEPT: the UART's time (1460 B: 1.5 s at 9600), no RTT
 _CLOSE_MS = const(15000)
 _SHUT_MS = const(65000)  # manual: AT+CIPSHUT up to 65 s
 _CIICR_MS = const(85000)  # manual: AT+CIICR up to 85 s
@@ -57,6 +60,7 @@ URCS = (b"+CIPRXGET: 1,",) + _LINK_PREFIXES + (
     b"+PDP: DEACT", b"+CDNSGIP:", b"RDY", b"+CPIN:", b"+CFUN:", b"Call Ready",
     b"SMS Ready", b"+CREG:", b"+CGREG:")
 FRAMED = ((b"+CIPRXGET: 2,", 1),)
+_ACCEPT = b"DATA ACCEPT:"  # quick send's answer: DATA ACCEPT:<n>,<length>
 
 
 def _link_results(*words):
@@ -82,7 +86,7 @@ def _ignore(line):
     return None
 
 
-class SIM800(LinkBackend, base.ModemBackend):
+class SIM800(base.ModemBackend, LinkBackend):
     """A SIM800 on a UART-like object. ``start()`` brings it online; then it serves as
     the backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -142,6 +146,11 @@ class SIM800(LinkBackend, base.ModemBackend):
             self._dns = line
 
     # -- bring-up ----------------------------------------------------------------
+    def configure_steps(self):
+        """(base.ModemBackend.start) Quick send: a send returns once the modem holds
+        the data, not a network round trip later (again after a reboot: start())."""
+        yield command(b"AT+CIPQSEND=1")
+
     def bearer_open_steps(self):
         """From whatever state the TCP/IP stack is in: AT+CIPSHUT (IP INITIAL), the
         multi-link and manual-receive modes, then APN, GPRS context, local address."""
@@ -247,20 +256,28 @@ class SIM800(LinkBackend, base.ModemBackend):
                        % (sock.peer[0], sock.peer[1], n, text))
 
     def send(self, sock, data, timeout_ms):
-        """Send up to MAX_SEND bytes of ``data``; returns how many the modem sent
-        (``<n>, SEND OK``: all of them)."""
+        """Send up to MAX_SEND bytes of ``data``; returns how many the modem took: the
+        count of ``DATA ACCEPT:<n>,<length>`` (quick send), all of them on ``<n>, SEND
+        OK`` (normal mode). A DATA ACCEPT that does not match the send is EIO."""
         n, link = self.sending_link(sock)
         size = min(len(data), MAX_SEND)
         if not size:
             return 0
         try:
-            self.at.command(("AT+CIPSEND=%d,%d" % (n, size)).encode(),
-                            payload=bytes(data[:size]), timeout_ms=_SEND_MS)
-        except CommandTimeout as e:  # no prompt or no SEND OK: resync next time
+            lines = self.at.command(
+                ("AT+CIPSEND=%d,%d" % (n, size)).encode(), _ACCEPT,
+                payload=bytes(data[:size]), lone_line=True, timeout_ms=_SEND_MS).lines
+        except CommandTimeout as e:  # no prompt, no DATA ACCEPT: resync next time
             raise OSError(errno.ETIMEDOUT, "link %d: %s" % (n, e))
         except CommandError as e:    # ERROR or "<n>, SEND FAIL": the link is broken
             raise OSError(errno.ECONNRESET, "link %d: %s" % (n, e))
-        return size
+        if not lines:
+            return size              # "<n>, SEND OK" (normal mode): all of it
+        values = base.parse_ints(lines[-1], len(_ACCEPT))
+        if not values or len(values) != 2 or values[0] != n or not 0 < values[1] <= size:
+            raise self.framing_lost(link, "link %d: garbled or foreign %r after a send "
+                                    "of %d bytes" % (n, lines[-1], size))
+        return values[1]
 
     def read_link(self, n, link, buf):
         return simcom.ciprxget(self, n, link, buf, MAX_READ)

@@ -7,7 +7,9 @@ What a link does, whatever the dialect calls it:
   up after ``connect_timeout``;
 * hold what arrives in a receive buffer of at most ``RX_CAP`` bytes; when it is full the
   socket is no longer read, so TCP flow control stops the peer (nothing is dropped);
-* queue what the host sends and confirm each send once the kernel took all of it;
+* queue what the host sends and confirm each send once the kernel took all of it, or
+  (``confirm_acked``) once the peer acknowledged all of it; a send made with
+  ``confirm=False`` is never confirmed (a modem that answered it at once);
 * close gracefully when the host asks: our FIN after the pending data, then up to
   ``CLOSE_WAIT_S`` for the peer's FIN; a peer's FIN or reset, an unanswered keepalive,
   or the network (a fault) ends a link the other way (``PEER_CLOSED``: what was received
@@ -26,8 +28,11 @@ from __future__ import annotations
 
 import collections
 import errno
+import fcntl
 import selectors
 import socket
+import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -35,6 +40,7 @@ from typing import Protocol
 
 RX_CAP = 64 * 1024            # bytes held per link; then the socket is not read (no loss)
 CLOSE_WAIT_S = 2.0            # a host close waits this long for the peer's FIN
+ACK_POLL_S = 0.005            # confirm_acked: how often the peer's ACKs are looked for
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 # Why a link ended (SIMCom's +IPCLOSE numbers; other dialects word them their own way).
@@ -112,7 +118,9 @@ class Link:
         self.tx = bytearray()
         self.tx_sent = 0          # bytes handed to the kernel so far
         self.tx_accepted = 0      # bytes the host has sent so far
+        # the sends to confirm: (tx_accepted after it, its size), in order
         self.unconfirmed: collections.deque[tuple[int, int]] = collections.deque()
+        self.ack_poll = False     # confirm_acked: a look for the peer's ACKs is due
         self.fin_sent = False
         self.data_urc_armed = True   # the data URC is due on the next arrival
         self.callback: Callable[[int], None] | None = None
@@ -140,10 +148,14 @@ class LinkOwner(Protocol):
 class LinkStack:
     """The links of one modem, numbered from ``ids``."""
 
-    def __init__(self, owner: LinkOwner, ids: range, connect_timeout: float = 20.0):
+    def __init__(self, owner: LinkOwner, ids: range, connect_timeout: float = 20.0,
+                 confirm_acked: bool = False):
         self.owner = owner
         self.ids = ids
         self.connect_timeout = connect_timeout
+        # a send is confirmed once the peer acknowledged it (SIM800 SEND OK), not once
+        # the kernel took it
+        self.confirm_acked = confirm_acked
         self.links: dict[int, Link] = {}
         self._abandoned: list[socket.socket] = []
 
@@ -213,17 +225,18 @@ class LinkStack:
         self.owner.link_connect_failed(link, timed_out)
 
     # -- data ----------------------------------------------------------------------------
-    def send(self, link: Link, data: bytes) -> None:
-        """Queue ``data``; ``link_sent(ok=True)`` once the kernel took all of it."""
+    def send(self, link: Link, data: bytes, confirm: bool = True) -> None:
+        """Queue ``data``; ``link_sent(ok=True)`` once the kernel took all of it (the
+        peer acknowledged it: ``confirm_acked``), unless not ``confirm``."""
         link.tx += data
-        self._accept(link, len(data))
+        self._accept(link, len(data), confirm)
         self._flush_tx(link)
         self._rewatch(link)
 
-    def send_lost(self, link: Link, size: int) -> None:
+    def send_lost(self, link: Link, size: int, confirm: bool = True) -> None:
         """A send the modem accepted but never sends (the send-fail fault): the link
         ends as after a sending timeout, and its peer hears nothing."""
-        self._accept(link, size)
+        self._accept(link, size, confirm)
         self.end(link, CLOSED_BY_TIMEOUT, abandon=True)
 
     def read(self, link: Link, limit: int) -> bytes:
@@ -236,9 +249,39 @@ class LinkStack:
         self._rewatch(link)
         return chunk
 
-    def _accept(self, link: Link, size: int) -> None:
+    def _accept(self, link: Link, size: int, confirm: bool) -> None:
         link.tx_accepted += size
-        link.unconfirmed.append((link.tx_accepted, size))
+        if confirm:
+            link.unconfirmed.append((link.tx_accepted, size))
+
+    def _confirm(self, link: Link) -> None:
+        """``link_sent(ok=True)`` for the sends that went (were acknowledged); while
+        some went to the kernel unacknowledged, look again every ACK_POLL_S."""
+        done = self.acked(link) if self.confirm_acked else link.tx_sent
+        while link.unconfirmed and link.unconfirmed[0][0] <= done:
+            self.owner.link_sent(link, link.unconfirmed.popleft()[1], ok=True)
+        if (link.unconfirmed and link.unconfirmed[0][0] <= link.tx_sent
+                and not link.ack_poll):
+            link.ack_poll = True
+            self.owner.later(ACK_POLL_S, lambda: self._ack_poll(link))
+
+    def _ack_poll(self, link: Link) -> None:
+        link.ack_poll = False
+        if self.links.get(link.n) is link and link.sock is not None:
+            self._confirm(link)
+
+    @staticmethod
+    def acked(link: Link) -> int:
+        """Bytes of the link the peer acknowledged: those handed to the kernel less
+        those still in its send queue (SIOCOUTQ: unsent and unacknowledged). Where the
+        kernel cannot tell (not Linux, the socket gone), all that it took."""
+        if link.sock is None:
+            return link.tx_sent
+        try:
+            held = struct.unpack("i", fcntl.ioctl(link.sock, termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return link.tx_sent
+        return link.tx_sent - held
 
     def _fail_unconfirmed(self, link: Link) -> None:
         while link.unconfirmed:
@@ -372,8 +415,7 @@ class LinkStack:
                 return self.end(link, CLOSED_BY_PEER)
             del link.tx[:sent]
             link.tx_sent += sent
-        while link.unconfirmed and link.unconfirmed[0][0] <= link.tx_sent:
-            self.owner.link_sent(link, link.unconfirmed.popleft()[1], ok=True)
+        self._confirm(link)
         if (link.state is LinkState.CLOSING and not link.tx and not link.fin_sent
                 and link.sock is not None):
             link.fin_sent = True

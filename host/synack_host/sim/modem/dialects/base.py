@@ -41,6 +41,9 @@ class Dialect(CellularModem):
     connect_errors = (0, 0)
     data_words = ""
     extra_faults: dict[str, Fault] = {}
+    # link_sent once the peer acknowledged a send (SIM800 SEND OK), not once the kernel
+    # took it (links.LinkStack's confirm_acked)
+    confirm_acked = False
     fault_table = fault_table(Wording())
 
     def __init_subclass__(cls, **kwargs) -> None:
@@ -56,7 +59,7 @@ class Dialect(CellularModem):
             raise ValueError("keepalive minute must be positive")
         self.connect_timeout = connect_timeout
         self.keepalive_minute = keepalive_minute   # tests shorten the keepalive unit
-        self.links = LinkStack(self, self.link_ids, connect_timeout)
+        self.links = LinkStack(self, self.link_ids, connect_timeout, self.confirm_acked)
         super().__init__(**options)
         # data-arrival URCs to swallow: every one (--drop-data-urcs) or a few (lose-urc)
         self.armed = Armed(drop_data_urcs=drop_data_urcs)
@@ -122,13 +125,14 @@ class Dialect(CellularModem):
         if self.armed.send_interruptions:
             self.links.end(link, self.armed.send_interruptions.pop(0))
 
-    def transmit(self, link: Link, data: bytes) -> None:
-        """Send ``data`` on an open link. send-fail: accepted, never sent, and the link
-        ends as after a sending timeout; the peer hears nothing, as when the radio path
-        stops carrying the data."""
+    def transmit(self, link: Link, data: bytes, confirm: bool = True) -> None:
+        """Send ``data`` on an open link; ``link_sent`` tells its outcome unless not
+        ``confirm`` (a send the dialect answered already). send-fail: accepted, never
+        sent, and the link ends as after a sending timeout; the peer hears nothing, as
+        when the radio path stops carrying the data."""
         if self.armed.take("sends_to_fail"):
-            return self.links.send_lost(link, len(data))
-        self.links.send(link, data)
+            return self.links.send_lost(link, len(data), confirm)
+        self.links.send(link, data, confirm)
 
     def read_reply(self, head: bytes, body: bytes, tail: bytes = b"") -> None:
         """A read command's answer: ``head``, the data, ``tail``, OK. truncate-read: the

@@ -10,14 +10,23 @@ state, network loss goes to PDP DEACT (``+PDP: DEACT``, every link dropped silen
 ``AT+CIPMUX=1`` works in IP INITIAL only, as on the modem.
 
 Link words: ``<n>, CONNECT OK`` / ``<n>, CONNECT FAIL`` / ``<n>, ALREADY CONNECT`` after
-AT+CIPSTART's OK; AT+CIPSEND's ``> `` prompt, then ``<n>, SEND OK`` (or ``<n>, SEND
-FAIL``) as its final result once the data went out (``AT+CIPQSEND=0``); ``<n>,
-CLOSED`` when the peer or the network ends a link; AT+CIPCLOSE closes gracefully (our
-FIN, then the peer's) and answers ``<n>, CLOSE OK`` when done, ERROR for a link that is
-not open (one the peer closed is forgotten with its data). ``AT+CIPRXGET=2,<n>,<len>``
-reads ``+CIPRXGET: 2,<n>,<read>,<rest>`` + bytes + OK, an open link with nothing held
-giving a zero-length read. Not emulated: single-connection and transparent modes, push
-receive (``AT+CIPRXGET=0``), quick send (``AT+CIPQSEND=1``), UDP, servers, SSL.
+AT+CIPSTART's OK; AT+CIPSEND's ``> `` prompt, then as its final result:
+
+- normal mode (``AT+CIPQSEND=0``, after a power-on): ``<n>, SEND OK`` once the peer
+  acknowledged every byte of it (the kernel's send queue tells: links.py
+  ``confirm_acked``), ``<n>, SEND FAIL`` if the link ends first;
+- quick send (``AT+CIPQSEND=1``): ``DATA ACCEPT:<n>,<length>`` as soon as the payload
+  was handed on to the link's socket, whatever the peer does; the send-fail fault is a
+  ``<n>, SEND FAIL`` instead (the manual lists it in both modes), then ``<n>, CLOSED``.
+  ``AT+CIPACK=<n>`` tells what the peer has not acknowledged yet: ``+CIPACK: <txlen>,
+  <acklen>,<nacklen>``.
+
+``<n>, CLOSED`` when the peer or the network ends a link; AT+CIPCLOSE closes gracefully
+(our FIN, then the peer's) and answers ``<n>, CLOSE OK`` when done, ERROR for a link
+that is not open (one the peer closed is forgotten with its data).
+``AT+CIPRXGET=2,<n>,<len>`` reads ``+CIPRXGET: 2,<n>,<read>,<rest>`` + bytes + OK, an
+open link with nothing held giving a zero-length read. Not emulated: single-connection
+and transparent modes, push receive (``AT+CIPRXGET=0``), UDP, servers, SSL.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ class SIM800(SIMComLinks):
     link_ids = range(LINKS)
     max_send, max_read = MAX_SEND, MAX_READ
     ok_first = False          # "<n>, SEND OK" / "<n>, CLOSE OK" are the final results
+    confirm_acked = True      # SEND OK once the peer acknowledged the data
     read_needs_link = True    # an open link with nothing held reads zero bytes
     connected_words = "{link}, CONNECT OK"
     connect_failed_words = "{link}, CONNECT FAIL"
@@ -69,6 +79,7 @@ class SIM800(SIMComLinks):
         self.ip_state = INITIAL
         self.mux = 0
         self.apn = ""
+        self.quick_send = False          # AT+CIPQSEND: 0 after a power-on
 
     def boot_urcs(self) -> list[str]:
         # RDY comes at a fixed baud rate (AT+IPR=<rate>); autobauding modems say nothing
@@ -203,12 +214,37 @@ class SIM800(SIMComLinks):
         self.ok()
 
     def _cipqsend_set(self, args: list[str]) -> None:
-        if int_arg(args, 0, 0, 1):
-            return self.reply("ERROR")   # quick send (DATA ACCEPT) is not emulated
+        if len(args) != 1:
+            raise ArgError("expected <n>")
+        self.quick_send = bool(int_arg(args, 0, 0, 1))
         self.ok()
 
     def _cipqsend_read(self, args: list[str]) -> None:
-        self.reply("+CIPQSEND: 0")
+        self.reply(f"+CIPQSEND: {int(self.quick_send)}")
+        self.ok()
+
+    def _cipqsend_test(self, args: list[str]) -> None:
+        self.reply("+CIPQSEND: (0,1)")
+        self.ok()
+
+    def _cipsend_data(self, link: Link, data: bytes) -> None:
+        if not self.quick_send or not self.links.is_open(link):
+            return super()._cipsend_data(link, data)   # "<n>, SEND OK" or ERROR
+        failing = bool(self.armed.sends_to_fail)
+        if failing:                      # not taken: the link ends (transmit's fault)
+            self.reply(f"{link.n}, SEND FAIL")
+        self.transmit(link, data, confirm=False)   # no SEND OK follows in quick mode
+        if not failing:
+            self.reply(f"DATA ACCEPT:{link.n},{len(data)}")
+
+    def _cipack_set(self, args: list[str]) -> None:
+        """``+CIPACK: <txlen>,<acklen>,<nacklen>``: bytes the link took from the host,
+        those the peer acknowledged, the rest; ERROR for a link that is not open."""
+        link = self.links.get(self._link_number(args))
+        if len(args) != 1 or link is None or link.state is not LinkState.OPEN:
+            return self.reply("ERROR")
+        acked = self.links.acked(link)
+        self.reply(f"+CIPACK: {link.tx_accepted},{acked},{link.tx_accepted - acked}")
         self.ok()
 
     def _cipsend_read(self, args: list[str]) -> None:
@@ -234,8 +270,9 @@ class SIM800(SIMComLinks):
         "+CDNSGIP": Command(set=_cdnsgip),
         "+CIPSTART": Command(set=_cipstart),
         "+CIPTKA": Command(set=_ciptka_set, read=_ciptka_read),
-        "+CIPQSEND": Command(set=_cipqsend_set, read=_cipqsend_read),
+        "+CIPQSEND": Command(set=_cipqsend_set, read=_cipqsend_read, test=_cipqsend_test),
         "+CIPSEND": Command(set=SIMComLinks.cipsend, read=_cipsend_read),
+        "+CIPACK": Command(set=_cipack_set),
         "+CIPRXGET": Command(set=SIMComLinks.ciprxget_set, read=SIMComLinks.ciprxget_read),
         "+CIPCLOSE": Command(set=_cipclose_set),
     }
