@@ -15,7 +15,7 @@ from synack import tcp
 from synack.at import driver as at_driver
 from synack.at import engine as at_engine
 from synack.at import steps as at_steps
-from synack.modems import base, links
+from synack.modems import base, cellular, links
 
 OK = b"\r\nOK\r\n"
 POLLIN, POLLOUT, POLLERR, POLLHUP = 1, 4, 8, 16
@@ -23,7 +23,7 @@ ACTIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
                 "TIME_WAIT", "CLOSED"]
 PASSIVE_CLOSE = ["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
 # the firmware modules that read ``time``, whatever the dialect
-CLOCKED = (links, base, at_engine, at_driver, at_steps, synsocket, synconnect, tcp)
+CLOCKED = (links, base, cellular, at_engine, at_driver, at_steps, synsocket, synconnect, tcp)
 # what every dialect's bring-up asks first (27.007), and the answers of a modem that is
 # ready, registered, at -73 dBm: a dialect adds its bearer's commands
 START = [b"AT", b"ATE0", b"AT+CMEE=1", b"AT+CPIN?", b"AT+CSQ", b"AT+CEREG?"]

@@ -108,7 +108,7 @@ def test_the_check_sees_a_diamond_that_differs():
 
 def test_every_dialect_prepares_a_connect_with_the_modems_bearer_reopen():
     from synack.modems import DRIVERS, driver
-    from synack.modems.base import ModemBackend
+    from synack.modems.cellular import ModemBackend
 
     for name in DRIVERS:
         cls = driver(name)

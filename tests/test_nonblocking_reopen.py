@@ -13,7 +13,7 @@ import pytest
 from synack import connect
 from synack import socket as synsocket
 from synack import tcp
-from synack.modems import base
+from synack.modems import cellular
 
 from farmodem import OK, POLLIN, POLLOUT, events, oserror
 from test_sim7600_driver import Far, started
@@ -143,4 +143,4 @@ def test_both_connects_log_the_same_bearer_reopen(blocking):
         s = nonblocking(modem, pending=False)
     assert events(s)[:3] == ["BEARER_UP", "CONNECT", "CONNECTED"]
     assert s.tcp.state == tcp.ESTABLISHED and modem.bearer_reopens == 1
-    assert isinstance(modem, base.ModemBackend)
+    assert isinstance(modem, cellular.ModemBackend)

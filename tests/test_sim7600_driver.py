@@ -15,7 +15,7 @@ from synack import tcp
 from synack.at import driver as at_driver
 from synack.at import engine as at_engine
 from synack.at.errors import CommandError, CommandTimeout
-from synack.modems import base, links, sim7600
+from synack.modems import base, cellular, links, sim7600
 
 import farmodem
 from farmodem import (OK, POLLERR, POLLHUP, POLLIN, POLLOUT, Clock, arg, events,
@@ -704,7 +704,7 @@ def test_reopen_stops_when_the_next_wait_would_pass_the_connects_limit():
 def test_reopen_registration_wait_is_bounded_by_the_connects_limit(monkeypatch):
     # after a reboot the bring-up waits for registration: 10 s at most, less when the
     # connect's own limit is shorter
-    monkeypatch.setattr(base, "time", Clock(step=0))
+    monkeypatch.setattr(cellular, "time", Clock(step=0))
     far, modem = started()
     far.inject(b"\r\nRDY\r\n")
     modem.at.poll(0)

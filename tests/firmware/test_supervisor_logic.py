@@ -402,7 +402,7 @@ class FakeAt:
 
 
 def _fake_modem():
-    from synack.modems.base import ModemBackend
+    from synack.modems.cellular import ModemBackend
 
     class FakeModem(ModemBackend):
         """The bearer life of modems.base with a scripted AT channel: what a dialect

@@ -1,5 +1,5 @@
 """A cellular modem as a link a Supervisor keeps up (up, down, is_up, reinit), for any
-dialect: it calls the modem backend's life (modems/base.ModemBackend), not AT strings.
+dialect: it calls the modem backend's life (modems/cellular.ModemBackend), not AT strings.
 
     from synack.link.modem import ModemLink
     from synack.supervisor import Supervisor

@@ -7,7 +7,7 @@ The data URC ``+QIURC: "recv",<id>`` comes once per empty-to-filled buffer and c
 lost on a busy UART, so a reader that hears nothing still polls every ``poll_ms``.
 
 The modem is a socket backend (synack.backend) on the shared link table and read loop
-(modems/links.py) and bearer life (base.ModemBackend); this module is the AT side. A
+(modems/links.py) and bearer life (cellular.ModemBackend); this module is the AT side. A
 connect is ``AT+QIOPEN`` (OK at once), then the ``+QIOPEN: <id>,<err>`` URC. A send is
 ``AT+QISEND=<id>,<n>``, the ``>`` prompt, the bytes, then ``SEND OK`` (in the modem's
 buffer), ``SEND FAIL`` (buffer full: tried again until the call's timeout) or ``ERROR``.
@@ -22,7 +22,7 @@ request, a payload of another length) is lost framing: the channel is resynced, 
 link stays readable and the read raises OSError(EIO). Every socket call raises OSError
 only. Network loss (``+QIURC: "pdpdeact",1``, a reboot, a ``+QIOPEN`` 561/570) marks
 the bearer down and resets every link; the next connect deactivates what is left
-(``AT+QIDEACT=1``) and activates context 1 again (base.ModemBackend.ensure_bearer).
+(``AT+QIDEACT=1``) and activates context 1 again (cellular.ModemBackend.ensure_bearer).
 """
 
 import errno
@@ -38,6 +38,7 @@ from ..at.errors import CommandError, CommandTimeout, ModemError
 from ..at.parser import Parser, fields, uint
 from ..at.steps import command, run
 from . import base
+from .cellular import ModemBackend
 from .links import LinkBackend
 
 LINKS = const(12)
@@ -83,7 +84,7 @@ _BEARER_GONE = (561, 570)
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class BG96(base.ModemBackend, LinkBackend):
+class BG96(ModemBackend, LinkBackend):
     """A BG96 on a UART-like object. ``start()`` brings it online; then it serves as the
     backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -159,7 +160,7 @@ class BG96(base.ModemBackend, LinkBackend):
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):
-        """(base.ModemBackend.start) Context 1; then ``bearer_open_steps`` activates it."""
+        """(cellular.ModemBackend.start) Context 1; then ``bearer_open_steps`` activates it."""
         yield command(b'AT+QICSGP=1,1,"' + quote.param(self.apn, "APN") + b'","",""')
 
     def bearer_open_steps(self):

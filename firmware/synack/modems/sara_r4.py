@@ -29,6 +29,7 @@ from ..at.errors import CommandError, CommandTimeout
 from ..at.parser import Parser, fields, uint
 from ..at.steps import command, poll
 from . import base
+from .cellular import ModemBackend
 from .links import Link, LinkBackend
 
 try:
@@ -77,7 +78,7 @@ _NETWORK_DOWN = (100, 101)
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class SARAR4(base.ModemBackend, LinkBackend):
+class SARAR4(ModemBackend, LinkBackend):
     """A SARA-R4 on a UART-like object. ``start()`` brings it online; then it serves as
     the backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -145,7 +146,7 @@ class SARAR4(base.ModemBackend, LinkBackend):
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):
-        """(base.ModemBackend.start) Model (R4/R5), PDP context, binary reads, +CGEV."""
+        """(cellular.ModemBackend.start) Model (R4/R5), PDP context, binary reads, +CGEV."""
         try:
             self.model = b" ".join((yield command(b"AT+CGMM")).lines)
         except CommandError:
@@ -178,7 +179,7 @@ class SARAR4(base.ModemBackend, LinkBackend):
 
     def reset_steps(self, wait_ms=30000):
         # type: (int) -> Generator[Any, Any, None]
-        """(base.ModemBackend.reset) AT+CFUN=15; no URC tells the boot: counted at once,
+        """(cellular.ModemBackend.reset) AT+CFUN=15; no URC tells the boot: counted at once,
         over when AT answers."""
         yield command(self.RESET_COMMAND, timeout_ms=_CMD_MS)
         self.on_reboot()

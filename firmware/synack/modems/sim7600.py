@@ -6,7 +6,7 @@ binary payload. Ten links (0-9). The data URC ``+CIPRXGET: 1,<link>`` can be los
 busy UART, so a reader that hears nothing still polls the modem every ``poll_ms``.
 
 The modem is a socket backend (synack.backend) on the shared link table and read loop
-(modems/links.py) and bearer life (base.ModemBackend); this module is the AT side. A
+(modems/links.py) and bearer life (cellular.ModemBackend); this module is the AT side. A
 connect is ``AT+CIPOPEN`` (which answers OK at once) and then the ``+CIPOPEN:
 <link>,<err>`` URC, so a non-blocking socket can poll for it without holding the caller.
 
@@ -24,7 +24,7 @@ failure this module does not map itself is mapped by synack.socket as a backstop
 
 Network loss (``+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY``, ``+NETCLOSE``, a reboot, a
 ``+CIPOPEN: n,2``) marks the bearer down; the next connect reopens it with
-``AT+NETOPEN`` (base.ModemBackend.ensure_bearer), so a library that only reconnects
+``AT+NETOPEN`` (cellular.ModemBackend.ensure_bearer), so a library that only reconnects
 (umqtt.robust) recovers without calling ``start()``.
 A link the network reset whose socket was never closed (robust drops its old socket
 without closing it) is reused once all ten are taken.
@@ -42,6 +42,7 @@ from ..at.errors import CommandError, CommandTimeout
 from ..at.parser import Parser
 from ..at.steps import command, wait_for
 from . import base, simcom
+from .cellular import ModemBackend
 from .links import Link, LinkBackend  # noqa: F401 (Link: part of this module's API)
 
 LINKS = const(10)
@@ -72,7 +73,7 @@ _OPEN_ERRORS = {
 _ints = base.parse_ints  # a list of ints, or None for a garbled line
 
 
-class SIM7600(base.ModemBackend, LinkBackend):
+class SIM7600(ModemBackend, LinkBackend):
     """A SIM7600 on a UART-like object. ``start()`` brings it online; then it serves
     as the backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -153,7 +154,7 @@ class SIM7600(base.ModemBackend, LinkBackend):
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):
-        """(base.ModemBackend.start) PDP context, non-transparent mode, manual receive;
+        """(cellular.ModemBackend.start) PDP context, non-transparent mode, manual receive;
         then ``bearer_open_steps`` is AT+NETOPEN."""
         yield command(b'AT+CGDCONT=1,"IP","' + quote.param(self.apn, "APN") + b'"')
         yield command(b"AT+CIPMODE=0")

@@ -20,7 +20,7 @@ What differs from the SIM7600, and how the AT layer takes it:
   (``SUCCESS``). A channel given to the constructor must be made with both.
 - AT+CIFSR prints the address with no final result code: ``lone_line`` (at/engine.py).
 - The bearer is AT+CSTT / AT+CIICR / AT+CIFSR, reopened after ``+PDP: DEACT`` (the
-  network dropped it) from AT+CIPSHUT on, by the next connect (base.ModemBackend).
+  network dropped it) from AT+CIPSHUT on, by the next connect (cellular.ModemBackend).
 - DNS: ``AT+CDNSGIP="host"`` answers OK, then ``+CDNSGIP: 1,"host","a.b.c.d"`` or
   ``+CDNSGIP: 0,<err>`` comes as a URC (taken also when it comes before the OK).
 
@@ -42,6 +42,7 @@ from ..at.errors import CommandError, CommandTimeout, ModemError
 from ..at.parser import Parser, fields, uint
 from ..at.steps import command, run
 from . import base, simcom
+from .cellular import ModemBackend
 from .links import LinkBackend
 
 LINKS = const(6)
@@ -86,7 +87,7 @@ def _ignore(line):
     return None
 
 
-class SIM800(base.ModemBackend, LinkBackend):
+class SIM800(ModemBackend, LinkBackend):
     """A SIM800 on a UART-like object. ``start()`` brings it online; then it serves as
     the backend of synack.socket (``synack.socket.use(modem)``)."""
 
@@ -147,7 +148,7 @@ class SIM800(base.ModemBackend, LinkBackend):
 
     # -- bring-up ----------------------------------------------------------------
     def configure_steps(self):
-        """(base.ModemBackend.start) Quick send: a send returns once the modem holds
+        """(cellular.ModemBackend.start) Quick send: a send returns once the modem holds
         the data, not a network round trip later (again after a reboot: start())."""
         yield command(b"AT+CIPQSEND=1")
 
