@@ -144,3 +144,52 @@ def test_both_connects_log_the_same_bearer_reopen(blocking):
     assert events(s)[:3] == ["BEARER_UP", "CONNECT", "CONNECTED"]
     assert s.tcp.state == tcp.ESTABLISHED and modem.bearer_reopens == 1
     assert isinstance(modem, cellular.ModemBackend)
+
+
+def test_connects_that_come_during_a_reopen_share_it():
+    far, modem = dropped()
+    first, second = nonblocking(modem), nonblocking(modem)
+    assert far.commands.count(b"AT+NETOPEN") == 1
+    assert [first.connect_done(), second.connect_done()] == [False, False]
+    far.inject(b"\r\n+NETOPEN: 0\r\n")
+    for s in (first, second):
+        for _ in range(100):
+            if s.connect_done():
+                break
+        assert s.state == "ESTABLISHED"
+    assert far.commands.count(b"AT+NETOPEN") == 1 and modem.bearer_reopens == 1
+    assert events(first)[:3] == ["BEARER_UP", "CONNECT", "CONNECTED"]
+    assert events(second)[:2] == ["CONNECT", "CONNECTED"]
+
+
+def test_a_connect_that_gives_up_leaves_the_shared_reopen_to_the_other():
+    far, modem = dropped()
+    first, second = nonblocking(modem), nonblocking(modem)
+    first.close()                      # the reopen goes on for the second
+    far.inject(b"\r\n+NETOPEN: 0\r\n")
+    for _ in range(100):
+        if second.connect_done():
+            break
+    assert second.state == "ESTABLISHED" and modem.net_open
+    assert far.commands.count(b"AT+NETOPEN") == 1
+
+
+def test_a_failed_shared_reopen_fails_every_connect_and_the_next_one_tries_again():
+    far, modem = dropped()
+    modem.reopen_attempts = 1
+    first, second = nonblocking(modem), nonblocking(modem)
+    far.inject(b"\r\n+NETOPEN: 1\r\n")
+    for s in (first, second):
+        assert oserror(lambda: [s.connect_done() for _ in range(100)]).errno == \
+            errno.EHOSTUNREACH
+    far.replies[b"AT+NETOPEN"] = OK + b"\r\n+NETOPEN: 0\r\n"
+    assert nonblocking(modem, pending=False).state == "ESTABLISHED"
+    assert far.commands.count(b"AT+NETOPEN") == 2
+
+
+def test_the_last_connect_to_give_up_cancels_the_reopen():
+    far, modem = dropped()
+    first, second = nonblocking(modem), nonblocking(modem)
+    first.close()
+    second.close()
+    assert not modem.at.engine.busy and modem.at.owner is None and not modem.net_open

@@ -67,6 +67,7 @@ class ModemBackend:
         self.reopen_backoff_ms = _REOPEN_BACKOFF_MS
         self.bearer_reopens = 0   # how often a connect reopened the bearer
         self._started_at_reboot = -1  # self.reboots when start() last ran; -1: never
+        self._reopen = None  # type: _Reopen | None  # the non-blocking connects' reopen
 
     # -- bring-up: the 27.007 steps, then the dialect's --------------------------------------
     def start(self, register_timeout_ms=60000):
@@ -171,12 +172,17 @@ class ModemBackend:
 
     def connect_prepare(self, sock, limit_ms):
         """(backend.Backend) A non-blocking connect on a dropped bearer: its reopen
-        (``ensure_bearer_steps``) as a Stepper the socket advances; None when the bearer
-        is up or the modem was never brought up."""
+        (``ensure_bearer_steps``), which the socket advances; None when the bearer is up
+        or the modem was never brought up. Connects that come while a reopen runs join
+        it (one AT+NETOPEN for all; its notes go to the first socket's TCP log)."""
         self.at.poll(0)  # a network-loss or boot URC still unread changes the answer
         if self.net_open or self._started_at_reboot < 0:
             return None
-        return Stepper(self.at, self.ensure_bearer_steps(sock, limit_ms))
+        reopen = self._reopen
+        if reopen is None or reopen.over():
+            reopen = self._reopen = _Reopen(Stepper(self.at,
+                                                    self.ensure_bearer_steps(sock, limit_ms)))
+        return _Waiter(reopen)
 
     def ensure_bearer(self, sock, limit_ms):
         """Before a connect: reopen the bearer if the network dropped it. Logs each
@@ -222,3 +228,51 @@ class ModemBackend:
         if stat not in (REG_HOME, REG_ROAMING):
             raise NotRegistered(stat)
         yield from self.bearer_open_steps()
+
+
+class _Reopen:
+    """One bearer reopen (a Stepper) shared by the non-blocking connects waiting for it:
+    advanced by whichever asks, its outcome kept for all of them."""
+
+    def __init__(self, stepper):
+        self.stepper = stepper
+        self.waiters = 0
+        self.done = False  # pragma: no mutate -- None: only its truth is read
+        self.error = None  # type: Exception | None
+
+    def over(self):
+        return self.done or self.error is not None
+
+    def advance(self):
+        if self.error is not None:
+            raise self.error
+        if not self.done:
+            try:
+                self.done = self.stepper.advance()
+            except Exception as e:  # every waiter gets the same failure
+                self.error = e
+                raise
+        return self.done
+
+
+class _Waiter:
+    """One connect's share of a _Reopen: what ``connect_prepare`` hands the socket."""
+
+    def __init__(self, reopen):
+        self.reopen = reopen
+        reopen.waiters += 1
+        self.left = False  # pragma: no mutate -- None: only its truth is read
+
+    def advance(self):
+        return self.reopen.advance()
+
+    def cancel(self):
+        """This connect gives up; the reopen goes on while another connect waits."""
+        reopen = self.reopen
+        if self.left:
+            return
+        self.left = True
+        reopen.waiters -= 1
+        if reopen.waiters == 0 and not reopen.over():
+            reopen.stepper.cancel()
+            reopen.error = OSError(errno.EHOSTUNREACH, "bearer reopen given up")
