@@ -192,6 +192,7 @@ def test_a_stepper_returns_at_once_until_the_reply_is_there():
     uart.say(b"\r\n+EVT: 1\r\n")
     eq((s.advance(), s.done, s.value), (True, True, ([b"+CSQ: 20,99"], True)))
     eq((at.engine.busy, at.owner), (False, None))
+    eq((s.advance(), s.value), (True, ([b"+CSQ: 20,99"], True)))  # done stays done
 
 
 def test_a_stepper_throws_an_error_in_at_the_yield_and_raises_what_escapes():

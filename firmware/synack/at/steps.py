@@ -158,6 +158,8 @@ class Stepper:
         self._failed = None  # type: Exception | None
 
     def advance(self):
+        if self.done:
+            return True
         while True:
             req = self._req
             if req is None:
