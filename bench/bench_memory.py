@@ -54,10 +54,13 @@ class MemoryBackend:
         self.sent = 0
     def getaddrinfo(self, host, port):
         return [(2, 1, 6, '', (host, port))]
-    def connect(self, sock, host, port, timeout_ms):
-        sock._handle = 1
+    # the calls of synack.backend.Backend the client's blocking connect makes
+    def connect_prepare(self, sock, limit_ms):
+        return None
+    def connect_start(self, sock, host, port, limit_ms):
         sock.tcp.fire(tcp.CONNECT)
         sock.tcp.fire(tcp.CONNECTED)
+        return 1, True
     def send(self, sock, data, timeout_ms):
         self.pending = OK if self.sent == 0 else NOT_MODIFIED
         self.sent += 1
