@@ -50,6 +50,7 @@ from synack_host.sim.shims import install  # noqa: E402
 install()
 
 from synack import tcp  # noqa: E402
+from synack.backend import Backend  # noqa: E402
 from synack.http.client import Client  # noqa: E402
 from synack.http.core import Plan  # noqa: E402
 from synack.http.errors import HTTPError  # noqa: E402
@@ -246,9 +247,9 @@ def use_head(client, head):
         client._hop(plan)   # the next request's head: host, port and target checked
 
 
-class Scripted:
+class Scripted(Backend):
     """A socket backend without a network: each connection reads the next script, in
-    random pieces, then the end of the stream."""
+    random pieces, then the end of the stream. Its handle: [script, bytes read]."""
 
     name = "scripted"
 
@@ -256,20 +257,20 @@ class Scripted:
         self.rng = rng
         self.scripts = []
 
-    def connect(self, sock, host, port, limit):
+    def connect_start(self, sock, host, port, limit_ms):
         host.encode("idna")   # as CPython's resolver: UnicodeError for a bad label
-        sock._handle = [self.scripts.pop(0) if self.scripts else b"", 0]
         sock.tcp.fire(tcp.CONNECT)
         sock.tcp.fire(tcp.CONNECTED)
+        return [self.scripts.pop(0) if self.scripts else b"", 0], True
 
     def send(self, sock, mv, timeout_ms):
         return len(mv)
 
     def recv_into(self, sock, mv, timeout_ms):
-        data, pos = sock._handle
+        data, pos = sock.handle
         n = min(len(mv), self.rng.randint(1, 200), len(data) - pos)
         mv[:n] = data[pos:pos + n]
-        sock._handle[1] = pos + n
+        sock.handle[1] = pos + n
         return n
 
     def close(self, sock, timeout_ms):
@@ -307,6 +308,11 @@ def worker(args):
     good = b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n"
     use_head(client, read([good], b"GET", True, {})[1][0])
     backend.scripts = [good, b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nContent-Length: 1\r\n\r\nx"]
+    poller.poll()
+    # a Location to https: the TLS layer (CPython's ssl, ~1.2 MB) and the client's one
+    # TLS context (its CA store, ~0.6 MB) are made on their first use
+    backend.scripts = [b"HTTP/1.1 302 Found\r\nLocation: https://10.0.0.2/x\r\n"
+                       b"Content-Length: 0\r\n\r\n"]
     poller.poll()
     t0 = time.perf_counter()
     if traced:
