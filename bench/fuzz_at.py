@@ -204,7 +204,7 @@ class Harness:
                 self.modem.getaddrinfo("example.com", 80)
             elif kind == "read":
                 link = self.modem.links[0] or sim7600.Link(tcp.Connection())
-                self.modem._read(0, link, self.buf)
+                self.modem.read_link(0, link, self.buf)
         except (OSError, ModemError):
             pass  # the documented errors
 
