@@ -39,7 +39,7 @@ from ..at.parser import Parser, fields, uint
 from ..at.steps import command, run
 from . import base
 from .cellular import ModemBackend
-from .links import LinkBackend
+from .links import LinkBackend, refused
 
 LINKS = const(12)
 MAX_SEND = const(1460)
@@ -257,10 +257,8 @@ class BG96(ModemBackend, LinkBackend):
                           % (sock.keepalive_settings,))
         try:
             self._set_keepalive(args)
-        except CommandError as e:
-            raise OSError(errno.EINVAL, "modem rejected AT+QICFG: " + str(e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, str(e))
+        except (CommandError, CommandTimeout) as e:
+            raise refused(e, errno.EINVAL, "modem rejected AT+QICFG")
 
     def open_link(self, n, name, port):
         self.at.command(('AT+QIOPEN=1,%d,"TCP","' % n).encode() + name

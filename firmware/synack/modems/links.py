@@ -35,6 +35,14 @@ except ImportError:
 if TYPE_CHECKING: from typing import Any  # noqa: F401 (used in type comments)
 
 
+def refused(e, code, text):
+    """The OSError for a socket call's AT command that failed: ``code`` and ``text`` for
+    an ERROR reply (CommandError), ETIMEDOUT when the modem did not answer."""
+    if isinstance(e, CommandTimeout):
+        return OSError(errno.ETIMEDOUT, str(e))
+    return OSError(code, "%s: %s" % (text, e))
+
+
 class Link:
     """What the modem told us about one of its links (updated by URC handlers)."""
 

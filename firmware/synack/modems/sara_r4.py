@@ -30,7 +30,7 @@ from ..at.parser import Parser, fields, uint
 from ..at.steps import command, poll
 from . import base
 from .cellular import ModemBackend
-from .links import Link, LinkBackend
+from .links import Link, LinkBackend, refused
 
 try:
     from typing import TYPE_CHECKING  # absent on MicroPython: only type checkers see it
@@ -219,10 +219,8 @@ class SARAR4(ModemBackend, LinkBackend):
         try:
             for option in ("65535,8,1", "6,2,%d" % ms):  # SO_KEEPALIVE, TCP_KEEPIDLE
                 self.at.command(("AT+USOSO=%d,%s" % (n, option)).encode(), timeout_ms=_CMD_MS)
-        except CommandError as e:
-            raise OSError(errno.EINVAL, "modem rejected AT+USOSO: " + str(e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, str(e))
+        except (CommandError, CommandTimeout) as e:
+            raise refused(e, errno.EINVAL, "modem rejected AT+USOSO")
 
     # -- socket backend ----------------------------------------------------------
     def before_connect(self, sock, limit_ms):
@@ -245,10 +243,8 @@ class SARAR4(ModemBackend, LinkBackend):
         self.free_link()  # ENOBUFS when all seven are taken (or a CLOSED one reclaimed)
         try:
             lines = self.at.command(b"AT+USOCR=6", b"+USOCR:", timeout_ms=_CMD_MS).lines
-        except CommandError as e:
-            raise OSError(errno.ENOBUFS, "modem could not create a socket: " + str(e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, str(e))
+        except (CommandError, CommandTimeout) as e:
+            raise refused(e, errno.ENOBUFS, "modem could not create a socket")
         values = _ints(lines[0], 7) if lines else None
         if not values or len(values) != 1 or not 0 <= values[0] < SOCKETS:
             raise OSError(errno.EIO, "AT+USOCR: malformed reply %r" % (lines[:1],))

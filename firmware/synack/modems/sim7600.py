@@ -43,7 +43,7 @@ from ..at.parser import Parser
 from ..at.steps import command, wait_for
 from . import base, simcom
 from .cellular import ModemBackend
-from .links import Link, LinkBackend  # noqa: F401 (Link: part of this module's API)
+from .links import Link, LinkBackend, refused  # noqa: F401 (Link: part of this module's API)
 
 LINKS = const(10)
 MAX_SEND = const(1500)
@@ -223,10 +223,8 @@ class SIM7600(ModemBackend, LinkBackend):
         if sock.keepalive_mechanism == _ka.MODEM:
             try:
                 self._set_keepalive(sock.keepalive_settings)
-            except CommandError as e:
-                raise OSError(errno.EINVAL, "modem rejected AT+CTCPKA: " + str(e))
-            except CommandTimeout as e:
-                raise OSError(errno.ETIMEDOUT, str(e))
+            except (CommandError, CommandTimeout) as e:
+                raise refused(e, errno.EINVAL, "modem rejected AT+CTCPKA")
 
     def open_link(self, n, name, port):
         self.at.command(('AT+CIPOPEN=%d,"TCP","' % n).encode() + name

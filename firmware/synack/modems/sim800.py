@@ -43,7 +43,7 @@ from ..at.parser import Parser, fields, uint
 from ..at.steps import command, run
 from . import base, simcom
 from .cellular import ModemBackend
-from .links import LinkBackend
+from .links import LinkBackend, refused
 
 LINKS = const(6)
 MAX_SEND = const(1460)   # AT+CIPSEND? reports the size per link (1460 on GPRS)
@@ -239,10 +239,8 @@ class SIM800(ModemBackend, LinkBackend):
             return
         try:
             self.at.command(("AT+CIPTKA=" + args).encode(), timeout_ms=_CMD_MS)
-        except CommandError as e:
-            raise OSError(errno.EINVAL, "modem rejected AT+CIPTKA: " + str(e))
-        except CommandTimeout as e:
-            raise OSError(errno.ETIMEDOUT, str(e))
+        except (CommandError, CommandTimeout) as e:
+            raise refused(e, errno.EINVAL, "modem rejected AT+CIPTKA")
         self._ciptka = args
 
     def open_link(self, n, name, port):
